@@ -1,0 +1,160 @@
+"""Static analysis: pure functions from a checked graph to immutable per-layer and total figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from archspec.analysis.memory import DTYPE_BYTES, peak_live_elements
+from archspec.analysis.receptive_field import ReceptiveField, receptive_fields
+from archspec.graph import INPUT, Graph, numel
+from archspec.ops import Shape
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    output_shape: Shape
+    params: int  # trainable: weights + biases + BatchNorm gamma/beta
+    param_tensors: tuple[tuple[str, int], ...]  # ("weight", n), ("bias", n), ...
+    buffers: int  # BatchNorm running statistics (not params)
+    macs: int  # per image, conv/linear weights only, bias excluded
+    activations: int  # output elements per image
+    receptive_field: ReceptiveField
+    train_only: bool  # only feeds training-time outputs (e.g. GoogLeNet's auxiliary heads)
+
+    @property
+    def weights_without_bias(self) -> int:
+        return dict(self.param_tensors).get("weight", 0) if self.op in ("conv2d", "linear") else 0
+
+
+@dataclass(frozen=True)
+class StochasticDepthStats:
+    blocks: int
+    expected_active_blocks: float
+    full_train_macs: int
+    expected_train_macs: float
+    # Per stochastic_depth node: (name, survival probability, MACs of the branch it drops).
+    branches: tuple[tuple[str, float, int], ...]
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    macs: int
+    activations: int
+    param_bytes: int
+    activation_bytes: int
+    peak_activation_bytes: int
+    peak_at: str
+    buffers: int
+    input_elements: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    name: str
+    input_shape: Shape
+    batch: int
+    dtype: str
+    layers: tuple[LayerStats, ...]
+    totals: Totals  # inference: training-only heads excluded
+    train_extra: Totals | None  # training-only heads alone
+    stochastic_depth: StochasticDepthStats | None
+    outputs: tuple[str, ...]
+    train_outputs: tuple[str, ...]
+    metadata: dict = field(default_factory=dict)
+
+
+def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
+    bytes_per = DTYPE_BYTES[dtype]
+    params = sum(layer.params for layer in layers)
+    activations = sum(layer.activations for layer in layers)
+    peak, where = peak_live_elements(graph, shapes, nodes) if nodes else (0, INPUT)
+    return Totals(
+        params=params,
+        macs=sum(layer.macs for layer in layers),
+        activations=activations,
+        param_bytes=params * bytes_per,
+        activation_bytes=activations * batch * bytes_per,
+        peak_activation_bytes=peak * batch * bytes_per,
+        peak_at=where,
+        buffers=sum(layer.buffers for layer in layers),
+        input_elements=numel(shapes[INPUT]),
+    )
+
+
+def _stochastic_depth(graph: Graph, layers: dict[str, LayerStats]) -> StochasticDepthStats | None:
+    drops = [n for n in graph.order if graph.op(n).op == "stochastic_depth" and n in graph.inference_nodes]
+    if not drops:
+        return None
+    full = {n for n in graph.inference_nodes}
+    branches = []
+    for d in drops:
+        cut = graph.nx_graph.copy()
+        cut.remove_edges_from(list(cut.in_edges(d)))
+        still = set()
+        for out in graph.outputs:
+            still |= nx.ancestors(cut, out) | {out}
+        branch = full - still
+        survival = graph.op(d).survival
+        survival = 1.0 if survival is None else survival
+        branches.append((d, survival, sum(layers[n].macs for n in branch)))
+    total_macs = sum(layers[n].macs for n in full)
+    expected = total_macs - sum((1 - p) * m for _, p, m in branches)
+    return StochasticDepthStats(
+        blocks=len(drops),
+        expected_active_blocks=sum(p for _, p, _ in branches),
+        full_train_macs=total_macs,
+        expected_train_macs=expected,
+        branches=tuple(branches),
+    )
+
+
+def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtype: str = "float32") -> Analysis:
+    spec = graph.spec.spec
+    input_shape = tuple(input_shape or spec.input)
+    shapes = graph.infer_shapes(input_shape)
+    fields = receptive_fields(graph, shapes)
+    inference = graph.inference_nodes
+    layers = []
+    for name in graph.order:
+        op = graph.op(name)
+        in_shapes = [shapes[i] for i in op.inputs]
+        out = shapes[name]
+        tensors = op.param_shapes(in_shapes)
+        layers.append(
+            LayerStats(
+                name=name,
+                op=op.op,
+                inputs=tuple(op.inputs),
+                output_shape=out,
+                params=sum(numel(s) for s in tensors.values()),
+                param_tensors=tuple((k, numel(s)) for k, s in tensors.items()),
+                buffers=sum(numel(s) for s in op.buffer_shapes(in_shapes).values()),
+                macs=op.macs(in_shapes, out),
+                activations=numel(out),
+                receptive_field=fields[name],
+                train_only=name not in inference,
+            )
+        )
+    main = [layer for layer in layers if not layer.train_only]
+    extra = [layer for layer in layers if layer.train_only]
+    main_nodes = [layer.name for layer in main]
+    by_name = {layer.name: layer for layer in layers}
+    return Analysis(
+        name=spec.name,
+        input_shape=input_shape,
+        batch=batch,
+        dtype=dtype,
+        layers=tuple(layers),
+        totals=_totals(main, graph, shapes, main_nodes, batch, dtype),
+        train_extra=_totals(extra, graph, shapes, [], batch, dtype) if extra else None,
+        stochastic_depth=_stochastic_depth(graph, by_name),
+        outputs=graph.outputs,
+        train_outputs=graph.train_outputs,
+        metadata=spec.metadata.model_dump(exclude_none=True),
+    )

@@ -1,0 +1,130 @@
+"""Static receptive fields on graphs (theoretical, unclipped by the image border).
+
+Per tensor and axis we keep affine pieces (S, lo, hi): output unit u sees input pixels
+[S*u + lo, S*u + hi]. A window op (effective kernel k, stride s, padding p) maps each piece to
+(S*s, lo - S*p, hi + S*(k - 1 - p)) -- Araujo et al.'s r += (k-1)S, P += pS, S *= s, written as a span.
+At a merge the spans are unioned: pieces with one stride fold into one envelope (flagged as
+misaligned when their centres differ); pieces with different strides stay apart, and then the
+field's size depends on the unit's position, which we report instead of hiding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from archspec.ops import Window
+
+Piece = tuple[int, int, int]  # (stride, lo, hi)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    kind: Literal["local", "global", "irregular"]
+    axes: tuple[tuple[Piece, ...], tuple[Piece, ...]] = ((), ())
+    misaligned: bool = False  # a merge joined paths whose centres differ
+
+    @property
+    def position_dependent(self) -> bool:
+        return self.kind == "local" and any(len({p[0] for p in ax}) > 1 for ax in self.axes)
+
+    def span(self, axis: int, unit: int) -> tuple[int, int]:
+        """Input pixels [lo, hi] seen by `unit` along `axis` (unclipped)."""
+        pieces = self.axes[axis]
+        return (min(s * unit + lo for s, lo, _ in pieces), max(s * unit + hi for s, _, hi in pieces))
+
+    # The summary users compare with published tables: taken at unit 0 and the finest stride.
+    def size(self) -> tuple[int, int]:
+        return tuple(self.span(a, 0)[1] - self.span(a, 0)[0] + 1 for a in range(2))
+
+    def stride(self) -> tuple[int, int]:
+        return tuple(min(p[0] for p in ax) for ax in self.axes)
+
+    def padding(self) -> tuple[int, int]:
+        return tuple(-self.span(a, 0)[0] for a in range(2))
+
+    def to_json(self) -> dict | None:
+        if self.kind != "local":
+            return None
+        return {
+            "size": list(self.size()),
+            "stride": list(self.stride()),
+            "padding": list(self.padding()),
+            "position_dependent": self.position_dependent,
+            "misaligned": self.misaligned,
+        }
+
+    def describe(self) -> str:
+        if self.kind == "global":
+            return "global"
+        if self.kind == "irregular":
+            return "irregular"
+        (sh, sw), (th, tw), (ph, pw) = self.size(), self.stride(), self.padding()
+        text = f"{sh}x{sw} /{th},{tw} p{ph},{pw}" if (sh, th, ph) != (sw, tw, pw) else f"{sh} /{th} p{ph}"
+        if self.position_dependent:
+            text += " (varies with position)"
+        elif self.misaligned:
+            text += " (misaligned merge)"
+        return text
+
+
+INPUT_RF = ReceptiveField("local", (((1, 0, 0),), ((1, 0, 0),)))
+GLOBAL_RF = ReceptiveField("global")
+IRREGULAR_RF = ReceptiveField("irregular")
+
+
+def apply_window(rf: ReceptiveField, window: Window) -> ReceptiveField:
+    if rf.kind != "local":
+        return rf
+    axes = tuple(
+        tuple(
+            (s * window.stride[a], lo - s * window.padding[a], hi + s * (window.kernel[a] - 1 - window.padding[a]))
+            for s, lo, hi in rf.axes[a]
+        )
+        for a in range(2)
+    )
+    return ReceptiveField("local", axes, rf.misaligned)
+
+
+def merge(fields: list[ReceptiveField]) -> ReceptiveField:
+    if len(fields) == 1:
+        return fields[0]
+    if any(f.kind == "global" for f in fields):
+        return GLOBAL_RF
+    if any(f.kind == "irregular" for f in fields):
+        return IRREGULAR_RF
+    misaligned = any(f.misaligned for f in fields)
+    axes = []
+    for a in range(2):
+        by_stride: dict[int, list[Piece]] = {}
+        for f in fields:
+            for piece in f.axes[a]:
+                by_stride.setdefault(piece[0], []).append(piece)
+        folded = []
+        for s, pieces in sorted(by_stride.items()):
+            if len({lo + hi for _, lo, hi in pieces}) > 1:
+                misaligned = True
+            folded.append((s, min(p[1] for p in pieces), max(p[2] for p in pieces)))
+        if len(folded) > 1:
+            misaligned = True
+        axes.append(tuple(folded))
+    return ReceptiveField("local", (axes[0], axes[1]), misaligned)
+
+
+def receptive_fields(graph, shapes) -> dict[str, ReceptiveField]:
+    """Receptive field of every tensor of `graph` (input pixels seen by one unit)."""
+    fields: dict[str, ReceptiveField] = {"input": INPUT_RF}
+    for name in graph.order:
+        op = graph.op(name)
+        ins = op.inputs
+        merged = merge([fields[i] for i in ins])
+        rule = op.rf_rule([shapes[i] for i in ins])
+        if rule == "pointwise":
+            fields[name] = merged
+        elif rule == "global":
+            fields[name] = GLOBAL_RF
+        elif rule == "irregular":
+            fields[name] = IRREGULAR_RF if merged.kind == "local" else merged
+        else:
+            fields[name] = apply_window(merged, rule)
+    return fields

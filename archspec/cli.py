@@ -1,0 +1,180 @@
+"""Command line: wires the stages together (load -> analyze/verify/run/report -> print).
+
+Exit codes: 0 success, 1 verification mismatch, 2 invalid input or usage. No traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from archspec.errors import ArchspecError, UsageError
+
+FORMATS = ("table", "markdown", "json", "csv")
+DTYPES = ("float32", "float16", "bfloat16", "int8")
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or any(v < 1 for v in values):
+        raise UsageError(f"error: --input {text!r} is not a shape; write C,H,W with positive integers, e.g. 3,224,224")
+    return values  # type: ignore[return-value]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archspec",
+        description="Exact static analysis of CNN architectures declared as YAML graphs.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("analyze", help="per-layer shapes, params, MACs, memory and receptive fields")
+    p.add_argument("spec")
+    p.add_argument("--input", help="input shape C,H,W (default: the spec's)")
+    p.add_argument("--batch", type=_positive, default=1)
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--depth", type=_positive, help="roll layers up to blocks of N name parts")
+
+    p = sub.add_parser("verify", help="prove every static number with the NumPy forward pass")
+    p.add_argument("specs", nargs="+")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=_positive, default=400, help="drop masks sampled for stochastic depth")
+
+    p = sub.add_parser("run", help="run the reference forward pass with real weights")
+    p.add_argument("spec")
+    p.add_argument("--weights", required=True, help=".npz with '<layer>.<tensor>' keys")
+    p.add_argument("--input", required=True, dest="input_file", help=".npy of shape N x C x H x W")
+    p.add_argument("--out", required=True, help="where to write the output .npy")
+
+    p = sub.add_parser("report", help="write Markdown reports and a comparison index")
+    p.add_argument("specs", nargs="+")
+    p.add_argument("--out-dir", default="reports")
+
+    p = sub.add_parser("schema", help="print (or write) the JSON Schema for spec files")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    return parser
+
+
+def cmd_analyze(args) -> int:
+    from archspec.model import load
+    from archspec.report import table
+
+    model = load(args.spec)
+    shape = parse_input_shape(args.input) if args.input else None
+    analysis = model.analyze(shape, batch=args.batch, dtype=args.dtype)
+    render = {
+        "table": lambda: table.render_table(analysis, args.depth),
+        "markdown": lambda: table.render_markdown(analysis, args.depth),
+        "csv": lambda: table.render_csv(analysis, args.depth),
+        "json": lambda: table.render_json(analysis),
+    }[args.format]
+    sys.stdout.write(render())
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from archspec.verify import render_report, verify_spec
+
+    ok = True
+    for path in args.specs:
+        report = verify_spec(path, seed=args.seed, samples=args.samples)
+        sys.stdout.write(render_report(report))
+        ok &= report.passed
+    return 0 if ok else 1
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from archspec.model import load
+    from archspec.reference.io import load_input, load_weights
+    from archspec.report.files import atomic_write_bytes
+
+    model = load(args.spec)
+    weights = load_weights(args.weights)
+    x = load_input(args.input_file)
+    y = model.forward(x, weights)
+    buffer = _npy_bytes(np, y)
+    atomic_write_bytes(Path(args.out), buffer)
+    print(f"wrote {args.out}: output {list(y.shape)} ({y.dtype})")
+    return 0
+
+
+def _npy_bytes(np, array) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def cmd_report(args) -> int:
+    from archspec.report.markdown import write_reports
+
+    for path in write_reports(args.specs, Path(args.out_dir)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    import json
+
+    from archspec.report.files import atomic_write_bytes
+    from archspec.spec.jsonschema import spec_json_schema
+
+    text = json.dumps(spec_json_schema(), indent=2) + "\n"
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode())
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+COMMANDS = {
+    "analyze": cmd_analyze,
+    "verify": cmd_verify,
+    "run": cmd_run,
+    "report": cmd_report,
+    "schema": cmd_schema,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ArchspecError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug in archspec: say so plainly, traceback only with --debug
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", file=sys.stderr)
+        return 3

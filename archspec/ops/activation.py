@@ -1,0 +1,81 @@
+"""Element-wise ops and inference-time identities: ReLU, dropout, softmax, stochastic depth."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field
+
+from archspec.ops.base import OpBase
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class ReLU(OpBase):
+    op: Literal["relu"]
+
+    def output_shape(self, in_shapes):
+        return in_shapes[0]
+
+    def forward(self, xs, w, mm):
+        return np.maximum(xs[0], 0)
+
+
+class Dropout(OpBase):
+    """Identity at inference (PyTorch scales at training time instead)."""
+
+    op: Literal["dropout"]
+    p: Probability = 0.5
+
+    def output_shape(self, in_shapes):
+        return in_shapes[0]
+
+    def forward(self, xs, w, mm):
+        return xs[0]
+
+
+class Identity(OpBase):
+    op: Literal["identity"]
+
+    def output_shape(self, in_shapes):
+        return in_shapes[0]
+
+    def forward(self, xs, w, mm):
+        return xs[0]
+
+
+class Softmax(OpBase):
+    """Softmax over the feature (channel) axis."""
+
+    op: Literal["softmax"]
+
+    def output_shape(self, in_shapes):
+        return in_shapes[0]
+
+    def rf_rule(self, in_shapes):
+        return "global" if len(in_shapes[0]) == 1 else "pointwise"
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        shifted = x - x.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+class StochasticDepth(OpBase):
+    """Huang et al. 2016: at training time the residual branch through this node is dropped with
+    probability 1 - survival; at test time it is kept and scaled by survival (their eq. 5).
+
+    `survival` may be left out when the spec's `stochastic_depth:` schedule assigns it.
+    """
+
+    op: Literal["stochastic_depth"]
+    survival: Probability | None = None
+
+    def output_shape(self, in_shapes):
+        return in_shapes[0]
+
+    def forward(self, xs, w, mm):
+        survival = 1.0 if self.survival is None else self.survival
+        return (xs[0] * np.float32(survival)).astype(xs[0].dtype, copy=False)

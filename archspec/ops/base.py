@@ -1,0 +1,156 @@
+"""What every op provides, in one place per op: its parameters (a pydantic model), its static rules
+(output shape, parameter shapes, MACs, receptive-field window) and its NumPy kernel.
+
+Static rules work on shapes only; kernels work on real arrays. Verification compares the two, so a
+kernel never calls a static rule: it derives what it needs from the arrays it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+Shape = tuple[int, ...]  # (C, H, W) for feature maps, (F,) for flat features; never a batch axis.
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+# A spatial size given once for both axes (3) or per axis ([3, 5], height first).
+PositivePair = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+NonNegativePair = NonNegativeInt | Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
+
+
+def pair(value: int | list[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+class ShapeError(Exception):
+    """An op cannot accept the shapes it is given; the message says what must hold."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """How an op's output unit sees its input along each axis: effective kernel, stride, padding."""
+
+    kernel: tuple[int, int]  # dilation already applied: d * (k - 1) + 1
+    stride: tuple[int, int]
+    padding: tuple[int, int]  # top, left
+
+
+# Receptive-field behaviour of an op:
+#   Window      -> a sliding window over H and W
+#   "pointwise" -> each output unit sees the same position of every input (ReLU, BN, add, concat)
+#   "global"    -> each output unit sees the whole input (linear, global pooling, softmax on flat)
+#   "irregular" -> windows of unequal size (adaptive pooling whose input is not a multiple of its output)
+RFRule = Window | Literal["pointwise", "global", "irregular"]
+
+
+class MatMul:
+    """Every matrix product a kernel executes goes through here, so MACs are measured from operands.
+
+    a: (..., M, K) and b: (..., K, N) -> counts prod(broadcast batch dims) * M * K * N.
+    """
+
+    def __init__(self) -> None:
+        self.macs = 0
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.shape[-1] != b.shape[-2]:
+            raise ShapeError(f"matrix product of {a.shape} and {b.shape}: inner sizes differ")
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        self.macs += int(np.prod(batch, dtype=np.int64)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        return np.matmul(a, b)
+
+
+class Weights:
+    """A kernel's view of its tensors. Records what it reads, so params are measured from real arrays."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], node: str):
+        self._tensors = tensors
+        self._node = node
+        self.trainable_read: dict[str, int] = {}
+        self.buffers_read: dict[str, int] = {}
+
+    def _get(self, key: str, expected: tuple[int, ...], record: dict[str, int]) -> np.ndarray:
+        if key not in self._tensors:
+            raise ShapeError(f"missing tensor '{self._node}.{key}'")
+        array = self._tensors[key]
+        if tuple(array.shape) != tuple(expected):
+            raise ShapeError(
+                f"tensor '{self._node}.{key}' has shape {tuple(array.shape)}, "
+                f"but the input arrays need {tuple(expected)}"
+            )
+        record[key] = int(array.size)
+        return array
+
+    def param(self, key: str, expected: tuple[int, ...]) -> np.ndarray:
+        return self._get(key, expected, self.trainable_read)
+
+    def buffer(self, key: str, expected: tuple[int, ...]) -> np.ndarray:
+        return self._get(key, expected, self.buffers_read)
+
+
+class OpBase(BaseModel):
+    """Fields shared by every node; subclasses add `op: Literal[...]` and their parameters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str
+    inputs: list[str] | None = None  # default: the previous node (the graph input for the first)
+
+    # How many inputs the op takes: an int, or (min, None) for variadic merges.
+    arity: ClassVar[int | tuple[int, None]] = 1
+    doc: ClassVar[str] = ""
+
+    # ---- static rules (shapes only) -------------------------------------------------------
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        raise NotImplementedError
+
+    def param_shapes(self, in_shapes: list[Shape]) -> dict[str, Shape]:
+        """Trainable tensors (counted in params)."""
+        return {}
+
+    def buffer_shapes(self, in_shapes: list[Shape]) -> dict[str, Shape]:
+        """Non-trainable tensors the op needs at inference (BatchNorm running statistics)."""
+        return {}
+
+    def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        """Multiply-accumulates of conv/linear weights per image (torchvision's "GFLOPS" rule)."""
+        return 0
+
+    def rf_rule(self, in_shapes: list[Shape]) -> RFRule:
+        return "pointwise"
+
+    # ---- NumPy kernel (real arrays, batch axis first) ---------------------------------------
+    def forward(self, xs: list[np.ndarray], w: Weights, mm: MatMul) -> np.ndarray:
+        raise NotImplementedError
+
+    def probe_variant(self) -> OpBase:
+        """The op as run by the receptive-field probe (one channel in, one out; see verify)."""
+        return self
+
+
+OpFactory = Callable[..., OpBase]
+
+
+def require_spatial(shape: Shape, what: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(f"{what} needs a C x H x W input, got a flat input of shape {list(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def window_output_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool) -> int:
+    """Output length of a sliding window (PyTorch's rule, including its ceil_mode correction)."""
+    span = size + 2 * pad - kernel
+    if span < 0:
+        raise ShapeError(
+            f"kernel {kernel} is larger than the padded input {size + 2 * pad} ({size} + 2 x {pad})"
+        )
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    # ceil_mode must not start a window entirely in the right padding (PyTorch pooling_shape).
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out

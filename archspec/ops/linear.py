@@ -1,0 +1,66 @@
+"""Flatten (C, H, W order, as PyTorch) and fully connected layers (weight layout out x in)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from archspec.ops.base import OpBase, PositiveInt, ShapeError
+
+
+class Flatten(OpBase):
+    op: Literal["flatten"]
+
+    def output_shape(self, in_shapes):
+        return (math.prod(in_shapes[0]),)
+
+    def rf_rule(self, in_shapes):
+        return "global"  # a flat feature is no longer a spatial map; see the README's RF section
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        return x.reshape(x.shape[0], -1)
+
+
+class Linear(OpBase):
+    """y = x W^T + b; MACs = in_features x out_features, bias excluded."""
+
+    op: Literal["linear"]
+    out_features: PositiveInt
+    bias: bool = True
+    in_features: PositiveInt | None = None  # optional check; inferred otherwise
+
+    def output_shape(self, in_shapes):
+        if len(in_shapes[0]) != 1:
+            raise ShapeError(
+                f"linear needs a flat input, got shape {list(in_shapes[0])}; add a 'flatten' node first"
+            )
+        if self.in_features is not None and self.in_features != in_shapes[0][0]:
+            raise ShapeError(
+                f"in_features is {self.in_features} but the input has {in_shapes[0][0]} features"
+            )
+        return (self.out_features,)
+
+    def param_shapes(self, in_shapes):
+        shapes = {"weight": (self.out_features, in_shapes[0][0])}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def macs(self, in_shapes, out_shape):
+        return in_shapes[0][0] * self.out_features
+
+    def rf_rule(self, in_shapes):
+        return "global"
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        weight = w.param("weight", (self.out_features, x.shape[1]))
+        out = mm(x, weight.T)
+        if self.bias:
+            out = out + w.param("bias", (self.out_features,))
+        return out
+
+    def probe_variant(self):
+        # Two outputs are enough to show a dependency (a following softmax needs unequal logits).
+        return self.model_copy(update={"out_features": 2, "in_features": None})

@@ -1,0 +1,70 @@
+"""Merges of several tensors (add, concat) and the parameter-free channel-padding shortcut."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from archspec.ops.base import OpBase, PositiveInt, ShapeError, require_spatial
+
+
+def _describe(names: list[str], shapes) -> str:
+    return ", ".join(f"'{n}' {list(s)}" for n, s in zip(names, shapes, strict=True))
+
+
+class Add(OpBase):
+    """Element-wise sum of two or more tensors of identical shape (residual connections)."""
+
+    op: Literal["add"]
+    arity: ClassVar = (2, None)
+
+    def output_shape(self, in_shapes):
+        if len(set(in_shapes)) != 1:
+            raise ShapeError(f"add needs inputs of the same shape, got {_describe(self.inputs, in_shapes)}")
+        return in_shapes[0]
+
+    def forward(self, xs, w, mm):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concat(OpBase):
+    """Concatenation along the channel axis; spatial sizes must match."""
+
+    op: Literal["concat"]
+    arity: ClassVar = (2, None)
+
+    def output_shape(self, in_shapes):
+        for s in in_shapes:
+            require_spatial(s, "concat")
+        if len({s[1:] for s in in_shapes}) != 1:
+            raise ShapeError(
+                f"concat needs equal spatial sizes, got {_describe(self.inputs, in_shapes)}"
+            )
+        return (sum(s[0] for s in in_shapes), *in_shapes[0][1:])
+
+    def forward(self, xs, w, mm):
+        return np.concatenate(xs, axis=1)
+
+
+class ChannelPad(OpBase):
+    """Zero channels appended to reach out_channels: He et al.'s parameter-free shortcut (option A)."""
+
+    op: Literal["channel_pad"]
+    out_channels: PositiveInt
+
+    def output_shape(self, in_shapes):
+        c, h, w = require_spatial(in_shapes[0], "channel_pad")
+        if self.out_channels < c:
+            raise ShapeError(f"out_channels {self.out_channels} is less than the input's {c} channels")
+        return (self.out_channels, h, w)
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        return np.pad(x, ((0, 0), (0, self.out_channels - x.shape[1]), (0, 0), (0, 0)))
+
+    def probe_variant(self):
+        return self.model_copy(update={"out_channels": 1})

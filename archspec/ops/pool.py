@@ -1,0 +1,120 @@
+"""Pooling: max, average, and adaptive average (PyTorch semantics, including ceil_mode)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from archspec.ops.base import (
+    NonNegativePair,
+    OpBase,
+    PositivePair,
+    ShapeError,
+    Window,
+    pair,
+    require_spatial,
+    window_output_size,
+)
+from archspec.ops.windows import window_view
+
+
+class _WindowPool(OpBase):
+    kernel: PositivePair
+    stride: PositivePair | None = None  # PyTorch's default: the kernel size
+    padding: NonNegativePair = 0
+    ceil_mode: bool = False
+
+    def _stride(self) -> tuple[int, int]:
+        return pair(self.stride if self.stride is not None else self.kernel)
+
+    def output_shape(self, in_shapes):
+        c, h, w = require_spatial(in_shapes[0], self.op)
+        k, s, p = pair(self.kernel), self._stride(), pair(self.padding)
+        for axis in range(2):
+            if 2 * p[axis] > k[axis]:
+                raise ShapeError(
+                    f"padding {p[axis]} must be at most half the kernel {k[axis]} (PyTorch's rule)"
+                )
+        return (
+            c,
+            window_output_size(h, k[0], s[0], p[0], self.ceil_mode),
+            window_output_size(w, k[1], s[1], p[1], self.ceil_mode),
+        )
+
+    def rf_rule(self, in_shapes):
+        return Window(kernel=pair(self.kernel), stride=self._stride(), padding=pair(self.padding))
+
+
+class MaxPool2d(_WindowPool):
+    """Max pooling; padding is -inf, so it never wins (PyTorch's rule)."""
+
+    op: Literal["max_pool2d"]
+
+    def forward(self, xs, w, mm):
+        view, _ = window_view(
+            xs[0],
+            pair(self.kernel),
+            self._stride(),
+            pair(self.padding),
+            ceil_mode=self.ceil_mode,
+            pad_value=-np.inf,
+        )
+        return view.max(axis=(-2, -1))
+
+
+class AvgPool2d(_WindowPool):
+    """Average pooling; the divisor counts padding unless count_include_pad is false."""
+
+    op: Literal["avg_pool2d"]
+    count_include_pad: bool = True
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        k, s, p = pair(self.kernel), self._stride(), pair(self.padding)
+        view, declared = window_view(x, k, s, p, ceil_mode=self.ceil_mode)
+        total = view.sum(axis=(-2, -1))
+        if self.count_include_pad:
+            divisor = declared.sum(axis=(-2, -1))
+        else:
+            real = np.ones((1, 1, *x.shape[2:]), dtype=np.float32)
+            divisor = window_view(real, k, s, p, ceil_mode=self.ceil_mode)[0].sum(axis=(-2, -1))[0, 0]
+        return (total / divisor).astype(x.dtype, copy=False)
+
+
+class AdaptiveAvgPool2d(OpBase):
+    """Adaptive average pooling to a fixed output size; output_size 1 is global average pooling.
+
+    PyTorch's cell i along an axis of length L averages [floor(i*L/o), ceil((i+1)*L/o)).
+    """
+
+    op: Literal["adaptive_avg_pool2d"]
+    output_size: PositivePair = 1
+
+    def output_shape(self, in_shapes):
+        c, h, w = require_spatial(in_shapes[0], "adaptive_avg_pool2d")
+        return (c, *pair(self.output_size))
+
+    def rf_rule(self, in_shapes):
+        _, h, w = in_shapes[0]
+        out = pair(self.output_size)
+        if out == (1, 1):
+            return "global"
+        if h % out[0] or w % out[1]:
+            return "irregular"
+        k = (h // out[0], w // out[1])
+        return Window(kernel=k, stride=k, padding=(0, 0))
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        # Averaging matrices A_h (o_h x H) and A_w (o_w x W): out = A_h . x . A_w^T, no loop.
+        mats = []
+        for length, out in zip(x.shape[2:], pair(self.output_size), strict=True):
+            cells = np.arange(out)
+            start = (cells * length) // out
+            end = -((-(cells + 1) * length) // out)
+            pos = np.arange(length)
+            inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
+            mats.append(inside / (end - start)[:, None])
+        result = np.einsum("oh,nchw,pw->ncop", mats[0], x, mats[1], optimize=True)
+        return result.astype(x.dtype, copy=False)

@@ -1,0 +1,170 @@
+"""The NumPy reference forward pass: runs each op's kernel on real arrays and measures what it did.
+
+Nothing here calls a static rule to obtain a figure: shapes come from the arrays, params from the
+tensors the kernels read, MACs from the operands of the matrix products they executed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from archspec.errors import ResourceError, WeightsError
+from archspec.graph import INPUT, Graph
+from archspec.ops import MatMul, ShapeError, Weights
+
+DTYPE = np.float32
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the forward pass observed for one node (per image where it matters)."""
+
+    shape: tuple[int, ...]  # without the batch axis
+    params: int
+    buffers: int
+    macs: int
+    activations: int
+
+
+def split_key(key: str) -> tuple[str, str]:
+    node, _, tensor = key.rpartition(".")
+    return node, tensor
+
+
+def group_weights(weights: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for key, array in weights.items():
+        node, tensor = split_key(key)
+        grouped.setdefault(node, {})[tensor] = array
+    return grouped
+
+
+def init_weights(graph: Graph, shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random weights in PyTorch's layouts. He-normal conv/linear weights keep activations O(1);
+    BatchNorm statistics are non-trivial so that inference-mode normalization is exercised."""
+    rng = np.random.default_rng(seed)
+    weights: dict[str, np.ndarray] = {}
+    for name in graph.order:
+        op = graph.op(name)
+        in_shapes = [shapes[i] for i in op.inputs]
+        for tensor, shape in op.param_shapes(in_shapes).items():
+            if op.op == "batch_norm":
+                array = rng.uniform(0.5, 1.5, shape) if tensor == "weight" else rng.normal(0, 0.1, shape)
+            elif tensor == "weight":
+                fan_in = math.prod(shape[1:])
+                array = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+            else:
+                array = rng.normal(0.0, 0.01, shape)
+            weights[f"{name}.{tensor}"] = array.astype(DTYPE)
+        for tensor, shape in op.buffer_shapes(in_shapes).items():
+            array = rng.normal(0, 0.1, shape) if tensor == "running_mean" else rng.uniform(0.5, 1.5, shape)
+            weights[f"{name}.{tensor}"] = array.astype(DTYPE)
+    return weights
+
+
+def check_weights(graph: Graph, shapes: dict[str, tuple], weights: dict[str, np.ndarray], source: str) -> None:
+    """Report missing, extra and mis-shaped tensors by name (all of them, not just the first)."""
+    expected: dict[str, tuple] = {}
+    for name in graph.order:
+        op = graph.op(name)
+        in_shapes = [shapes[i] for i in op.inputs]
+        for tensor, shape in {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}.items():
+            expected[f"{name}.{tensor}"] = tuple(shape)
+    problems = []
+    for key in expected:
+        if key not in weights:
+            problems.append(f"{source}: error: missing tensor '{key}' (shape {list(expected[key])})")
+        elif tuple(weights[key].shape) != expected[key]:
+            problems.append(
+                f"{source}: error: tensor '{key}' has shape {list(weights[key].shape)}, expected {list(expected[key])}"
+            )
+    for key in weights:
+        if key not in expected and not key.endswith("num_batches_tracked"):
+            problems.append(f"{source}: error: unexpected tensor '{key}' (no such layer/tensor in the spec)")
+    if problems:
+        raise WeightsError("\n".join(problems))
+
+
+def available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def guard_memory(estimate_bytes: int, what: str) -> None:
+    available = available_memory_bytes()
+    if estimate_bytes > 0.8 * available:
+        raise ResourceError(
+            f"error: {what} needs about {estimate_bytes / 2**30:,.1f} GiB, but only "
+            f"{available / 2**30:,.1f} GiB is available; use a smaller --input or --batch"
+        )
+
+
+def run(
+    graph: Graph,
+    x: np.ndarray,
+    weights: dict[str, np.ndarray],
+    *,
+    nodes: list[str] | None = None,
+    keep: Callable[[str], bool] | None = None,
+    on_output: Callable[[str, np.ndarray, Weights, MatMul], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Run `nodes` (default: all, in order) on input x (N, C, H, W).
+
+    Tensors are freed after their last reader unless `keep(name)`; `on_output` sees every node's
+    output with the Weights/MatMul objects its kernel used (for measurement).
+    Returns the kept tensors (by default the graph outputs).
+    """
+    order = list(graph.order if nodes is None else nodes)
+    keep = keep or (lambda n: n in graph.outputs or n in graph.train_outputs)
+    last: dict[str, str] = {}
+    for name in order:
+        for i in graph.op(name).inputs:
+            last[i] = name
+    grouped = group_weights(weights)
+    tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
+    kept: dict[str, np.ndarray] = {}
+    for name in order:
+        op = graph.op(name)
+        w, mm = Weights(grouped.get(name, {}), name), MatMul()
+        try:
+            out = op.forward([tensors[i] for i in op.inputs], w, mm)
+        except ShapeError as exc:
+            raise WeightsError(f"error: node '{name}': {exc}") from None
+        tensors[name] = out
+        if on_output is not None:
+            on_output(name, out, w, mm)
+        if keep(name):
+            kept[name] = out
+        for i in set(op.inputs):
+            if last.get(i) == name and i != INPUT:
+                tensors.pop(i, None)
+    return kept
+
+
+def measure(graph: Graph, x: np.ndarray, weights: dict[str, np.ndarray]) -> dict[str, Measured]:
+    """Run the whole graph once and record what each kernel actually did."""
+    batch = x.shape[0]
+    measured: dict[str, Measured] = {}
+
+    def record(name, out, w: Weights, mm: MatMul):
+        measured[name] = Measured(
+            shape=tuple(out.shape[1:]),
+            params=sum(w.trainable_read.values()),
+            buffers=sum(w.buffers_read.values()),
+            macs=mm.macs // batch,
+            activations=int(out.size) // batch,
+        )
+
+    run(graph, x, weights, on_output=record)
+    return measured

@@ -1,0 +1,103 @@
+"""The spec file's structure (everything except the op nodes, which the op registry validates).
+
+A spec is a graph: named nodes whose `inputs` name other nodes. Blocks are templates with named
+parameters, instantiated by a node that says `block:` instead of `op:`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from archspec.ops.base import PositiveInt
+
+MAX_REPEAT = 1000  # repeat counts beyond this are a typo or an attack, not a network
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Reference(Strict):
+    """Published figures for the model, used by reports and golden tests (never by the analysis)."""
+
+    params: PositiveInt | None = None
+    macs: PositiveInt | None = None
+    gflops: Annotated[float, Field(gt=0)] | None = None
+    top1: Annotated[float, Field(gt=0, le=100)] | None = None
+    top5: Annotated[float, Field(gt=0, le=100)] | None = None
+    receptive_field: PositiveInt | None = None
+    dataset: str | None = None
+    notes: str | None = None
+
+
+class Metadata(Strict):
+    source: str = Field(description="Paper or code this spec reproduces")
+    citation: str | None = None
+    url: str | None = None
+    notes: str | None = None
+    reference: Reference | None = None
+
+
+class StochasticDepthSchedule(Strict):
+    """Survival probabilities for every `stochastic_depth` node without its own, in graph order:
+    p_l = 1 - (l / L) * (1 - final_survival)  (Huang et al. 2016, linear decay)."""
+
+    schedule: Literal["linear"] = "linear"
+    final_survival: Annotated[float, Field(ge=0, le=1)]
+
+
+class Repeat(Strict):
+    count: Annotated[int, Field(ge=1, le=MAX_REPEAT)]
+    # How instance names are formed; {i} is the instance index. Default "{i}" (torchvision's
+    # layer1.0, layer1.1, ...); DenseNet uses "denselayer{i}" with start 1.
+    name: str = "{i}"
+    start: Annotated[int, Field(ge=0)] = 0
+
+
+class BlockUse(Strict):
+    """A node that instantiates a block: `block: name`, `args:`, optional `repeat:` and `first:`."""
+
+    name: str
+    block: str
+    inputs: list[str] | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    # Arguments that differ for the first instance of a repeated block (stride, projection, ...).
+    first: dict[str, Any] = Field(default_factory=dict)
+    repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] | Repeat | None = None
+
+
+class BlockDef(Strict):
+    """A template: parameter defaults (null = required) and nodes that may use `$param` values.
+
+    Inside a block, `input` is the block's input; `output` names the node whose tensor the block
+    returns (default: the last node). A node with `when: $flag` is bypassed when the flag is false.
+    """
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    nodes: list[dict[str, Any]] = Field(min_length=1)
+    output: str | None = None
+    doc: str | None = None
+
+
+class SpecFile(Strict):
+    name: str
+    input: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] = Field(
+        description="Input shape C, H, W"
+    )
+    metadata: Metadata
+    include: list[str] = Field(default_factory=list)
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    stochastic_depth: StochasticDepthSchedule | None = None
+    nodes: list[dict[str, Any]] = Field(min_length=1)
+    outputs: list[str] | None = None  # default: the last node
+    # Outputs used only in training (GoogLeNet's auxiliary classifiers): reported separately.
+    train_outputs: list[str] = Field(default_factory=list)
+
+
+class BlockLibrary(Strict):
+    """An included file: blocks only (and optionally further includes)."""
+
+    include: list[str] = Field(default_factory=list)
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
