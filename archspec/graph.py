@@ -40,11 +40,12 @@ class Graph:
             needed |= nx.ancestors(self.nx_graph, out) | {out}
         return frozenset(needed - {INPUT})
 
-    def infer_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        """Static shape of every tensor; raises SpecError naming every node whose shapes fail."""
+    def infer_shapes(self, input_shape: Shape, nodes: list[str] | None = None) -> dict[str, Shape]:
+        """Static shape of every tensor (or of `nodes`, a subgraph closed under inputs);
+        raises SpecError naming every node whose shapes fail."""
         shapes: dict[str, Shape] = {INPUT: tuple(input_shape)}
         errors: list[Diagnostic] = []
-        for name in self.order:
+        for name in self.order if nodes is None else nodes:
             node = self.nodes[name]
             ins = node.op.inputs
             if any(i not in shapes for i in ins):

@@ -1,0 +1,341 @@
+"""`archspec verify`: every static number against what the NumPy forward pass measures.
+
+- shapes, activations: from the arrays each kernel returns;
+- params, buffers: from the tensors each kernel actually read (kernels check them against the
+  arrays they are given, never against the static rule);
+- MACs: from the operands of the matrix products the kernels executed;
+- receptive fields: by propagating band images through the real kernels (see `probe_spans`);
+- stochastic depth: the mean MACs over sampled drop masks, against the static expectation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+from tabulate import tabulate
+
+from archspec.analysis.analyze import Analysis
+from archspec.analysis.receptive_field import ReceptiveField
+from archspec.graph import INPUT, Graph, numel
+from archspec.model import Model, load
+from archspec.ops import MatMul, ShapeError, Weights
+from archspec.reference import forward as reference
+
+# Ops whose behaviour depends on the input size: the enlarged receptive-field probe stops before them.
+SIZE_DEPENDENT_OPS = {"adaptive_avg_pool2d", "flatten", "linear"}
+PROBE_CHUNK_ELEMENTS = 4_000_000  # input elements per probe batch: bounds the probe's memory
+
+
+@dataclass
+class Check:
+    what: str
+    checked: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def fail(self, text: str) -> None:
+        self.mismatches.append(text)
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    name: str
+    checks: list[Check]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(not c.mismatches for c in self.checks)
+
+
+# ---- numbers from the forward pass ----------------------------------------------------------------
+
+
+def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
+    rng = np.random.default_rng(seed + 1)
+    weights = model.init_weights(seed)
+    x = rng.normal(size=(2, *analysis.input_shape)).astype(np.float32)  # batch 2: per-image counts
+    estimate = 2 * 2 * analysis.totals.peak_activation_bytes + 2 * 40 * max(layer.activations for layer in analysis.layers) * 4
+    reference.guard_memory(estimate, f"verifying {analysis.name}")
+    measured = reference.measure(model.graph, x, weights)
+    checks = {k: Check(k) for k in ("output shapes", "params", "buffers", "MACs", "activations")}
+    for layer in analysis.layers:
+        m = measured[layer.name]
+        pairs = {
+            "output shapes": (layer.output_shape, m.shape),
+            "params": (layer.params, m.params),
+            "buffers": (layer.buffers, m.buffers),
+            "MACs": (layer.macs, m.macs),
+            "activations": (layer.activations, m.activations),
+        }
+        for key, (static, real) in pairs.items():
+            checks[key].checked += 1
+            if static != real:
+                checks[key].fail(f"{layer.name}: static {static}, measured {real}")
+    totals = Check("totals")
+    main = [layer.name for layer in analysis.layers if not layer.train_only]
+    for key, static in (("params", analysis.totals.params), ("macs", analysis.totals.macs)):
+        real = sum(getattr(measured[n], key) for n in main)
+        totals.checked += 1
+        if real != static:
+            totals.fail(f"total {key}: static {static}, measured {real}")
+    return [*checks.values(), totals]
+
+
+# ---- receptive fields by probing ------------------------------------------------------------------
+
+
+def _probe_weights(op, in_shapes) -> dict[str, np.ndarray]:
+    """Positive weights (varying along the output axis), zero-mean unit-variance BN statistics."""
+    tensors = {}
+    for key, shape in op.param_shapes(in_shapes).items():
+        ramp = 1.0 + np.arange(shape[0], dtype=np.float32) / shape[0]
+        tensors[key] = np.broadcast_to(ramp.reshape(-1, *([1] * (len(shape) - 1))), shape).astype(np.float32)
+    for key, shape in op.buffer_shapes(in_shapes).items():
+        tensors[key] = (np.zeros if key == "running_mean" else np.ones)(shape, dtype=np.float32)
+    return tensors
+
+
+def probe_masks(graph: Graph, images: np.ndarray, nodes: list[str]) -> dict[str, np.ndarray]:
+    """Which units each image reaches: for every node, a boolean (N, H, W) map (flat: (N, 1, 1)).
+
+    Each op runs its real kernel (one channel in, see `probe_variant`) on 0/1 masks; a unit is
+    reached when its output differs from the op's output on all-zero input. Channels are merged
+    after every op, since a tensor's receptive field is the union over its channels.
+    """
+    masks: dict[str, np.ndarray] = {INPUT: images[:, None].astype(np.float32)}
+    last = {i: n for n in nodes for i in graph.op(n).inputs}
+    out: dict[str, np.ndarray] = {}
+    for name in nodes:
+        op = graph.op(name).probe_variant()
+        xs = [masks[i] for i in op.inputs]
+        tensors = _probe_weights(op, [tuple(x.shape[1:]) for x in xs])
+        y = op.forward(xs, Weights(tensors, name), MatMul())
+        base = op.forward([np.zeros_like(x[:1]) for x in xs], Weights(tensors, name), MatMul())
+        reached = y != base
+        if reached.ndim == 2:  # flat features: keep them apart, with unequal values (for softmax)
+            ramp = 1.0 + np.arange(reached.shape[1], dtype=np.float32) / reached.shape[1]
+            masks[name] = reached * ramp
+            out[name] = reached.any(axis=1)[:, None, None]
+        else:
+            masks[name] = reached.any(axis=1, keepdims=True).astype(np.float32)
+            out[name] = masks[name][:, 0] > 0
+        for i in set(op.inputs):
+            if last.get(i) == name and i != INPUT:
+                masks.pop(i, None)
+    return out
+
+
+def probe_spans(graph: Graph, size: tuple[int, int], axis: int, nodes: list[str]) -> dict[str, np.ndarray]:
+    """Measured span [lo, hi] of every unit along `axis`, for each node: array (units, 2), -1 = none.
+
+    Band images: 'low t' lights every pixel with coordinate <= t along `axis`, 'high t' those >= t.
+    A unit's lowest input pixel is the first t whose low band reaches it; its highest, the last t
+    whose high band does. Monotone in t, so holes (e.g. 1x1 stride-2 convs) do not matter.
+    """
+    length = size[axis]
+    coords = np.arange(length)
+    bands = np.concatenate([coords[None, :] <= coords[:, None], coords[None, :] >= coords[:, None]])  # (2L, L)
+    other = size[1 - axis]
+    per_chunk = max(1, PROBE_CHUNK_ELEMENTS // (size[0] * size[1]))
+    reached: dict[str, list[np.ndarray]] = {n: [] for n in nodes}
+    for start in range(0, len(bands), per_chunk):
+        chunk = bands[start : start + per_chunk]
+        images = np.repeat(chunk[:, :, None], other, axis=2) if axis == 0 else np.repeat(chunk[:, None, :], other, axis=1)
+        for name, mask in probe_masks(graph, images, nodes).items():
+            reached[name].append(mask.any(axis=2 - axis))  # (n, units along axis)
+    spans = {}
+    for name, parts in reached.items():
+        hits = np.concatenate(parts)  # (2L, units)
+        low, high = hits[:length], hits[length:]
+        lo = np.where(low.any(axis=0), low.argmax(axis=0), -1)
+        hi = np.where(high.any(axis=0), length - 1 - high[::-1].argmax(axis=0), -1)
+        spans[name] = np.stack([lo, hi], axis=1)
+    return spans
+
+
+def _compare_spans(rf: ReceptiveField, spans: np.ndarray, axis: int, length: int) -> tuple[int, list[str]]:
+    """(interior units checked, problems). Interior units (field inside the image) must match
+    exactly; border units must lie within the clipped theoretical field."""
+    interior, problems = 0, []
+    for unit, (lo, hi) in enumerate(spans):
+        s_lo, s_hi = rf.span(axis, unit)
+        if 0 <= s_lo and s_hi <= length - 1:
+            interior += 1
+            if (lo, hi) != (s_lo, s_hi):
+                problems.append(f"unit {unit}: static [{s_lo}, {s_hi}], measured [{lo}, {hi}]")
+        elif lo != -1 and (lo < max(0, s_lo) or hi > min(length - 1, s_hi)):
+            problems.append(f"unit {unit}: measured [{lo}, {hi}] outside static [{s_lo}, {s_hi}]")
+    return interior, problems
+
+
+def _agnostic_nodes(graph: Graph) -> list[str]:
+    """Nodes whose receptive field does not depend on the input size (nothing size-dependent upstream)."""
+    bad = {n for n in graph.order if graph.op(n).op in SIZE_DEPENDENT_OPS}
+    for n in list(bad):
+        bad |= nx.descendants(graph.nx_graph, n)
+    return [n for n in graph.order if n not in bad]
+
+
+def _thin_size(graph: Graph, nodes: list[str], axis: int, length: int, actual: tuple[int, int, int]) -> tuple | None:
+    """The smallest extent of the other axis that the nodes accept with `length` along `axis`."""
+    for other in range(1, actual[2 - axis] + 1):
+        shape = [actual[0], 0, 0]
+        shape[1 + axis], shape[2 - axis] = length, other
+        try:
+            graph.infer_shapes(tuple(shape), nodes)
+        except Exception:  # noqa: BLE001 - any failure means "too small", try the next size
+            continue
+        return tuple(shape)
+    return None
+
+
+def check_receptive_fields(graph: Graph, analysis: Analysis) -> Check:
+    check = Check("receptive fields")
+    shape = analysis.input_shape
+    size = (shape[1], shape[2])
+    fields = {layer.name: layer.receptive_field for layer in analysis.layers}
+    nodes = list(graph.order)
+    pending: dict[int, list[str]] = {0: [], 1: []}
+    for axis in range(2):
+        spans = probe_spans(graph, size, axis, nodes)
+        for name in nodes:
+            rf, measured = fields[name], spans[name]
+            if rf.kind == "irregular":
+                check.skipped.append(f"{name}: irregular adaptive-pooling windows")
+                continue
+            if rf.kind == "global":
+                check.checked += 1
+                if not ((measured[:, 0] == 0) & (measured[:, 1] == size[axis] - 1)).all():
+                    check.fail(f"{name} axis {axis}: static global, measured spans {measured.tolist()[:4]}...")
+                continue
+            interior, problems = _compare_spans(rf, measured, axis, size[axis])
+            for p in problems:
+                check.fail(f"{name} axis {axis}: {p}")
+            if interior:
+                check.checked += 1
+            elif not problems:
+                pending[axis].append(name)
+    agnostic = set(_agnostic_nodes(graph))
+    for axis, names in pending.items():
+        enlarge = [n for n in names if n in agnostic]
+        for n in names:
+            if n not in agnostic:
+                check.skipped.append(f"{n} axis {axis}: field exceeds the input, after a size-dependent op")
+        if not enlarge:
+            continue
+        need = max(fields[n].padding()[axis] + fields[n].size()[axis] + 2 * fields[n].stride()[axis] for n in enlarge)
+        prefix = [n for n in graph.order if n in agnostic and (set(enlarge) & (nx.descendants(graph.nx_graph, n) | {n}))]
+        probe_shape = _thin_size(graph, prefix, axis, need, shape)
+        if probe_shape is None:
+            check.skipped.extend(f"{n} axis {axis}: no valid enlarged probe" for n in enlarge)
+            continue
+        spans = probe_spans(graph, (probe_shape[1], probe_shape[2]), axis, prefix)
+        for name in enlarge:
+            interior, problems = _compare_spans(fields[name], spans[name], axis, need)
+            for p in problems:
+                check.fail(f"{name} axis {axis} (probe {need} px): {p}")
+            if interior:
+                check.checked += 1
+            elif not problems:
+                check.skipped.append(f"{name} axis {axis}: no unclipped unit even at {need} px")
+    return check
+
+
+# ---- stochastic depth ------------------------------------------------------------------------------
+
+
+def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples: int) -> Check | None:
+    sd = analysis.stochastic_depth
+    if sd is None:
+        return None
+    graph = model.graph
+    check = Check(f"stochastic depth ({samples} sampled drop masks)")
+    rng = np.random.default_rng(seed + 2)
+    weights = model.init_weights(seed)
+    x = rng.normal(size=(1, *analysis.input_shape)).astype(np.float32)
+    grouped = reference.group_weights(weights)
+    drops = [name for name, _, _ in sd.branches]
+    survival = np.array([p for _, p, _ in sd.branches])
+    macs_seen, active_seen = [], []
+    for _ in range(samples):
+        kept = rng.random(len(drops)) < survival
+        dropped = {d for d, k in zip(drops, kept, strict=True) if not k}
+        cut = graph.nx_graph.copy()
+        cut.remove_edges_from([e for d in dropped for e in list(cut.in_edges(d))])
+        needed = set()
+        for out in graph.outputs:
+            needed |= nx.ancestors(cut, out) | {out}
+        tensors = {INPUT: x}
+        total = 0
+        for name in graph.order:
+            if name not in needed:
+                continue
+            if name in dropped:
+                tensors[name] = np.float32(0.0)  # the branch is skipped; the add sees zero
+                continue
+            op = graph.op(name)
+            mm = MatMul()
+            tensors[name] = op.forward([tensors[i] for i in op.inputs], reference.Weights(grouped.get(name, {}), name), mm)
+            total += mm.macs
+        macs_seen.append(total)
+        active_seen.append(int(kept.sum()))
+    mean = float(np.mean(macs_seen))
+    branch_macs = np.array([m for _, _, m in sd.branches], dtype=float)
+    std_error = math.sqrt(float(np.sum(survival * (1 - survival) * branch_macs**2)) / samples)
+    check.checked += 2
+    if abs(mean - sd.expected_train_macs) > 4 * std_error:
+        check.fail(f"mean measured MACs {mean:,.0f} vs expected {sd.expected_train_macs:,.0f} (> 4 standard errors = {4 * std_error:,.0f})")
+    active_error = math.sqrt(float(np.sum(survival * (1 - survival))) / samples)
+    if abs(np.mean(active_seen) - sd.expected_active_blocks) > 4 * active_error:
+        check.fail(f"mean active blocks {np.mean(active_seen):.3f} vs expected {sd.expected_active_blocks:.3f}")
+    check.skipped.append(
+        f"info: mean MACs {mean:,.0f} vs expected {sd.expected_train_macs:,.0f} "
+        f"(tolerance 4 standard errors = {4 * std_error:,.0f}); mean active {np.mean(active_seen):.3f} vs {sd.expected_active_blocks:.3f}"
+    )
+    return check
+
+
+# ---- entry point -----------------------------------------------------------------------------------
+
+
+def verify_model(model: Model, path: str, seed: int = 0, samples: int = 400) -> VerifyReport:
+    analysis = model.analyze()
+    checks = check_forward(model, analysis, seed)
+    checks.append(check_receptive_fields(model.graph, analysis))
+    sd = check_stochastic_depth(model, analysis, seed, samples)
+    if sd is not None:
+        checks.append(sd)
+    return VerifyReport(path, analysis.name, checks)
+
+
+def verify_spec(path: str, seed: int = 0, samples: int = 400) -> VerifyReport:
+    return verify_model(load(path), path, seed, samples)
+
+
+def render_report(report: VerifyReport, max_lines: int = 10) -> str:
+    rows = []
+    for c in report.checks:
+        status = "MISMATCH" if c.mismatches else "ok"
+        notes = [n for n in c.skipped if not n.startswith("info:")]
+        detail = f"{len(notes)} not checkable" if notes else ""
+        rows.append([c.what, c.checked, len(c.mismatches), status, detail])
+    text = f"{report.path} ({report.name}): {'PASS' if report.passed else 'FAIL'}\n"
+    text += tabulate(rows, headers=["check", "checked", "mismatches", "status", "notes"], tablefmt="simple") + "\n"
+    for c in report.checks:
+        for line in c.mismatches[:max_lines]:
+            text += f"  mismatch: {c.what}: {line}\n"
+        if len(c.mismatches) > max_lines:
+            text += f"  ... and {len(c.mismatches) - max_lines} more {c.what} mismatches\n"
+        for line in c.skipped[:max_lines]:
+            text += f"  note: {c.what}: {line.removeprefix('info: ')}\n"
+        if len(c.skipped) > max_lines:
+            text += f"  ... and {len(c.skipped) - max_lines} more notes\n"
+    return text + "\n"
+
+
+__all__ = ["ShapeError", "VerifyReport", "numel", "render_report", "verify_model", "verify_spec"]
