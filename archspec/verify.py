@@ -18,7 +18,7 @@ import numpy as np
 from tabulate import tabulate
 
 from archspec.analysis.analyze import Analysis
-from archspec.analysis.receptive_field import ReceptiveField
+from archspec.analysis.receptive_field import EMPTY, ReceptiveField, exact_spans
 from archspec.graph import INPUT, Graph, numel
 from archspec.model import Model, load
 from archspec.ops import MatMul, ShapeError, Weights
@@ -158,9 +158,9 @@ def probe_spans(graph: Graph, size: tuple[int, int], axis: int, nodes: list[str]
     return spans
 
 
-def _compare_spans(rf: ReceptiveField, spans: np.ndarray, axis: int, length: int) -> tuple[int, list[str]]:
-    """(interior units checked, problems). Interior units (field inside the image) must match
-    exactly; border units must lie within the clipped theoretical field."""
+def _compare_theoretical(rf: ReceptiveField, spans: np.ndarray, axis: int, length: int) -> tuple[int, list[str]]:
+    """(interior units checked, problems): where the textbook field lies inside the image, the
+    measured field must equal it exactly."""
     interior, problems = 0, []
     for unit, (lo, hi) in enumerate(spans):
         s_lo, s_hi = rf.span(axis, unit)
@@ -168,9 +168,24 @@ def _compare_spans(rf: ReceptiveField, spans: np.ndarray, axis: int, length: int
             interior += 1
             if (lo, hi) != (s_lo, s_hi):
                 problems.append(f"unit {unit}: static [{s_lo}, {s_hi}], measured [{lo}, {hi}]")
-        elif lo != -1 and (lo < max(0, s_lo) or hi > min(length - 1, s_hi)):
-            problems.append(f"unit {unit}: measured [{lo}, {hi}] outside static [{s_lo}, {s_hi}]")
     return interior, problems
+
+
+def _expected_measurement(along: dict[str, np.ndarray], across: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A band probe sees a unit row only if some unit across the other axis sees the image at all
+    (a 1x1 convolution whose window lies in the padding sees nothing): fields are separable."""
+    return {
+        name: spans if (across[name][:, 0] != EMPTY).any() else np.full_like(spans, EMPTY)
+        for name, spans in along.items()
+    }
+
+
+def _compare_exact(static: np.ndarray, measured: np.ndarray) -> list[str]:
+    """Every unit, border units included, against the exact (clipped) static span."""
+    if static.shape != measured.shape:
+        return [f"{len(static)} static units, {len(measured)} measured"]
+    bad = np.nonzero((static != measured).any(axis=1))[0]
+    return [f"unit {u}: exact static {static[u].tolist()}, measured {measured[u].tolist()}" for u in bad[:3]]
 
 
 def _agnostic_nodes(graph: Graph) -> list[str]:
@@ -187,62 +202,70 @@ def _thin_size(graph: Graph, nodes: list[str], axis: int, length: int, actual: t
         shape = [actual[0], 0, 0]
         shape[1 + axis], shape[2 - axis] = length, other
         try:
-            graph.infer_shapes(tuple(shape), nodes)
+            shapes = graph.infer_shapes(tuple(shape), nodes)
         except Exception:  # noqa: BLE001 - any failure means "too small", try the next size
             continue
-        return tuple(shape)
+        across = exact_spans(graph, shapes, 1 - axis, nodes)
+        if all((across[n][:, 0] != EMPTY).any() for n in nodes):  # every node sees the thin axis
+            return tuple(shape)
     return None
 
 
 def check_receptive_fields(graph: Graph, analysis: Analysis) -> Check:
+    """Measured spans of every unit against (a) the exact clipped static spans, for every node and
+    unit, and (b) the textbook field on units where it lies inside the image. Nodes with no such
+    unit at the spec's size are probed again on an input enlarged along that axis."""
     check = Check("receptive fields")
     shape = analysis.input_shape
     size = (shape[1], shape[2])
     fields = {layer.name: layer.receptive_field for layer in analysis.layers}
+    shapes = graph.infer_shapes(shape)
     nodes = list(graph.order)
     pending: dict[int, list[str]] = {0: [], 1: []}
+    exact_both = [exact_spans(graph, shapes, axis, nodes) for axis in range(2)]
     for axis in range(2):
-        spans = probe_spans(graph, size, axis, nodes)
+        measured = probe_spans(graph, size, axis, nodes)
+        exact = _expected_measurement(exact_both[axis], exact_both[1 - axis])
         for name in nodes:
-            rf, measured = fields[name], spans[name]
-            if rf.kind == "irregular":
-                check.skipped.append(f"{name}: irregular adaptive-pooling windows")
+            check.checked += 1
+            for problem in _compare_exact(exact[name], measured[name]):
+                check.fail(f"{name} axis {axis}: {problem}")
+            rf = fields[name]
+            if rf.kind != "local":
                 continue
-            if rf.kind == "global":
-                check.checked += 1
-                if not ((measured[:, 0] == 0) & (measured[:, 1] == size[axis] - 1)).all():
-                    check.fail(f"{name} axis {axis}: static global, measured spans {measured.tolist()[:4]}...")
-                continue
-            interior, problems = _compare_spans(rf, measured, axis, size[axis])
-            for p in problems:
-                check.fail(f"{name} axis {axis}: {p}")
-            if interior:
-                check.checked += 1
-            elif not problems:
+            interior, problems = _compare_theoretical(rf, measured[name], axis, size[axis])
+            for problem in problems:
+                check.fail(f"{name} axis {axis}: {problem}")
+            if not interior:
                 pending[axis].append(name)
     agnostic = set(_agnostic_nodes(graph))
     for axis, names in pending.items():
         enlarge = [n for n in names if n in agnostic]
         for n in names:
             if n not in agnostic:
-                check.skipped.append(f"{n} axis {axis}: field exceeds the input, after a size-dependent op")
+                check.skipped.append(f"{n} axis {axis}: textbook field exceeds the input after a size-dependent op")
         if not enlarge:
             continue
         need = max(fields[n].padding()[axis] + fields[n].size()[axis] + 2 * fields[n].stride()[axis] for n in enlarge)
-        prefix = [n for n in graph.order if n in agnostic and (set(enlarge) & (nx.descendants(graph.nx_graph, n) | {n}))]
+        wanted = set(enlarge)
+        prefix = [n for n in graph.order if n in agnostic and (wanted & (nx.descendants(graph.nx_graph, n) | {n}))]
         probe_shape = _thin_size(graph, prefix, axis, need, shape)
         if probe_shape is None:
             check.skipped.extend(f"{n} axis {axis}: no valid enlarged probe" for n in enlarge)
             continue
-        spans = probe_spans(graph, (probe_shape[1], probe_shape[2]), axis, prefix)
+        probe_shapes = graph.infer_shapes(probe_shape, prefix)
+        measured = probe_spans(graph, (probe_shape[1], probe_shape[2]), axis, prefix)
+        exact = _expected_measurement(
+            exact_spans(graph, probe_shapes, axis, prefix), exact_spans(graph, probe_shapes, 1 - axis, prefix)
+        )
         for name in enlarge:
-            interior, problems = _compare_spans(fields[name], spans[name], axis, need)
-            for p in problems:
-                check.fail(f"{name} axis {axis} (probe {need} px): {p}")
-            if interior:
-                check.checked += 1
-            elif not problems:
-                check.skipped.append(f"{name} axis {axis}: no unclipped unit even at {need} px")
+            for problem in _compare_exact(exact[name], measured[name]):
+                check.fail(f"{name} axis {axis} (probe {need} px): {problem}")
+            interior, problems = _compare_theoretical(fields[name], measured[name], axis, need)
+            for problem in problems:
+                check.fail(f"{name} axis {axis} (probe {need} px): {problem}")
+            if not interior:
+                check.skipped.append(f"{name} axis {axis}: no unit inside the image even at {need} px")
     return check
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from archspec.ops import Window
 
 Piece = tuple[int, int, int]  # (stride, lo, hi)
@@ -128,3 +130,72 @@ def receptive_fields(graph, shapes) -> dict[str, ReceptiveField]:
         else:
             fields[name] = apply_window(merged, rule)
     return fields
+
+
+# ---- exact per-unit spans at a given input size --------------------------------------------------
+# The affine fields above are the textbook figure. At a real image border the truth is smaller:
+# windows that reach into padding see nothing there, and pixels a strided layer skips are never
+# seen. `exact_spans` follows every unit's window through the graph with index arithmetic, so the
+# verifier can hold the measured field of *every* unit, border units included, to an exact value.
+
+EMPTY = -1
+
+
+def _window_spans(spans: np.ndarray, window: Window, axis: int, out_len: int) -> np.ndarray:
+    k_eff, s, p, d = window.kernel[axis], window.stride[axis], window.padding[axis], window.dilation[axis]
+    taps = (k_eff - 1) // d + 1
+    idx = np.arange(out_len)[:, None] * s - p + np.arange(taps)[None, :] * d  # (out, taps)
+    return _gather(spans, idx)
+
+
+def _gather(spans: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Union of the spans of input units `idx` (rows), ignoring padding and empty units."""
+    n = len(spans)
+    valid = (idx >= 0) & (idx < n)
+    safe = np.clip(idx, 0, n - 1)
+    lo, hi = spans[safe, 0], spans[safe, 1]
+    valid &= lo != EMPTY
+    big = np.iinfo(np.int64).max
+    lo_out = np.where(valid, lo, big).min(axis=1)
+    hi_out = np.where(valid, hi, -1).max(axis=1)
+    return np.stack([np.where(valid.any(axis=1), lo_out, EMPTY), np.where(valid.any(axis=1), hi_out, EMPTY)], axis=1)
+
+
+def _union_all(spans_list: list[np.ndarray]) -> np.ndarray:
+    both = np.concatenate(spans_list)
+    real = both[both[:, 0] != EMPTY]
+    if not len(real):
+        return np.array([[EMPTY, EMPTY]])
+    return np.array([[real[:, 0].min(), real[:, 1].max()]])
+
+
+def exact_spans(graph, shapes, axis: int, nodes=None) -> dict[str, np.ndarray]:
+    """Input pixels [lo, hi] (or EMPTY) seen by every unit along `axis`, clipped as in reality.
+    Flat tensors are reported as one unit (the union over their features)."""
+    length = shapes["input"][1 + axis]
+    spans: dict[str, np.ndarray] = {"input": np.stack([np.arange(length)] * 2, axis=1)}
+    for name in graph.order if nodes is None else nodes:
+        op = graph.op(name)
+        ins = [spans[i] for i in op.inputs]
+        in_shapes = [shapes[i] for i in op.inputs]
+        out_shape = shapes[name]
+        rule = op.rf_rule(in_shapes)
+        if len(out_shape) == 1 or rule == "global":
+            union = _union_all(ins)
+            units = 1 if len(out_shape) == 1 else out_shape[1 + axis]
+            spans[name] = np.repeat(union, units, axis=0)
+        elif rule == "pointwise":
+            stacked = np.stack(ins)  # (inputs, units, 2)
+            real = stacked[:, :, 0] != EMPTY
+            lo = np.where(real, stacked[:, :, 0], np.iinfo(np.int64).max).min(axis=0)
+            hi = np.where(real, stacked[:, :, 1], -1).max(axis=0)
+            spans[name] = np.stack([np.where(real.any(0), lo, EMPTY), np.where(real.any(0), hi, EMPTY)], axis=1)
+        elif rule == "irregular" or op.op == "adaptive_avg_pool2d":
+            starts, ends = op.cells(in_shapes[0][1 + axis], axis)
+            width = max(e - s for s, e in zip(starts, ends, strict=True))
+            idx = np.array(starts)[:, None] + np.arange(width)[None, :]
+            idx = np.where(idx < np.array(ends)[:, None], idx, -1)
+            spans[name] = _gather(ins[0], idx)
+        else:
+            spans[name] = _window_spans(ins[0], rule, axis, out_shape[1 + axis])
+    return spans

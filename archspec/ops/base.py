@@ -38,6 +38,7 @@ class Window:
     kernel: tuple[int, int]  # dilation already applied: d * (k - 1) + 1
     stride: tuple[int, int]
     padding: tuple[int, int]  # top, left
+    dilation: tuple[int, int] = (1, 1)  # spacing of the kernel's taps inside `kernel`
 
 
 # Receptive-field behaviour of an op:

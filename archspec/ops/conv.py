@@ -69,6 +69,7 @@ class Conv2d(OpBase):
             kernel=(d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
             stride=pair(self.stride),
             padding=pair(self.padding),
+            dilation=d,
         )
 
     # ---- kernel: strided window view, then one batched matrix product per group ----

@@ -95,6 +95,11 @@ class AdaptiveAvgPool2d(OpBase):
         c, h, w = require_spatial(in_shapes[0], "adaptive_avg_pool2d")
         return (c, *pair(self.output_size))
 
+    def cells(self, length: int, axis: int) -> tuple[list[int], list[int]]:
+        """Static rule: input range [start, end) averaged by each output cell along `axis`."""
+        out = pair(self.output_size)[axis]
+        return [i * length // out for i in range(out)], [-(-(i + 1) * length // out) for i in range(out)]
+
     def rf_rule(self, in_shapes):
         _, h, w = in_shapes[0]
         out = pair(self.output_size)

@@ -1,0 +1,156 @@
+"""`archspec report`: one Markdown file per spec and an index comparing them. Deterministic output
+(no dates, no timings), so a test can regenerate the committed reports and diff them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from archspec.analysis.analyze import Analysis
+from archspec.model import load
+from archspec.report.files import atomic_write_text, inside
+from archspec.report.table import fmt_int, human, human_bytes, render_markdown, totals_lines
+
+CONVENTIONS = """\
+## Conventions
+
+- **MACs** count the multiply-accumulates of conv and linear weights only, one fused multiply-add = 1,
+  bias excluded; BatchNorm, ReLU, pooling, adds and concats are not counted. This is torchvision's
+  "GFLOPS" metadata and fvcore's conv/linear rule. **FLOPs = 2 x MACs** is the convention of most
+  papers since 2017.
+- **Params** are trainable tensors: weights, biases and BatchNorm gamma/beta. BatchNorm running
+  statistics are buffers, shown separately (torchvision's `num_params` rule). CS231n counts conv
+  weights without biases; that figure is given below too.
+- **Activations** are output elements per image, summed over every node (ReLU outputs included).
+  **Peak live activations** simulate inference: each tensor is freed after its last reader, graph
+  outputs stay alive, and ReLU/dropout run in place when their input dies there.
+- **Receptive field** `r /s pP`: size r, effective stride s and effective padding P per axis
+  (Araujo et al., Distill 2019); unit u sees input pixels [s*u - P, s*u - P + r - 1]. "global" means
+  the unit sees the whole input (after global pooling, flatten or a linear layer).
+"""
+
+
+def _final_local_rf(analysis: Analysis) -> str:
+    for layer in reversed(analysis.layers):
+        if layer.receptive_field.kind == "local" and not layer.train_only:
+            return f"{layer.receptive_field.describe()} ({layer.name})"
+    return "n/a"
+
+
+def _reference_rows(analysis: Analysis) -> list[list[str]]:
+    ref = (analysis.metadata.get("reference") or {}) if analysis.metadata else {}
+    t = analysis.totals
+    rows = []
+    if "params" in ref:
+        diff = t.params - ref["params"]
+        rows.append(["params", fmt_int(ref["params"]), fmt_int(t.params), "exact" if diff == 0 else f"{diff:+,}"])
+    if "gflops" in ref:
+        rounded = round(t.macs / 1e9, 3)
+        rows.append(["GFLOPS (torchvision: GMACs)", f"{ref['gflops']}", f"{t.macs / 1e9:.6f}", "matches to 3 decimals" if abs(rounded - ref["gflops"]) < 1e-9 else f"rounds to {rounded}"])
+    if "macs" in ref:
+        rows.append(["MACs", fmt_int(ref["macs"]), fmt_int(t.macs), "exact" if ref["macs"] == t.macs else f"{t.macs - ref['macs']:+,}"])
+    if "top1" in ref:
+        rows.append(["top-1 accuracy (%)", f"{ref['top1']}", "(not computed)", ref.get("dataset", "")])
+    return rows
+
+
+def render_report(analysis: Analysis, spec_path: str) -> str:
+    meta = analysis.metadata or {}
+    lines = [f"# {analysis.name}", ""]
+    lines.append(f"Spec: `{spec_path}`  ")
+    lines.append(f"Source: {meta.get('source', 'n/a')}  ")
+    if meta.get("citation"):
+        lines.append(f"Citation: {meta['citation']}  ")
+    if meta.get("url"):
+        lines.append(f"URL: {meta['url']}  ")
+    lines.append("")
+    if meta.get("notes"):
+        lines += [f"> {meta['notes'].strip()}", ""]
+    lines += ["## Summary", ""]
+    summary = totals_lines(analysis)
+    no_bias = sum(layer.weights_without_bias for layer in analysis.layers if not layer.train_only)
+    summary.append(("conv + linear weights without biases (CS231n count)", fmt_int(no_bias)))
+    summary.append(("receptive field of the last spatial layer", _final_local_rf(analysis)))
+    lines.append(tabulate(summary, headers=["quantity", "value"], tablefmt="github", disable_numparse=True))
+    lines.append("")
+    ref_rows = _reference_rows(analysis)
+    if ref_rows:
+        lines += ["## Against published figures", ""]
+        lines.append(tabulate(
+                ref_rows, headers=["figure", "published", "archspec", "agreement"], tablefmt="github", disable_numparse=True
+            ))
+        lines.append("")
+    lines.append(CONVENTIONS)
+    if len(analysis.layers) > 60:
+        lines += ["## Blocks", "", "Layers summed per block (`analyze --depth 2`).", ""]
+        lines.append(_table_only(render_markdown(analysis, depth=2)))
+        lines.append("")
+    lines += ["## Layers", ""]
+    lines.append(_table_only(render_markdown(analysis)))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _table_only(text: str) -> str:
+    # render_markdown prints a title, the table and the totals; keep the table.
+    parts = text.split("\n\n")
+    return parts[1] if len(parts) > 1 else text
+
+
+def render_index(entries: list[tuple[str, Analysis]]) -> str:
+    rows = []
+    for path, a in sorted(entries, key=lambda e: e[1].totals.macs):
+        ref = (a.metadata.get("reference") or {}) if a.metadata else {}
+        rows.append(
+            [
+                f"[{a.name}]({a.name}.md)",
+                "x".join(map(str, a.input_shape)),
+                fmt_int(a.totals.params),
+                fmt_int(a.totals.macs),
+                human(a.totals.macs),
+                human_bytes(a.totals.activation_bytes),
+                human_bytes(a.totals.peak_activation_bytes),
+                _final_local_rf(a).split(" (")[0],
+                ref.get("top1", ""),
+            ]
+        )
+    table = tabulate(
+        rows,
+        headers=["model", "input", "params", "MACs", "", "activations (sum)", "peak live", "receptive field", "top-1 (%)"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
+    return (
+        "# archspec model comparison\n\n"
+        "Generated by `archspec report specs/*.yaml --out-dir reports/`; every figure is static and proven by\n"
+        "`archspec verify`. Batch 1, float32. MACs: conv + linear multiply-accumulates (torchvision's GFLOPS).\n"
+        "Activation memory: the sum of every node's output; peak live: what inference needs with tensors freed\n"
+        "after their last use. Receptive field: the last spatial layer's, `size /stride pPadding`. Top-1 is the\n"
+        "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's).\n\n"
+        f"{table}\n"
+    )
+
+
+def write_reports(spec_paths: list[str], out_dir: Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    written = []
+    seen: dict[str, str] = {}
+    for spec_path in spec_paths:
+        analysis = load(spec_path).analyze()
+        if analysis.name in seen:
+            from archspec.errors import UsageError
+
+            raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
+        seen[analysis.name] = spec_path
+        entries.append((spec_path, analysis))
+    for spec_path, analysis in entries:
+        target = inside(out_dir, f"{analysis.name}.md")
+        atomic_write_text(target, render_report(analysis, spec_path))
+        written.append(target)
+    index = inside(out_dir, "index.md")
+    atomic_write_text(index, render_index(entries))
+    written.append(index)
+    return written
