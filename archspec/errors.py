@@ -19,6 +19,9 @@ class Location:
         return f"{self.path}:{self.line}:{self.col}"
 
 
+MAX_NOTES = 6  # related notes shown per diagnostic; longer chains are elided in the middle
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One problem: where, what, and (optionally) how to fix it."""
@@ -30,12 +33,20 @@ class Diagnostic:
     related: tuple[tuple[Location, str], ...] = ()
 
     def render(self) -> str:
-        where = f"{self.location}: " if self.location else ""
-        text = f"{where}error: {self.message}"
+        if self.location is None and "error:" in self.message.partition("\n")[0]:
+            text = self.message  # already formatted as "path: error: ..." by the raiser
+        else:
+            where = f"{self.location}: " if self.location else ""
+            text = f"{where}error: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
-        for loc, what in self.related:
-            text += f"\n  {loc}: note: {what}"
+        related = list(self.related)
+        if len(related) > MAX_NOTES:  # deep block nesting: keep the outermost and innermost uses
+            keep = MAX_NOTES // 2
+            skipped = len(related) - 2 * keep
+            related = [*related[:keep], (None, f"... {skipped} more block uses ..."), *related[-keep:]]
+        for loc, what in related:
+            text += f"\n  {loc}: note: {what}" if loc is not None else f"\n  {what}"
         return text
 
 

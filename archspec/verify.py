@@ -120,6 +120,8 @@ def probe_masks(graph: Graph, images: np.ndarray, nodes: list[str]) -> dict[str,
         if reached.ndim == 2:  # flat features: keep them apart, with unequal values (for softmax)
             ramp = 1.0 + np.arange(reached.shape[1], dtype=np.float32) / reached.shape[1]
             masks[name] = reached * ramp
+            if reached.shape[1] == 1:  # a lone feature: pad one, or a softmax could not show a change
+                masks[name] = np.concatenate([masks[name], np.zeros_like(masks[name])], axis=1)
             out[name] = reached.any(axis=1)[:, None, None]
         else:
             masks[name] = reached.any(axis=1, keepdims=True).astype(np.float32)
@@ -219,13 +221,14 @@ def check_receptive_fields(graph: Graph, analysis: Analysis) -> Check:
     shape = analysis.input_shape
     size = (shape[1], shape[2])
     fields = {layer.name: layer.receptive_field for layer in analysis.layers}
-    shapes = graph.infer_shapes(shape)
     nodes = list(graph.order)
     pending: dict[int, list[str]] = {0: [], 1: []}
-    exact_both = [exact_spans(graph, shapes, axis, nodes) for axis in range(2)]
     for axis in range(2):
-        measured = probe_spans(graph, size, axis, nodes)
-        exact = _expected_measurement(exact_both[axis], exact_both[1 - axis])
+        # Only the measured axis needs its real length; the other is cut to the least that works.
+        probe_shape = _thin_size(graph, nodes, axis, size[axis], shape) or shape
+        shapes = graph.infer_shapes(probe_shape)
+        measured = probe_spans(graph, (probe_shape[1], probe_shape[2]), axis, nodes)
+        exact = _expected_measurement(exact_spans(graph, shapes, axis, nodes), exact_spans(graph, shapes, 1 - axis, nodes))
         for name in nodes:
             check.checked += 1
             for problem in _compare_exact(exact[name], measured[name]):

@@ -47,13 +47,19 @@ class Expansion:
     known_names: set[str] = field(default_factory=set)
 
 
-def format_pydantic_errors(exc: ValidationError, locate, trail=(), context: str = "") -> list[Diagnostic]:
-    """One diagnostic per field: union branches (e.g. int | [h, w]) are folded into one message."""
+def format_pydantic_errors(
+    exc: ValidationError, locate, trail=(), context: str = "", tag: str | None = None
+) -> list[Diagnostic]:
+    """One diagnostic per field: union branches (e.g. int | [h, w]) are folded into one message;
+    `tag` is the discriminator value (the op name) that pydantic puts first in each location."""
     by_field: dict[tuple, list[dict]] = {}
     for err in exc.errors():
+        raw_loc = tuple(err["loc"])
+        if tag is not None and raw_loc[:1] == (tag,):
+            raw_loc = raw_loc[1:]
         loc = tuple(
             part
-            for part in err["loc"]
+            for part in raw_loc
             if not (isinstance(part, str) and ("[" in part or part.startswith("constrained") or part in _UNION_TAGS))
         )
         by_field.setdefault(loc, []).append(err)

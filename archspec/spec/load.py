@@ -212,6 +212,7 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic]) -> OpBase | Non
                 lambda loc, key=False: node.locate(loc, key=key),
                 node.trail,
                 context=f"node '{name}'",
+                tag=op,
             )
         )
         return None

@@ -9,6 +9,7 @@ way in YAML 1.1 and another in 1.2 (leading zeros, sexagesimal) are refused rath
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from archspec.errors import Diagnostic, Location, SpecError
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: the largest shipped spec is a few KiB.
 MAX_DEPTH = 32  # nesting levels; a spec needs about six.
 MAX_YAML_NODES = 200_000  # scalars + collections in one file, before any block expansion.
+MAX_INT = 10**18  # larger literals are typos or attacks; products of them are still computed exactly.
 
 Path = tuple[str | int, ...]
 
@@ -44,6 +46,8 @@ class Document:
     path: str
     value_at: dict[Path, Location] = field(default_factory=dict)
     key_at: dict[Path, Location] = field(default_factory=dict)
+    # Problems that do not stop parsing (duplicate keys, ambiguous scalars): all reported together.
+    errors: list[Diagnostic] = field(default_factory=list)
 
     def locate(self, where: Path, *, key: bool = False) -> Location:
         """The most precise known location for `where` (falls back to its parents)."""
@@ -126,18 +130,27 @@ def _scalar(node: yaml.ScalarNode, loc: Location) -> Any:
         return True
     if text in _FALSE:
         return False
-    if _INT.fullmatch(text):
-        return int(text)
-    if _INT_HEX.fullmatch(text):
-        return int(text, 16)
-    if _INT_OCT.fullmatch(text):
-        return int(text[2:], 8)
+    if _INT.fullmatch(text) or _INT_HEX.fullmatch(text) or _INT_OCT.fullmatch(text):
+        digits = text.lstrip("+-")
+        if len(digits) > 20:  # checked before int(): Python refuses to parse very long digit strings
+            value = None
+        else:
+            value = int(text, 16) if digits.startswith("0x") else int(text[2:], 8) if digits.startswith("0o") else int(text)
+        if value is None or abs(value) > MAX_INT:
+            raise SpecError(
+                Diagnostic(
+                    loc,
+                    f"number {text if len(text) <= 30 else text[:27] + '...'} is too large (the limit is 10**18)",
+                    "no layer, shape or count needs a number this big; check for a typo",
+                )
+            )
+        return value
     if _INT_LEADING_ZERO.fullmatch(text):
         raise SpecError(
             Diagnostic(
                 loc,
                 f"ambiguous number '{text}' (YAML 1.1 reads it as octal, YAML 1.2 as decimal)",
-                f"write {int(text)} for decimal, or quote it if you mean a string",
+                f"write {text.lstrip('+-').lstrip('0')[:30] or '0'} for decimal, or quote it if you mean a string",
             )
         )
     if _SEXAGESIMAL.fullmatch(text):
@@ -151,7 +164,10 @@ def _scalar(node: yaml.ScalarNode, loc: Location) -> Any:
     if _INF_NAN.fullmatch(text):
         raise SpecError(Diagnostic(loc, f"'{text}' is not a finite number", "use a finite value"))
     if _FLOAT.fullmatch(text):
-        return float(text)
+        value = float(text)
+        if math.isinf(value):
+            raise SpecError(Diagnostic(loc, f"'{text}' is too large for a floating-point number", "use a finite value"))
+        return value
     return text
 
 
@@ -159,7 +175,11 @@ def _convert(node: yaml.Node, where: Path, doc: Document) -> Any:
     loc = _loc(doc.path, node.start_mark)
     doc.value_at[where] = loc
     if isinstance(node, yaml.ScalarNode):
-        return _scalar(node, loc)
+        try:
+            return _scalar(node, loc)
+        except SpecError as exc:  # keep going: report every bad scalar in one run
+            doc.errors.extend(exc.diagnostics)
+            return node.value
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*where, i), doc) for i, item in enumerate(node.value)]
     if isinstance(node, yaml.MappingNode):
@@ -168,22 +188,24 @@ def _convert(node: yaml.Node, where: Path, doc: Document) -> Any:
         for key_node, value_node in node.value:
             key_loc = _loc(doc.path, key_node.start_mark)
             if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
-                raise SpecError(
+                doc.errors.append(
                     Diagnostic(
                         key_loc,
                         "mapping keys must be plain names",
                         "merge keys ('<<') and complex keys are not supported",
                     )
                 )
+                continue
             key = key_node.value
             if key in first_seen:
-                raise SpecError(
+                doc.errors.append(
                     Diagnostic(
                         key_loc,
                         f"duplicate key '{key}' (first defined at line {first_seen[key].line})",
                         "remove one of them; YAML would silently keep only the last",
                     )
                 )
+                continue
             first_seen[key] = key_loc
             doc.key_at[(*where, key)] = key_loc
             result[key] = _convert(value_node, (*where, key), doc)
@@ -235,7 +257,12 @@ def parse_yaml(raw: bytes, path: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         where = _loc(path, mark) if mark else Location(path, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(Diagnostic(where, f"invalid YAML: {problem}")) from None
+        hint = None
+        if "'\\t'" in problem:
+            hint = "indent with spaces; YAML does not allow tab characters for indentation"
+        elif "another document" in problem:
+            hint = "a spec is a single YAML document; remove the '---' separator and what follows"
+        raise SpecError(Diagnostic(where, f"invalid YAML: {problem}", hint)) from None
     except yaml.YAMLError as exc:
         raise SpecError(Diagnostic(Location(path, 1, 1), f"invalid YAML: {exc}")) from None
     finally:
@@ -244,4 +271,6 @@ def parse_yaml(raw: bytes, path: str) -> Document:
     if node is None:
         raise SpecError(Diagnostic(Location(path, 1, 1), "spec file has no content"))
     doc.data = _convert(node, (), doc)
+    if doc.errors:
+        raise SpecError(doc.errors)
     return doc

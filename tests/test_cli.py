@@ -1,0 +1,151 @@
+"""The command line as a user drives it: analyze formats, run, report, schema, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import archspec
+from archspec.cli import main
+from conftest import SPECS
+
+ALEXNET = str(SPECS / "alexnet.yaml")
+
+
+def run_cli(capsys, *args):
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_analyze_table_shows_seed_figures(capsys):
+    code, out, _ = run_cli(capsys, "analyze", ALEXNET)
+    assert code == 0
+    # The seed notes: conv1 55 x 55 x 96 with (11*11*3)*96 + 96 = 34,944 params; pool1 27 x 27 x 96.
+    assert re.search(r"conv1\s+conv2d\s+96 x 55 x 55\s+34,944", out)
+    assert re.search(r"pool1\s+max_pool2d\s+96 x 27 x 27\s+0", out)
+    assert "60,965,224" in out  # REFERENCE-NUMBERS.md: the paper AlexNet's total with biases
+
+
+def test_analyze_json_contract(capsys):
+    code, out, _ = run_cli(capsys, "analyze", ALEXNET, "--format", "json", "--batch", "8", "--dtype", "float16")
+    assert code == 0
+    data = json.loads(out)
+    assert {"name", "input_shape", "batch", "dtype", "layers", "totals"} <= set(data)
+    assert data["input_shape"] == [3, 227, 227] and data["batch"] == 8 and data["dtype"] == "float16"
+    layer = data["layers"][0]
+    assert {"name", "op", "inputs", "output_shape", "params", "macs", "activations", "receptive_field"} <= set(layer)
+    assert layer["inputs"] == ["input"] and layer["output_shape"] == [96, 55, 55]
+    # conv1: 11x11 kernel, stride 4, no padding.
+    assert layer["receptive_field"]["size"] == [11, 11] and layer["receptive_field"]["stride"] == [4, 4]
+    assert data["layers"][-1]["receptive_field"] is None  # softmax after fc: global
+    totals = data["totals"]
+    assert {"params", "macs", "activations", "param_bytes", "activation_bytes"} <= set(totals)
+    # float16: 2 bytes per value; activation bytes scale with the batch.
+    assert totals["param_bytes"] == 2 * totals["params"]
+    assert totals["activation_bytes"] == 8 * 2 * totals["activations"]
+    # Rows add up to the totals.
+    assert sum(layer["params"] for layer in data["layers"]) == totals["params"]
+    assert sum(layer["macs"] for layer in data["layers"]) == totals["macs"]
+
+
+def test_analyze_with_other_input_size(capsys):
+    # VGG-style conv at 3,64,64 -> the spec's linear layers follow the new size (no in_features given).
+    code, out, _ = run_cli(capsys, "analyze", ALEXNET, "--input", "3,227,227", "--format", "csv")
+    assert code == 0 and out.splitlines()[0].startswith("name,op,output_shape")
+
+
+@pytest.mark.parametrize("bad", ["3,224", "a,b,c", "3,0,224", "-1,2,3"])
+def test_bad_input_shape_is_a_usage_error(capsys, bad):
+    code, _, err = run_cli(capsys, "analyze", ALEXNET, "--input", bad)
+    assert code == 2 and ("--input" in err or "argument" in err) and "Traceback" not in err
+
+
+def test_run_matches_python_forward(tmp_path, capsys):
+    model = archspec.load(ALEXNET)
+    weights = model.init_weights(seed=3)
+    np.savez(tmp_path / "w.npz", **weights)
+    x = np.random.default_rng(4).normal(size=(2, 3, 227, 227)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, _, _ = run_cli(capsys, "run", ALEXNET, "--weights", str(tmp_path / "w.npz"),
+                         "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy"))
+    assert code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.forward(x, weights))
+
+
+def test_run_reports_missing_extra_and_misshaped_tensors(tmp_path, capsys):
+    model = archspec.load(ALEXNET)
+    weights = model.init_weights(seed=0)
+    del weights["conv1.bias"]
+    weights["conv2.weight"] = weights["conv2.weight"][:, :10]
+    weights["conv9.weight"] = np.zeros(3, np.float32)
+    np.savez(tmp_path / "w.npz", **weights)
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 227, 227), np.float32))
+    code, _, err = run_cli(capsys, "run", ALEXNET, "--weights", str(tmp_path / "w.npz"),
+                           "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy"))
+    assert code == 2
+    assert "missing tensor 'conv1.bias'" in err
+    assert "tensor 'conv2.weight' has shape [256, 10, 5, 5], expected [256, 48, 5, 5]" in err
+    assert "unexpected tensor 'conv9.weight'" in err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_verify_passes_on_alexnet(capsys):
+    code, out, _ = run_cli(capsys, "verify", ALEXNET)
+    assert code == 0 and "PASS" in out
+
+
+def test_schema_is_valid_json_and_names_every_op(tmp_path, capsys):
+    code, _, _ = run_cli(capsys, "schema", "--out", str(tmp_path / "s.json"))
+    assert code == 0
+    text = (tmp_path / "s.json").read_text()
+    for op in ("conv2d", "max_pool2d", "batch_norm", "concat", "stochastic_depth"):
+        assert f'"{op}"' in text
+
+
+def test_shipped_schema_is_current():
+    from archspec.spec.jsonschema import spec_json_schema
+
+    shipped = json.loads((SPECS / "archspec.schema.json").read_text())
+    assert shipped == spec_json_schema(), "run: archspec schema --out specs/archspec.schema.json"
+
+
+# ---- bad specs: exit 2 and a file:line:col message naming the problem ---------------------------
+
+BASE = """name: t
+input: [3, 32, 32]
+metadata: {source: test}
+nodes:
+"""
+
+
+@pytest.mark.parametrize(
+    ("nodes", "line", "message"),
+    [
+        ("  - {name: c, op: conv2d, out_channels: 4, kernal: 3}\n", 5, "unknown key 'kernal'"),
+        ("  - {name: c, op: conv3d, out_channels: 4, kernel: 3}\n", 5, "unknown op 'conv3d'"),
+        ("  - {name: c, op: conv2d, out_channels: 4, kernel: 3, inputs: [inptu]}\n", 5, "'inptu', which is not defined"),
+        ("  - {name: c, op: conv2d, out_channels: 4, kernel: 2.5}\n", 5, "invalid value 2.5 for 'kernel'"),
+        ("  - name: c\n    op: conv2d\n    out_channels: 4\n    kernel: 2.5\n", 8, "should be a valid integer"),
+        ("  - {name: c, op: conv2d, out_channels: 4, kernel: 40}\n", 5, "kernel 40 is larger than the padded input 32"),
+    ],
+)
+def test_bad_spec_gives_location_and_exit_2(write_spec, capsys, nodes, line, message):
+    path = write_spec(BASE + nodes)
+    code, _, err = run_cli(capsys, "analyze", path)
+    assert code == 2
+    assert err.startswith(f"{path}:{line}:")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_did_you_mean_for_ops(write_spec, capsys):
+    path = write_spec(BASE + "  - {name: c, op: conv2D, out_channels: 4, kernel: 3}\n")
+    _, _, err = run_cli(capsys, "analyze", path)
+    assert "did you mean 'conv2d'?" in err

@@ -1,0 +1,35 @@
+"""The committed reports are what `archspec report specs/*.yaml` writes today."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archspec.report.markdown import write_reports
+from conftest import ROOT, SPECS
+
+
+def test_reports_are_not_stale(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    specs = sorted(str(p.relative_to(ROOT)) for p in SPECS.glob("*.yaml"))
+    write_reports(specs, tmp_path)
+    committed = ROOT / "reports"
+    stale = []
+    for fresh in sorted(tmp_path.glob("*.md")):
+        old = committed / fresh.name
+        if not old.exists() or old.read_text() != fresh.read_text():
+            stale.append(fresh.name)
+    extra = sorted({p.name for p in committed.glob("*.md")} - {p.name for p in tmp_path.glob("*.md")})
+    assert not stale and not extra, (
+        f"stale reports {stale}, orphaned {extra}: run `archspec report specs/*.yaml --out-dir reports/`"
+    )
+
+
+def test_report_refuses_to_write_outside_its_folder(tmp_path):
+    from archspec.report.files import inside
+
+    import pytest
+
+    from archspec.errors import UsageError
+
+    with pytest.raises(UsageError):
+        inside(Path(tmp_path), "../escape.md")
