@@ -25,11 +25,10 @@ def test_reports_are_not_stale(tmp_path, monkeypatch):
 
 
 def test_report_refuses_to_write_outside_its_folder(tmp_path):
-    from archspec.report.files import inside
-
     import pytest
 
     from archspec.errors import UsageError
+    from archspec.report.files import inside
 
     with pytest.raises(UsageError):
         inside(Path(tmp_path), "../escape.md")

@@ -100,7 +100,7 @@ def _table_only(text: str) -> str:
 
 def render_index(entries: list[tuple[str, Analysis]]) -> str:
     rows = []
-    for path, a in sorted(entries, key=lambda e: e[1].totals.macs):
+    for _, a in sorted(entries, key=lambda e: e[1].totals.macs):
         ref = (a.metadata.get("reference") or {}) if a.metadata else {}
         rows.append(
             [
