@@ -1,0 +1,96 @@
+"""Blocks: expansion, names, repeat/first, bypassed nodes, and errors at the use site and template."""
+
+from __future__ import annotations
+
+import pytest
+
+import archspec
+from archspec.errors import SpecError
+
+LIB = """blocks:
+  unit:
+    params: {width: null, stride: 1, project: false}
+    nodes:
+      - {name: conv, op: conv2d, out_channels: $width, kernel: 3, stride: $stride, padding: 1}
+      - {name: proj, op: conv2d, inputs: input, out_channels: $width, kernel: 1, stride: $stride, when: $project}
+      - {name: add, op: add, inputs: [conv, proj]}
+"""
+
+
+def spec(nodes: str) -> str:
+    return f"""name: t
+input: [4, 16, 16]
+metadata: {{source: test}}
+include: [lib.yaml]
+nodes:
+{nodes}"""
+
+
+def load(write_spec, nodes):
+    write_spec(LIB, "lib.yaml")
+    return archspec.load(write_spec(spec(nodes)))
+
+
+def test_repeat_first_and_bypass(write_spec):
+    model = load(
+        write_spec,
+        "  - {name: stage, block: unit, repeat: 3, args: {width: 8}, first: {stride: 2, project: true}}\n"
+        "  - {name: stage2, block: unit, repeat: 2, args: {width: 8}}\n",
+    )
+    names = list(model.graph.order)
+    # instance 0 has the projection; instances 1 and 2 bypass it (their add takes the block input).
+    assert "stage.0.proj" in names and "stage.1.proj" not in names
+    assert model.graph.op("stage.1.add").inputs == ["stage.1.conv", "stage.0.add"]
+    shapes = model.analyze()
+    layers = {layer.name: layer for layer in shapes.layers}
+    # first instance: 3x3 stride 2 pad 1 on 16 -> (16 + 2 - 3) // 2 + 1 = 8; 8 channels.
+    assert layers["stage.0.add"].output_shape == (8, 8, 8)
+    assert layers["stage2.1.add"].output_shape == (8, 8, 8)
+    # params: stage.0.conv 8*4*3*3 + 8 = 296; stage.0.proj 8*4*1*1 + 8 = 40; later convs 8*8*9 + 8 = 584.
+    assert layers["stage.0.conv"].params == 296 and layers["stage.0.proj"].params == 40
+    assert layers["stage.2.conv"].params == 584
+
+
+def test_merge_shape_error_names_both_inputs(write_spec):
+    with pytest.raises(SpecError) as err:
+        load(write_spec, "  - {name: stage, block: unit, repeat: 2, args: {width: 4}, first: {width: 8, stride: 2, project: true}}\n").analyze()
+    text = err.value.render()
+    # 'stage.1.conv' gives 4 channels and the block input 'stage.0.add' has 8: both named with shapes.
+    assert "'stage.1.conv' [4, 8, 8], 'stage.0.add' [8, 8, 8]" in text
+    assert "lib.yaml:7:" in text  # the template's add node
+    assert "spec.yaml:6:" in text  # the block use
+
+
+def test_unknown_block_argument_points_at_use_and_template(write_spec):
+    with pytest.raises(SpecError) as err:
+        load(write_spec, "  - {name: s, block: unit, args: {width: 4, strid: 2}}\n")
+    text = err.value.render()
+    assert "spec.yaml:6:" in text and "block 'unit' has no parameter 'strid'" in text
+    assert "did you mean 'stride'?" in text
+    assert "lib.yaml:2:" in text  # "block 'unit' is defined here"
+
+
+def test_missing_block_argument(write_spec):
+    with pytest.raises(SpecError) as err:
+        load(write_spec, "  - {name: s, block: unit, args: {stride: 2}}\n")
+    text = err.value.render()
+    assert "block 'unit' needs argument 'width'" in text and "spec.yaml:6:" in text and "lib.yaml:2:" in text
+
+
+def test_unknown_block(write_spec):
+    with pytest.raises(SpecError) as err:
+        load(write_spec, "  - {name: s, block: unt, args: {width: 4}}\n")
+    assert "unknown block 'unt'" in err.value.render() and "did you mean 'unit'?" in err.value.render()
+
+
+def test_errors_inside_a_template_show_both_locations(write_spec):
+    write_spec(LIB.replace("kernel: 3", "kernel: 0"), "lib.yaml")
+    with pytest.raises(SpecError) as err:
+        archspec.load(write_spec(spec("  - {name: s, block: unit, args: {width: 4}}\n")))
+    text = err.value.render()
+    assert "lib.yaml:5:" in text and "spec.yaml:6:" in text and "'kernel'" in text
+
+
+def test_repeat_name_pattern(write_spec):
+    model = load(write_spec, "  - {name: blk, block: unit, repeat: {count: 2, name: 'layer{i}', start: 1}, args: {width: 4}}\n")
+    assert "blk.layer1.conv" in model.graph.order and "blk.layer2.add" in model.graph.order
