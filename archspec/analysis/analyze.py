@@ -62,7 +62,7 @@ class Analysis:
     dtype: str
     layers: tuple[LayerStats, ...]
     totals: Totals  # inference: training-only heads excluded
-    train_extra: Totals | None  # training-only heads alone
+    train_extra: Totals | None  # training-only heads alone (peak: the whole graph with the heads)
     stochastic_depth: StochasticDepthStats | None
     outputs: tuple[str, ...]
     train_outputs: tuple[str, ...]
@@ -152,7 +152,8 @@ def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtyp
         dtype=dtype,
         layers=tuple(layers),
         totals=_totals(main, graph, shapes, main_nodes, batch, dtype),
-        train_extra=_totals(extra, graph, shapes, [], batch, dtype) if extra else None,
+        # The heads' own params/MACs/activations; their peak is that of the whole training graph.
+        train_extra=_totals(extra, graph, shapes, [layer.name for layer in layers], batch, dtype) if extra else None,
         stochastic_depth=_stochastic_depth(graph, by_name),
         outputs=graph.outputs,
         train_outputs=graph.train_outputs,

@@ -55,6 +55,31 @@ def _reference_rows(analysis: Analysis) -> list[list[str]]:
     return rows
 
 
+def _module_table(analysis: Analysis, table: dict) -> str:
+    """A paper's per-module figures beside archspec's, in the paper's units (K = 1024, M = 10^6)."""
+    rows = []
+    for module, printed in table.items():
+        parts = module.split("+")  # one printed row may cover several layers, e.g. "conv2+conv3"
+        members = [m for m in analysis.layers if any(m.name == p or m.name.startswith(p + ".") for p in parts)]
+        weights = sum(m.weights_without_bias for m in members)
+        macs = sum(m.macs for m in members)
+        row = [module, fmt_int(weights), f"{weights / 1024:,.1f}K"]
+        params_k = printed.get("params_k")
+        row.append("" if params_k is None else f"{params_k:g}K")
+        row.append("" if params_k is None else f"{(weights / 1024 - params_k) / params_k:+.1%}")
+        row += [fmt_int(macs), f"{macs / 1e6:,.1f}M"]
+        ops_m = printed.get("ops_m")
+        row.append("" if ops_m is None else f"{ops_m:g}M")
+        row.append("" if ops_m is None else f"{(macs / 1e6 - ops_m) / ops_m:+.1%}")
+        rows.append(row)
+    return tabulate(
+        rows,
+        headers=["module", "weights", "/ 1024", "published", "diff", "MACs", "/ 10^6", "published", "diff"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
+
+
 def render_report(analysis: Analysis, spec_path: str) -> str:
     meta = analysis.metadata or {}
     lines = [f"# {analysis.name}", ""]
@@ -81,6 +106,15 @@ def render_report(analysis: Analysis, spec_path: str) -> str:
                 ref_rows, headers=["figure", "published", "archspec", "agreement"], tablefmt="github", disable_numparse=True
             ))
         lines.append("")
+    table = ((analysis.metadata or {}).get("reference") or {}).get("table")
+    if table:
+        source = analysis.metadata["reference"].get("table_source", "the paper's table")
+        lines += [f"## Per module against {source}", ""]
+        lines.append(
+            "Weights exclude biases and are also shown in K = 1024, ops are MACs in M = 10^6, as the table counts;"
+            " the diff column shows where the table's own figures differ from the architecture it describes."
+        )
+        lines += ["", _module_table(analysis, table), ""]
     lines.append(CONVENTIONS)
     if len(analysis.layers) > 60:
         lines += ["## Blocks", "", "Layers summed per block (`analyze --depth 2`).", ""]

@@ -158,7 +158,8 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
         lines.append(
             (
                 f"training-only heads ({', '.join(analysis.train_outputs)})",
-                f"+{fmt_int(e.params)} params, +{fmt_int(e.macs)} MACs",
+                f"+{fmt_int(e.params)} params, +{fmt_int(e.macs)} MACs; "
+                f"peak live with the heads {human_bytes(e.peak_activation_bytes)}",
             )
         )
     sd = analysis.stochastic_depth

@@ -19,6 +19,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class TableRow(Strict):
+    """One row of a paper's table, as printed: weights in K = 1024 (biases excluded), ops in M = 10^6."""
+
+    params_k: Annotated[float, Field(ge=0)] | None = None
+    ops_m: Annotated[float, Field(ge=0)] | None = None
+
+
 class Reference(Strict):
     """Published figures for the model, used by reports and golden tests (never by the analysis)."""
 
@@ -28,6 +35,9 @@ class Reference(Strict):
     top1: Annotated[float, Field(gt=0, le=100)] | None = None
     top5: Annotated[float, Field(gt=0, le=100)] | None = None
     receptive_field: PositiveInt | None = None
+    # A paper's per-module table (e.g. GoogLeNet Table 1), keyed by layer or block name.
+    table: dict[str, TableRow] | None = None
+    table_source: str | None = None
     dataset: str | None = None
     notes: str | None = None
 
