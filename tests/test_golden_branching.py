@@ -8,96 +8,10 @@ Static analysis only (no forward passes), so the file runs in a few seconds.
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
-from functools import cache
-from pathlib import Path
-
 import pytest
-
-import archspec
-
-SPECS = Path(__file__).resolve().parents[1] / "specs"
-TVREF = Path("/work/tvref")  # optional PyTorch exports (torchvision module names), used when present
-
-# spec name -> (torchvision builder, num_params, GFLOPS as published).
-# Source: docs/REFERENCE-NUMBERS.md, "torchvision ImageNet models" table (each builder's IMAGENET1K_V1
-# weights metadata, `num_params` and `_ops`). torchvision's GFLOPS are GMACs of conv + linear weights,
-# bias excluded -- archspec's `macs`. GoogLeNet's figures exclude the auxiliary heads (aux_logits=False).
-TORCHVISION = {
-    "densenet121": ("densenet121", 7_978_856, "2.834"),
-    "densenet161": ("densenet161", 28_681_000, "7.728"),
-    "densenet169": ("densenet169", 14_149_480, "3.36"),
-    "densenet201": ("densenet201", 20_013_928, "4.291"),
-    "squeezenet1_0": ("squeezenet1_0", 1_248_424, "0.819"),
-    "squeezenet1_1": ("squeezenet1_1", 1_235_496, "0.349"),
-    "googlenet_torchvision": ("googlenet", 6_624_904, "1.498"),
-}
-
-# The node holding the logits in each spec (torchvision returns logits, no softmax).
-LOGITS = {
-    "densenet121": "classifier",
-    "densenet161": "classifier",
-    "densenet169": "classifier",
-    "densenet201": "classifier",
-    "squeezenet1_0": "flatten",
-    "squeezenet1_1": "flatten",
-    "googlenet_torchvision": "fc",
-}
-
-
-@cache
-def model(name: str):
-    return archspec.load(str(SPECS / f"{name}.yaml"))
-
-
-@cache
-def analysis(name: str):
-    return model(name).analyze()
-
-
-@cache
-def layers(name: str) -> dict:
-    return {layer.name: layer for layer in analysis(name).layers}
-
-
-def params_under(name: str, prefix: str) -> int:
-    return sum(layer.params for n, layer in layers(name).items() if n.startswith(prefix + "."))
-
+from golden import analysis, check, layers, model, params_under
 
 # ---- totals ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_params_equal_torchvision(name):
-    assert analysis(name).totals.params == TORCHVISION[name][1]
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_macs_match_torchvision_gflops_at_published_precision(name):
-    # "2.834" has 3 decimals -> MACs must round to it: 2.8335e9 <= macs < 2.8345e9;
-    # "3.36" has 2 -> 3.355e9 <= macs < 3.365e9.
-    published = Decimal(TORCHVISION[name][2])
-    half_ulp = Decimal(1).scaleb(published.as_tuple().exponent) / 2
-    low, high = (published - half_ulp) * 10**9, (published + half_ulp) * 10**9
-    assert low <= analysis(name).totals.macs < high
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_spec_metadata_cites_the_same_figures(name):
-    reference = analysis(name).metadata["reference"]
-    assert reference["params"] == TORCHVISION[name][1]
-    assert Decimal(str(reference["gflops"])) == Decimal(TORCHVISION[name][2])
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_ends_at_logits(name):
-    a = analysis(name)
-    assert a.input_shape == (3, 224, 224)
-    assert a.outputs == (LOGITS[name],)
-    assert layers(name)[LOGITS[name]].output_shape == (1000,)
-    assert all(layer.op != "softmax" for layer in a.layers)
-    assert a.train_outputs == ()  # GoogLeNet built with aux_logits=False: no auxiliary heads
 
 
 # ---- published claims of the SqueezeNet paper ---------------------------------------------------------
@@ -152,41 +66,7 @@ def test_dense_block_depths(name, block_depths):
     assert "features.transition4.conv" not in names  # no transition after the last block
 
 
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_every_torchvision_leaf_module_has_its_output_shape(name):
-    """Every leaf module torchvision calls exists here under the same name with the same output shape."""
-    export = TVREF / f"{TORCHVISION[name][0]}.json"
-    if not export.exists():
-        pytest.skip(f"{export} (PyTorch reference export) not available")
-    calls = json.loads(export.read_text())["leaf_calls"]
-    ours = layers(name)
-    missing = [c["name"] for c in calls if c["name"] not in ours]
-    assert missing == []
-    wrong = [(c["name"], c["output_shape"]) for c in calls if list(ours[c["name"]].output_shape) != c["output_shape"]]
-    assert wrong == []
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_weighted_layers_are_torchvision_modules(name):
-    """Every layer with params is a torchvision module of the same name and size (and vice versa)."""
-    export = TVREF / f"{TORCHVISION[name][0]}.json"
-    if not export.exists():
-        pytest.skip(f"{export} (PyTorch reference export) not available")
-    leaf_params = json.loads(export.read_text())["leaf_params"]
-    torch_weighted = {k: v["num_trainable_params"] for k, v in leaf_params.items() if v["num_trainable_params"]}
-    ours = {n: layer.params for n, layer in layers(name).items() if layer.params}
-    assert ours == torch_weighted
-
-
 # ---- hand-computed layers ---------------------------------------------------------------------------
-
-
-def check(name, node, *, weights, params, output, macs):
-    layer = layers(name)[node]
-    assert dict(layer.param_tensors).get("weight") == weights
-    assert layer.params == params
-    assert layer.output_shape == output
-    assert layer.macs == macs
 
 
 def test_densenet121_stem():

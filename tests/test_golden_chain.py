@@ -7,70 +7,10 @@ beside it, never copied from archspec's output. Static analysis only (no forward
 
 from __future__ import annotations
 
-from decimal import Decimal
-from functools import cache
-from pathlib import Path
-
 import pytest
-
-import archspec
-
-SPECS = Path(__file__).resolve().parents[1] / "specs"
-
-# spec -> (torchvision num_params, GFLOPS as published): REFERENCE-NUMBERS.md, "torchvision ImageNet models"
-# (each builder's IMAGENET1K_V1 metadata). GFLOPS there is GMACs of conv + linear weights, bias excluded.
-TORCHVISION = {
-    "alexnet_torchvision": (61_100_840, "0.714"),
-    "vgg11": (132_863_336, "7.609"),
-    "vgg13": (133_047_848, "11.308"),
-    "vgg16": (138_357_544, "15.47"),
-    "vgg19": (143_667_240, "19.632"),
-    "vgg11_bn": (132_868_840, "7.609"),
-    "vgg16_bn": (138_365_992, "15.47"),
-}
-
-
-@cache
-def analysis(name: str):
-    return archspec.load(str(SPECS / f"{name}.yaml")).analyze()
-
-
-@cache
-def layers(name: str) -> dict:
-    return {layer.name: layer for layer in analysis(name).layers}
-
+from golden import analysis, layers
 
 # ---- torchvision totals ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_params_equal_torchvision(name):
-    assert analysis(name).totals.params == TORCHVISION[name][0]
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_macs_match_torchvision_gflops_at_published_precision(name):
-    # "15.47" has 2 decimals -> 15.465e9 <= macs < 15.475e9; "0.714" -> 0.7135e9 <= macs < 0.7145e9.
-    published = Decimal(TORCHVISION[name][1])
-    half_ulp = Decimal(1).scaleb(published.as_tuple().exponent) / 2
-    low, high = (published - half_ulp) * 10**9, (published + half_ulp) * 10**9
-    assert low <= analysis(name).totals.macs < high
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_spec_metadata_cites_the_same_figures(name):
-    reference = analysis(name).metadata["reference"]
-    assert reference["params"] == TORCHVISION[name][0]
-    assert Decimal(str(reference["gflops"])) == Decimal(TORCHVISION[name][1])
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_ends_at_logits(name):
-    # torchvision's forward returns classifier.6's output: 1000 logits, no softmax.
-    a = analysis(name)
-    assert a.outputs == ("classifier.6",)
-    assert layers(name)["classifier.6"].output_shape == (1000,)
-    assert all(layer.op != "softmax" for layer in a.layers)
 
 
 def test_bn_variants_add_gamma_and_beta_only():

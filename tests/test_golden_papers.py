@@ -9,29 +9,8 @@ or comment beside it, never copied from archspec's output. Static analysis only:
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
-
 import pytest
-
-import archspec
-
-SPECS = Path(__file__).resolve().parents[1] / "specs"
-
-
-@cache
-def model(name: str):
-    return archspec.load(str(SPECS / f"{name}.yaml"))
-
-
-@cache
-def analysis(name: str):
-    return model(name).analyze()
-
-
-@cache
-def layers(name: str) -> dict:
-    return {layer.name: layer for layer in analysis(name).layers}
+from golden import analysis, layers, model
 
 
 def under(name: str, prefix: str) -> list:

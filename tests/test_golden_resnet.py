@@ -6,76 +6,8 @@ never copied from archspec's output. Static analysis only (no forward passes), s
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
-from functools import cache
-from pathlib import Path
-
 import pytest
-
-import archspec
-
-SPECS = Path(__file__).resolve().parents[1] / "specs"
-TVREF = Path("/work/tvref")  # optional PyTorch exports (torchvision module names), used when present
-
-# (num_params, GFLOPS as published) -- docs/REFERENCE-NUMBERS.md, "torchvision ImageNet models" table
-# (each builder's IMAGENET1K_V1 weights metadata: `num_params` and `_ops`). GFLOPS there means
-# GMACs of conv + linear weights, bias excluded -- archspec's `macs`.
-TORCHVISION = {
-    "resnet18": (11_689_512, "1.814"),
-    "resnet34": (21_797_672, "3.664"),
-    "resnet50": (25_557_032, "4.089"),
-    "resnet101": (44_549_160, "7.801"),
-    "resnet152": (60_192_808, "11.514"),
-    "wide_resnet50_2": (68_883_240, "11.398"),
-    "wide_resnet101_2": (126_886_696, "22.753"),
-    "resnext50_32x4d": (25_028_904, "4.23"),
-    "resnext101_32x8d": (88_791_336, "16.414"),
-}
-
-
-@cache
-def analysis(name: str):
-    return archspec.load(str(SPECS / f"{name}.yaml")).analyze()
-
-
-@cache
-def layers(name: str) -> dict:
-    return {layer.name: layer for layer in analysis(name).layers}
-
-
-# ---- totals ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_params_equal_torchvision(name):
-    assert analysis(name).totals.params == TORCHVISION[name][0]
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_macs_match_torchvision_gflops_at_published_precision(name):
-    # "4.089" has 3 decimals -> MACs must round to it: 4.0885e9 <= macs < 4.0895e9.
-    published = Decimal(TORCHVISION[name][1])
-    half_ulp = Decimal(1).scaleb(published.as_tuple().exponent) / 2
-    low, high = (published - half_ulp) * 10**9, (published + half_ulp) * 10**9
-    assert low <= analysis(name).totals.macs < high
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_spec_metadata_cites_the_same_figures(name):
-    reference = analysis(name).metadata["reference"]
-    assert reference["params"] == TORCHVISION[name][0]
-    assert Decimal(str(reference["gflops"])) == Decimal(TORCHVISION[name][1])
-
-
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_ends_at_logits(name):
-    # torchvision's forward returns fc's output (no softmax); 1000 ImageNet classes.
-    a = analysis(name)
-    assert a.outputs == ("fc",)
-    assert layers(name)["fc"].output_shape == (1000,)
-    assert all(layer.op != "softmax" for layer in a.layers)
-
+from golden import check, layers
 
 # ---- layer names (torchvision module paths) ---------------------------------------------------------
 
@@ -120,27 +52,7 @@ def test_stage_depths(name, last_blocks):
         assert f"layer{stage}.{last + 1}.conv1" not in names
 
 
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_weighted_layers_are_torchvision_modules(name):
-    """Every layer with params is a torchvision module of the same name and size (and vice versa)."""
-    export = TVREF / f"{name}.json"
-    if not export.exists():
-        pytest.skip(f"{export} (PyTorch reference export) not available")
-    leaf_params = json.loads(export.read_text())["leaf_params"]
-    torch_weighted = {k: v["num_trainable_params"] for k, v in leaf_params.items() if v["num_trainable_params"]}
-    ours = {n: layer.params for n, layer in layers(name).items() if layer.params}
-    assert ours == torch_weighted
-
-
 # ---- hand-computed layers ---------------------------------------------------------------------------
-
-
-def check(name, node, *, weights, params, output, macs):
-    layer = layers(name)[node]
-    assert dict(layer.param_tensors).get("weight") == weights
-    assert layer.params == params
-    assert layer.output_shape == output
-    assert layer.macs == macs
 
 
 def test_resnet50_stem():

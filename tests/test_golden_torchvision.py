@@ -1,0 +1,69 @@
+"""Every torchvision-equivalent spec has torchvision's params and MACs, ends at the logits like
+torchvision, and (when the optional PyTorch exports exist) torchvision's module names and shapes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+from golden import TORCHVISION, TVREF, analysis, gflops_window, layers
+
+NAMES = sorted(TORCHVISION)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_params_equal_torchvision_num_params(name):
+    assert analysis(name).totals.params == TORCHVISION[name][1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_macs_round_to_torchvision_gflops(name):
+    low, high = gflops_window(TORCHVISION[name][2])
+    assert low <= analysis(name).totals.macs < high
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_metadata_cites_the_same_figures(name):
+    reference = analysis(name).metadata["reference"]
+    assert reference["params"] == TORCHVISION[name][1]
+    assert Decimal(str(reference["gflops"])) == Decimal(TORCHVISION[name][2])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ends_at_the_logits(name):
+    # torchvision's forward returns 1000 logits (no softmax, no auxiliary heads) for a 224 x 224 input.
+    a = analysis(name)
+    logits = TORCHVISION[name][3]
+    assert a.input_shape == (3, 224, 224)
+    assert a.outputs == (logits,) and a.train_outputs == ()
+    assert layers(name)[logits].output_shape == (1000,)
+    assert all(layer.op != "softmax" for layer in a.layers)
+
+
+def _export(name):
+    path = TVREF / f"{TORCHVISION[name][0]}.json"
+    if not path.exists():
+        pytest.skip(f"{path} (optional PyTorch export) not available")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_weighted_layers_are_torchvision_modules(name):
+    """Every layer with params is a torchvision module of the same name and size, and vice versa."""
+    leaf_params = _export(name)["leaf_params"]
+    torch_weighted = {k: v["num_trainable_params"] for k, v in leaf_params.items() if v["num_trainable_params"]}
+    assert {n: layer.params for n, layer in layers(name).items() if layer.params} == torch_weighted
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_torchvision_module_call_has_its_output_shape(name):
+    calls = _export(name)["leaf_calls"]
+    ours = layers(name)
+    assert [c["name"] for c in calls if c["name"] not in ours] == []
+    # torchvision calls some weightless modules several times (ResNet's one `relu`); archspec names
+    # each call, so only modules called once are compared by shape.
+    counts = Counter(c["name"] for c in calls)
+    once = [c for c in calls if counts[c["name"]] == 1]
+    assert [c["name"] for c in once if list(ours[c["name"]].output_shape) != c["output_shape"]] == []
