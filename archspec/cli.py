@@ -6,35 +6,55 @@ Exit codes: 0 success, 1 verification mismatch, 2 invalid input or usage. No tra
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 from pathlib import Path
 
 from archspec.errors import ArchspecError, UsageError
+from archspec.spec.yamlsafe import MAX_INT
 
 FORMATS = ("table", "markdown", "json", "csv")
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 
 
+_SHAPE = re.compile(r"\s*([0-9]{1,19})\s*[,x]\s*([0-9]{1,19})\s*[,x]\s*([0-9]{1,19})\s*")
+
+
 def parse_input_shape(text: str) -> tuple[int, int, int]:
-    parts = text.replace("x", ",").split(",")
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or any(v < 1 for v in values):
-        raise UsageError(f"error: --input {text!r} is not a shape; write C,H,W with positive integers, e.g. 3,224,224")
+    match = _SHAPE.fullmatch(text)
+    values = tuple(int(v) for v in match.groups()) if match else ()
+    if len(values) != 3 or any(v < 1 or v > MAX_INT for v in values):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise UsageError(
+            f"error: --input {shown!r} is not a shape; write C,H,W with positive integers"
+            f" (at most 10**18), e.g. 3,224,224"
+        )
     return values  # type: ignore[return-value]
 
 
 def _positive(text: str) -> int:
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 20 else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    if value > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {MAX_BATCH:,})")
     return value
+
+
+MAX_BATCH = 1 << 30  # --batch, --depth, --samples: a sanity bound, so totals stay exact *and* printable
+
+
+def _natural(text: str) -> int:
+    """A whole number >= 0 (a random seed)."""
+    if not (text.strip().isdigit() and len(text) <= 20):
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not a whole number >= 0")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="prove every static number with the NumPy forward pass")
     p.add_argument("specs", nargs="+")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_natural, default=0)
     p.add_argument("--samples", type=_positive, default=400, help="drop masks sampled for stochastic depth")
 
     p = sub.add_parser("run", help="run the reference forward pass with real weights")
@@ -78,7 +98,7 @@ def cmd_analyze(args) -> int:
     from archspec.report import table
 
     model = load(args.spec)
-    shape = parse_input_shape(args.input) if args.input else None
+    shape = parse_input_shape(args.input) if args.input is not None else None
     analysis = model.analyze(shape, batch=args.batch, dtype=args.dtype)
     render = {
         "table": lambda: table.render_table(analysis, args.depth),
@@ -91,11 +111,14 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from archspec.verify import render_report, verify_spec
+    from archspec.model import load
+    from archspec.verify import render_report, verify_model
 
     ok = True
     for path in args.specs:
-        report = verify_spec(path, seed=args.seed, samples=args.samples)
+        model = load(path)
+        _check_memory_for_weights(model, f"verifying {path}")
+        report = verify_model(model, path, seed=args.seed, samples=args.samples)
         sys.stdout.write(render_report(report))
         ok &= report.passed
     return 0 if ok else 1
@@ -116,6 +139,16 @@ def cmd_run(args) -> int:
     atomic_write_bytes(Path(args.out), buffer)
     print(f"wrote {args.out}: output {list(y.shape)} ({y.dtype})")
     return 0
+
+
+def _check_memory_for_weights(model, what: str) -> None:
+    """Refuse, before anything is allocated, a forward pass whose random weights and batch-2 input alone
+    would not fit in memory (the forward pass guards its activations itself)."""
+    from archspec.reference.forward import guard_memory
+
+    analysis = model.analyze()
+    tensors = sum(layer.params + layer.buffers for layer in analysis.layers)
+    guard_memory(4 * (tensors + 2 * analysis.totals.input_elements), what)
 
 
 def _npy_bytes(np, array) -> bytes:
@@ -160,7 +193,10 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage error (exit 2, message already printed) or --help (exit 0)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return COMMANDS[args.command](args)
     except ArchspecError as exc:

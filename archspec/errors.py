@@ -20,6 +20,7 @@ class Location:
 
 
 MAX_NOTES = 6  # related notes shown per diagnostic; longer chains are elided in the middle
+MAX_SHOWN = 100  # diagnostics printed per error; the rest are counted (all stay in .diagnostics)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,14 @@ class Diagnostic:
             related = [*related[:keep], (None, f"... {skipped} more block uses ..."), *related[-keep:]]
         for loc, what in related:
             text += f"\n  {loc}: note: {what}" if loc is not None else f"\n  {what}"
+        return _printable(text)
+
+
+def _printable(text: str) -> str:
+    """Escape control and invisible characters a hostile spec could use to rewrite the terminal."""
+    if text.isprintable() or all(c.isprintable() or c == "\n" for c in text):
         return text
+    return "".join(c if c.isprintable() or c == "\n" else ascii(c)[1:-1] for c in text)
 
 
 class ArchspecError(Exception):
@@ -64,7 +72,10 @@ class ArchspecError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        return "\n".join(d.render() for d in self.diagnostics)
+        shown = [d.render() for d in self.diagnostics[:MAX_SHOWN]]
+        if len(self.diagnostics) > MAX_SHOWN:
+            shown.append(f"... and {len(self.diagnostics) - MAX_SHOWN:,} more errors not shown")
+        return "\n".join(shown)
 
 
 class SpecError(ArchspecError):

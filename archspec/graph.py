@@ -53,7 +53,8 @@ class Graph:
             try:
                 shape = node.op.output_shape([shapes[i] for i in ins])
             except ShapeError as exc:
-                errors.append(Diagnostic(node.location, f"node '{name}': {exc}", None, node.trail))
+                hint = getattr(exc, "hint", None)
+                errors.append(Diagnostic(node.location, f"node '{name}': {exc}", hint, node.trail))
                 continue
             if any(d < 1 for d in shape):
                 errors.append(
@@ -77,14 +78,13 @@ def build_graph(spec: LoadedSpec) -> Graph:
     for node in spec.nodes:
         name = node.op.name
         if name in nodes:
-            errors.append(
-                Diagnostic(
-                    node.location,
-                    f"duplicate node name '{name}' (first defined at {nodes[name].location})",
-                    "node names must be unique",
-                    node.trail,
-                )
-            )
+            if node.location == nodes[name].location:  # one template line, two block instances
+                message = f"duplicate node name '{name}': two instances of a repeated block get the same name"
+                hint = "put '{i}' (the instance index) in the repeat's 'name'"
+            else:
+                message = f"duplicate node name '{name}' (first defined at {nodes[name].location})"
+                hint = "node names must be unique"
+            errors.append(Diagnostic(node.location, message, hint, node.trail))
             continue
         nodes[name] = node
     aliases = spec.aliases
@@ -103,11 +103,11 @@ def build_graph(spec: LoadedSpec) -> Graph:
     for name, node in nodes.items():
         graph.add_node(name)
         inputs = [resolve(i) for i in node.op.inputs]
-        for ref, original in zip(inputs, node.op.inputs, strict=True):
+        for index, (ref, original) in enumerate(zip(inputs, node.op.inputs, strict=True)):
             if ref != INPUT and ref not in nodes:
                 errors.append(
                     Diagnostic(
-                        node.location,
+                        node.locate(("inputs", index)),
                         f"node '{name}' takes input '{original}', which is not defined",
                         did_you_mean(original, known) or "inputs name earlier nodes, or 'input'",
                         node.trail,
@@ -119,41 +119,57 @@ def build_graph(spec: LoadedSpec) -> Graph:
             want = f"{low}" if low == high else f"at least {low}"
             errors.append(
                 Diagnostic(
-                    node.location,
+                    node.locate(("inputs",)),
                     f"node '{name}' ({node.op.op}) takes {want} input{'s' if low != 1 else ''}, got {len(inputs)}",
-                    "list exactly the tensors it combines under 'inputs:'" if high is None else "remove the extra inputs",
+                    "list exactly the tensors it combines under 'inputs:'"
+                    if high is None
+                    else "remove the extra inputs",
                     node.trail,
                 )
             )
         if len(set(inputs)) != len(inputs) and node.op.op != "concat":
-            errors.append(Diagnostic(node.location, f"node '{name}' lists the same input twice", None, node.trail))
+            errors.append(
+                Diagnostic(node.locate(("inputs",)), f"node '{name}' lists the same input twice", None, node.trail)
+            )
         for ref in inputs:
             graph.add_edge(ref, name)
-        resolved_nodes[name] = LoadedNode(node.op.model_copy(update={"inputs": inputs}), node.location, node.trail)
+        if inputs != node.op.inputs:  # a bypassed node or block name resolved to its tensor
+            node = LoadedNode(node.op.model_copy(update={"inputs": inputs}), node.location, node.trail, node.raw)
+        resolved_nodes[name] = node
 
     outputs = tuple(resolve(o) for o in spec.outputs)
     train_outputs = tuple(resolve(o) for o in spec.train_outputs)
-    for out in (*outputs, *train_outputs):
-        if out not in nodes:
-            errors.append(
-                Diagnostic(
-                    spec.document.locate(("outputs",)),
-                    f"output '{out}' is not a node",
-                    did_you_mean(out, known),
+    for key, names in (("outputs", outputs), ("train_outputs", train_outputs)):
+        for index, out in enumerate(names):
+            if out not in nodes:
+                errors.append(
+                    Diagnostic(
+                        spec.document.locate((key, index)),
+                        f"output '{out}' is not a node" if out != INPUT else "the graph input cannot be an output",
+                        did_you_mean(out, known - {INPUT}) or f"'{key}' lists node names",
+                    )
                 )
-            )
     if errors:
         raise SpecError(errors)
 
-    try:
+    cycle = None
+    if not nx.is_directed_acyclic_graph(graph):  # fast; find_cycle only when there is one to show
         cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        cycle = None
     if cycle:
+        # Point at the node that takes an input from later in the file: the edge that closes the loop.
+        position = {name: i for i, name in enumerate(nodes)}
+        back = [k for k, (u, v) in enumerate(cycle) if position.get(u, -1) >= position.get(v, -1)]
+        start = min(back or [0], key=lambda k: position.get(cycle[k][1], 0))
+        cycle = cycle[start + 1 :] + cycle[: start + 1]  # rotate so the path starts at that node
         path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-        first = resolved_nodes[cycle[0][1]]
+        first = resolved_nodes[cycle[0][0]]
         raise SpecError(
-            Diagnostic(first.location, f"the graph has a cycle: {path}", "a node's inputs must not depend on itself")
+            Diagnostic(
+                first.locate(("inputs",)),
+                f"the graph has a cycle: {path}",
+                "a node's inputs must not depend on its own output",
+                first.trail,
+            )
         )
 
     used = set()
@@ -175,9 +191,7 @@ def build_graph(spec: LoadedSpec) -> Graph:
 
     position = {name: i for i, name in enumerate(nodes)}
     position[INPUT] = -1
-    order = tuple(
-        n for n in nx.lexicographical_topological_sort(graph, key=lambda n: position[n]) if n != INPUT
-    )
+    order = tuple(n for n in nx.lexicographical_topological_sort(graph, key=lambda n: position[n]) if n != INPUT)
     return Graph(spec, graph, order, resolved_nodes, outputs, train_outputs)
 
 

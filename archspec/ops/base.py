@@ -28,7 +28,11 @@ def pair(value: int | list[int]) -> tuple[int, int]:
 
 
 class ShapeError(Exception):
-    """An op cannot accept the shapes it is given; the message says what must hold."""
+    """An op cannot accept the shapes it is given; the message says what must hold, the hint how to fix it."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,9 @@ def window_output_size(size: int, kernel: int, stride: int, pad: int, ceil_mode:
     span = size + 2 * pad - kernel
     if span < 0:
         raise ShapeError(
-            f"kernel {kernel} is larger than the padded input {size + 2 * pad} ({size} + 2 x {pad})"
+            f"kernel {kernel} is larger than the padded input {size + 2 * pad} ({size} + 2 x {pad})",
+            "the feature map is too small here: use a larger --input, more padding, a smaller kernel,"
+            " or fewer downsampling steps before this node",
         )
     out = (-(-span // stride) if ceil_mode else span // stride) + 1
     # ceil_mode must not start a window entirely in the right padding (PyTorch pooling_shape).

@@ -19,7 +19,12 @@ from archspec.ops.base import (
     require_spatial,
     window_output_size,
 )
-from archspec.ops.windows import window_view
+from archspec.ops.windows import pad_input, window_columns
+
+# Upper bound on one row block of the im2col matrix (see Conv2d.forward): small enough that a big
+# layer's matrix (C*kh*kw times its input) is never built whole, large enough that the matrix
+# products stay few and large (each BLAS call with threads on a busy machine has a cost).
+COLUMN_BLOCK_BYTES = 16 << 20
 
 
 class Conv2d(OpBase):
@@ -39,12 +44,15 @@ class Conv2d(OpBase):
     def output_shape(self, in_shapes):
         c, h, w = require_spatial(in_shapes[0], "conv2d")
         if self.in_channels is not None and self.in_channels != c:
-            raise ShapeError(f"in_channels is {self.in_channels} but the input has {c} channels")
+            raise ShapeError(
+                f"in_channels is {self.in_channels} but the input has {c} channels",
+                "fix in_channels, or remove it (it is inferred from the input)",
+            )
         for what, count in (("input", c), ("output", self.out_channels)):
             if count % self.groups:
                 raise ShapeError(
-                    f"groups={self.groups} must divide the {what} channels, "
-                    f"but {self.groups} does not divide {count}"
+                    f"groups={self.groups} must divide the {what} channels, but {self.groups} does not divide {count}",
+                    "choose groups that divides both the input and the output channels",
                 )
         win = self.rf_rule(in_shapes)
         out_h = window_output_size(h, win.kernel[0], win.stride[0], win.padding[0], False)
@@ -72,24 +80,40 @@ class Conv2d(OpBase):
             dilation=d,
         )
 
-    # ---- kernel: strided window view, then one batched matrix product per group ----
+    # ---- kernel: im2col in row blocks (one slice copy per tap), one batched matrix product per block ----
     def forward(self, xs, w: Weights, mm: MatMul):
         x = xs[0]
         n, c, _, _ = x.shape
         g, kh, kw = self.groups, *pair(self.kernel)
+        stride, dilation = pair(self.stride), pair(self.dilation)
         weight = w.param("weight", (self.out_channels, c // g, kh, kw))
-        view, _ = window_view(x, (kh, kw), pair(self.stride), pair(self.padding), pair(self.dilation))
-        _, _, ho, wo, _, _ = view.shape
-        # (N, C, Ho, Wo, kh, kw) -> (N, G, Ho*Wo, C/G*kh*kw): the im2col matrix, one copy.
-        cols = view.reshape(n, g, c // g, ho, wo, kh, kw).transpose(0, 1, 3, 4, 2, 5, 6)
-        cols = cols.reshape(n, g, ho * wo, (c // g) * kh * kw)
-        # (O, C/G, kh, kw) -> (G, C/G*kh*kw, O/G)
-        kernel = weight.reshape(g, self.out_channels // g, -1).transpose(0, 2, 1)
-        out = mm(cols, kernel)  # (N, G, Ho*Wo, O/G)
-        out = out.transpose(0, 1, 3, 2).reshape(n, self.out_channels, ho, wo)
-        if self.bias:
-            out = out + w.param("bias", (self.out_channels,)).reshape(1, -1, 1, 1)
-        return np.ascontiguousarray(out)
+        padded = pad_input(x, pair(self.padding))
+        extent = [dilation[a] * ((kh, kw)[a] - 1) + 1 for a in range(2)]
+        if padded.shape[2] < extent[0] or padded.shape[3] < extent[1]:
+            raise ValueError(f"window {extent} does not fit in padded input {padded.shape[2:]}")
+        ho, wo = ((padded.shape[2 + a] - extent[a]) // stride[a] + 1 for a in range(2))
+        depth = (c // g) * kh * kw
+        # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
+        kernel = weight.reshape(g, self.out_channels // g, depth)
+        bias = w.param("bias", (self.out_channels,)).reshape(g, -1, 1) if self.bias else None
+        if (kh, kw) == (1, 1) and stride == (1, 1):
+            # A 1x1 stride-1 conv's im2col matrix is the (padded) input itself: no copy at all.
+            out = mm(kernel, padded.reshape(n, g, depth, ho * wo))  # (N, G, O/G, Ho*Wo)
+            if bias is not None:
+                out += bias
+            return out.reshape(n, self.out_channels, ho, wo)
+        out = np.empty((n, g, self.out_channels // g, ho * wo), dtype=np.result_type(x, weight))
+        # Output rows in blocks, so the im2col matrix in memory is at most ~COLUMN_BLOCK_BYTES at a time.
+        block = max(1, COLUMN_BLOCK_BYTES // (n * c * kh * kw * wo * x.itemsize))
+        for top in range(0, ho, block):
+            bottom = min(ho, top + block)
+            # (N, C, kh, kw, rows, Wo) -> (N, G, C/G*kh*kw, rows*Wo): the im2col matrix, a free reshape.
+            cols = window_columns(padded, (kh, kw), stride, dilation, wo, (top, bottom))
+            part = mm(kernel, cols.reshape(n, g, depth, (bottom - top) * wo))  # (N, G, O/G, rows*Wo)
+            if bias is not None:
+                part += bias
+            out[..., top * wo : bottom * wo] = part
+        return out.reshape(n, self.out_channels, ho, wo)
 
     def probe_variant(self):
         return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None})

@@ -37,7 +37,8 @@ class Linear(OpBase):
             )
         if self.in_features is not None and self.in_features != in_shapes[0][0]:
             raise ShapeError(
-                f"in_features is {self.in_features} but the input has {in_shapes[0][0]} features"
+                f"in_features is {self.in_features} but the input has {in_shapes[0][0]} features",
+                "fix in_features, or remove it (it is inferred from the input)",
             )
         return (self.out_features,)
 

@@ -21,7 +21,10 @@ class Add(OpBase):
 
     def output_shape(self, in_shapes):
         if len(set(in_shapes)) != 1:
-            raise ShapeError(f"add needs inputs of the same shape, got {_describe(self.inputs, in_shapes)}")
+            raise ShapeError(
+                f"add needs inputs of the same shape, got {_describe(self.inputs, in_shapes)}",
+                "project the shortcut (a 1x1 conv with the right stride and out_channels) so the shapes agree",
+            )
         return in_shapes[0]
 
     def forward(self, xs, w, mm):
@@ -42,7 +45,8 @@ class Concat(OpBase):
             require_spatial(s, "concat")
         if len({s[1:] for s in in_shapes}) != 1:
             raise ShapeError(
-                f"concat needs equal spatial sizes, got {_describe(self.inputs, in_shapes)}"
+                f"concat needs equal spatial sizes, got {_describe(self.inputs, in_shapes)}",
+                "check the strides and padding of the branches so they end at the same height and width",
             )
         return (sum(s[0] for s in in_shapes), *in_shapes[0][1:])
 

@@ -1,13 +1,59 @@
-"""Kernel-side sliding windows: a strided view of a padded array, no Python loop over pixels.
+"""Kernel-side sliding windows: whole-plane slice copies of a padded array, no Python loop over pixels.
 
 This is the array half of conv and pooling; their static shape rule lives in each op and is
 never called from here, so the two can be checked against each other.
+
+Windows are gathered with one strided slice copy per kernel tap (kh x kw copies, each as large as the
+output) into a buffer laid out (N, C, kh, kw, Ho, Wo). That layout is what makes the kernels fast:
+conv's im2col matrix (C*kh*kw, Ho*Wo) is a free reshape of it, and a reduction over the window axes
+(pooling) runs over long contiguous rows instead of tiny kh x kw inner loops of a strided view.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+
+def pad_input(
+    x: np.ndarray,
+    padding: tuple[int, int],
+    extra: tuple[int, int] = (0, 0),
+    pad_value: float = 0.0,
+) -> np.ndarray:
+    """x (N, C, H, W) padded by `padding` on both sides plus `extra` cells at the bottom/right (no copy if none)."""
+    if not any(padding) and not any(extra):
+        return x
+    return np.pad(
+        x,
+        ((0, 0), (0, 0), (padding[0], padding[0] + extra[0]), (padding[1], padding[1] + extra[1])),
+        constant_values=pad_value,
+    )
+
+
+def window_columns(
+    padded: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_width: int,
+    rows: tuple[int, int],
+) -> np.ndarray:
+    """Windows of output rows [rows[0], rows[1]) of an already padded (N, C, Hp, Wp) array, as a new
+    C-contiguous (N, C, kh, kw, rows, out_width) array: element [n, c, i, j, r, q] is
+    padded[n, c, (rows[0] + r) * sh + i * dh, q * sw + j * dw]."""
+    n, c = padded.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    start, stop = rows
+    count = stop - start
+    cols = np.empty((n, c, kh, kw, count, out_width), dtype=padded.dtype)
+    for i in range(kh):
+        top = start * sh + i * dh
+        for j in range(kw):
+            left = j * dw
+            rows_ij = slice(top, top + sh * (count - 1) + 1, sh)
+            cols[:, :, i, j] = padded[:, :, rows_ij, left : left + sw * (out_width - 1) + 1 : sw]
+    return cols
 
 
 def window_view(
@@ -20,27 +66,26 @@ def window_view(
     ceil_mode: bool = False,
     pad_value: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of x (N, C, H, W) -> view (N, C, Ho, Wo, kh, kw), plus a (Ho, Wo, kh, kw) mask that is
-    1 where a window element lies in the input or its declared padding (0 in ceil_mode overflow)."""
-    n, c, h, w = x.shape
+    """Windows of x (N, C, H, W) -> windows (N, C, Ho, Wo, kh, kw), plus a (Ho, Wo, kh, kw) mask that is
+    1 where a window element lies in the input or its declared padding (0 in ceil_mode overflow).
+
+    The windows are a transposed view of a fresh (N, C, kh, kw, Ho, Wo) array (see the module doc),
+    so they take kh*kw/(sh*sw) times the input's memory; they never alias x."""
+    h, w = x.shape[2:]
     extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
     # ceil_mode may need one partial window past the right padding: add stride-1 overflow cells.
     extra = [stride[a] - 1 if ceil_mode else 0 for a in range(2)]
-    padded = np.pad(
-        x,
-        ((0, 0), (0, 0), (padding[0], padding[0] + extra[0]), (padding[1], padding[1] + extra[1])),
-        constant_values=pad_value,
-    )
-    declared = np.zeros(padded.shape[2:], dtype=np.float32)
-    declared[: h + 2 * padding[0], : w + 2 * padding[1]] = 1.0
+    padded = pad_input(x, padding, extra, pad_value)
     if padded.shape[2] < extent[0] or padded.shape[3] < extent[1]:
         raise ValueError(f"window {extent} does not fit in padded input {padded.shape[2:]}")
-    view = sliding_window_view(padded, extent, axis=(2, 3))
-    view = view[:, :, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
-    mask = sliding_window_view(declared, extent)[:: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+    out = [(padded.shape[2 + a] - extent[a]) // stride[a] + 1 for a in range(2)]
     if ceil_mode:
-        # Keep only windows that start inside the input or the left padding (PyTorch's rule).
-        keep = [np.arange(view.shape[2 + a]) * stride[a] < (h, w)[a] + padding[a] for a in range(2)]
-        view = view[:, :, keep[0]][:, :, :, keep[1]]
-        mask = mask[keep[0]][:, keep[1]]
-    return view, mask
+        # Keep only windows that start inside the input or the left padding (PyTorch's rule); that
+        # condition (index * stride < size + padding) holds for a prefix of the windows.
+        out = [min(out[a], -(-((h, w)[a] + padding[a]) // stride[a])) for a in range(2)]
+    declared = np.zeros(padded.shape[2:], dtype=np.float32)
+    declared[: h + 2 * padding[0], : w + 2 * padding[1]] = 1.0
+    mask = sliding_window_view(declared, extent)[:: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+    mask = mask[: out[0], : out[1]]
+    cols = window_columns(padded, kernel, stride, dilation, out[1], (0, out[0]))
+    return cols.transpose(0, 1, 4, 5, 2, 3), mask
