@@ -192,6 +192,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Figures are exact integers of any size (a receptive field's stride can have thousands of
+    # digits); lift Python's guard on printing long integers.
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

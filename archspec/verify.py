@@ -56,11 +56,14 @@ class VerifyReport:
 
 
 def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
+    # Check the memory before allocating anything: weights (drawn in float64, kept in float32),
+    # the batch-2 input, live activations and the largest kernel temporaries.
+    biggest = max(layer.activations for layer in analysis.layers)
+    estimate = 3 * analysis.totals.param_bytes + 2 * 2 * analysis.totals.peak_activation_bytes + 2 * 40 * biggest * 4
+    reference.guard_memory(estimate, f"verifying {analysis.name}")
     rng = np.random.default_rng(seed + 1)
     weights = model.init_weights(seed)
     x = rng.normal(size=(2, *analysis.input_shape)).astype(np.float32)  # batch 2: per-image counts
-    estimate = 2 * 2 * analysis.totals.peak_activation_bytes + 2 * 40 * max(layer.activations for layer in analysis.layers) * 4
-    reference.guard_memory(estimate, f"verifying {analysis.name}")
     measured = reference.measure(model.graph, x, weights)
     checks = {k: Check(k) for k in ("output shapes", "params", "buffers", "MACs", "activations")}
     for layer in analysis.layers:

@@ -151,7 +151,7 @@ def render_index(entries: list[tuple[str, Analysis]]) -> str:
         )
     table = tabulate(
         rows,
-        headers=["model", "input", "params", "MACs", "", "activations (sum)", "peak live", "receptive field", "top-1 (%)"],
+        headers=["model", "input", "params", "MACs", "MACs (short)", "activations (sum)", "peak live", "receptive field", "top-1 (%)"],
         tablefmt="github",
         disable_numparse=True,
     )
@@ -167,24 +167,25 @@ def render_index(entries: list[tuple[str, Analysis]]) -> str:
 
 
 def write_reports(spec_paths: list[str], out_dir: Path) -> list[Path]:
+    """Analyze every spec first and check every target name; only then create the folder and write,
+    so a bad spec or name leaves nothing behind."""
+    from archspec.errors import UsageError
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
-    written = []
     seen: dict[str, str] = {}
     for spec_path in spec_paths:
         analysis = load(spec_path).analyze()
         if analysis.name in seen:
-            from archspec.errors import UsageError
-
             raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
         seen[analysis.name] = spec_path
-        entries.append((spec_path, analysis))
-    for spec_path, analysis in entries:
-        target = inside(out_dir, f"{analysis.name}.md")
-        atomic_write_text(target, render_report(analysis, spec_path))
-        written.append(target)
+        entries.append((spec_path, analysis, inside(out_dir, f"{analysis.name}.md")))
     index = inside(out_dir, "index.md")
-    atomic_write_text(index, render_index(entries))
-    written.append(index)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec_path, analysis, target in entries:
+        atomic_write_text(target, render_report(analysis, spec_path))
+        written.append(out_dir / target.name)
+    atomic_write_text(index, render_index([(p, a) for p, a, _ in entries]))
+    written.append(out_dir / index.name)
     return written
