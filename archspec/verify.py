@@ -223,7 +223,9 @@ def check_receptive_fields(graph: Graph, analysis: Analysis) -> Check:
         probe_shape = _thin_size(graph, nodes, axis, size[axis], shape) or shape
         shapes = graph.infer_shapes(probe_shape)
         measured = probe_spans(graph, (probe_shape[1], probe_shape[2]), axis, nodes)
-        exact = _expected_measurement(exact_spans(graph, shapes, axis, nodes), exact_spans(graph, shapes, 1 - axis, nodes))
+        exact = _expected_measurement(
+            exact_spans(graph, shapes, axis, nodes), exact_spans(graph, shapes, 1 - axis, nodes)
+        )
         for name in nodes:
             check.checked += 1
             for problem in _compare_exact(exact[name], measured[name]):
@@ -356,7 +358,9 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
                 continue
             op = graph.op(name)
             mm = MatMul()
-            tensors[name] = op.forward([tensors[i] for i in op.inputs], reference.Weights(grouped.get(name, {}), name), mm)
+            tensors[name] = op.forward(
+                [tensors[i] for i in op.inputs], reference.Weights(grouped.get(name, {}), name), mm
+            )
             total += mm.macs
         macs_seen.append(total)
         active_seen.append(int(kept.sum()))
@@ -365,7 +369,9 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
     std_error = math.sqrt(float(np.sum(survival * (1 - survival) * branch_macs**2)) / samples)
     check.checked += 2
     if abs(mean - sd.expected_train_macs) > 4 * std_error:
-        check.fail(f"mean measured MACs {mean:,.0f} vs expected {sd.expected_train_macs:,.0f} (> 4 standard errors = {4 * std_error:,.0f})")
+        check.fail(
+            f"mean measured MACs {mean:,.0f} vs expected {sd.expected_train_macs:,.0f} (> 4 standard errors = {4 * std_error:,.0f})"
+        )
     active_error = math.sqrt(float(np.sum(survival * (1 - survival))) / samples)
     if abs(np.mean(active_seen) - sd.expected_active_blocks) > 4 * active_error:
         check.fail(f"mean active blocks {np.mean(active_seen):.3f} vs expected {sd.expected_active_blocks:.3f}")

@@ -293,7 +293,9 @@ def fmt_table(headers: list[str], rows: list[list[str]]) -> str:
     line = "  ".join("-" * w for w in widths)
 
     def fmt(row):
-        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        return "  ".join(
+            str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
 
     return "\n".join([fmt(headers), line, *(fmt(r) for r in rows)])
 
@@ -320,9 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed forward passes first")
     parser.add_argument("--baseline-repeats", type=int, default=7, help="matmul samples before and after each model")
     parser.add_argument("--profile", action="store_true", help="also time every layer and print the slowest")
-    parser.add_argument("--torch", action="store_true", help="also time torchvision (ARCHSPEC_TORCH_PYTHON or this python)")
-    parser.add_argument("--blas-threads", type=int, help="limit NumPy's BLAS (and torch) to this many threads "
-                        "via threadpoolctl/openblas_set_num_threads; default: leave NumPy's own setting")
+    parser.add_argument(
+        "--torch", action="store_true", help="also time torchvision (ARCHSPEC_TORCH_PYTHON or this python)"
+    )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        help="limit NumPy's BLAS (and torch) to this many threads "
+        "via threadpoolctl/openblas_set_num_threads; default: leave NumPy's own setting",
+    )
     parser.add_argument("--wait", type=float, default=0.0, help="seconds to poll for a missing spec file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -337,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     print("archspec forward-pass benchmark (batch 1, float32)")
     print(f"  numpy {blas['numpy']}, BLAS: {blas['library']}")
     limited = f" (limited to {args.blas_threads} by --blas-threads)" if args.blas_threads else ""
-    print(f"  BLAS threads: {blas.get('num_threads', 'unknown')}{limited}, kernel: {blas.get('architecture') or 'unknown'} "
-          f"[{blas['source']}]; cpu_count {os.cpu_count()}")
+    print(
+        f"  BLAS threads: {blas.get('num_threads', 'unknown')}{limited}, kernel: {blas.get('architecture') or 'unknown'} "
+        f"[{blas['source']}]; cpu_count {os.cpu_count()}"
+    )
     env = ", ".join(f"{k}={os.environ[k]}" for k in BLAS_ENV if k in os.environ) or "none set"
     print(f"  BLAS environment: {env}")
     print(f"  load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -352,15 +362,35 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for spec in specs:
         print(f"  running {spec} ...", flush=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", spec, "--runs", str(args.runs),
-               "--warmup", str(args.warmup), "--baseline-repeats", str(args.baseline_repeats)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            spec,
+            "--runs",
+            str(args.runs),
+            "--warmup",
+            str(args.warmup),
+            "--baseline-repeats",
+            str(args.baseline_repeats),
+        ]
         cmd += ["--blas-threads", str(args.blas_threads)] if args.blas_threads else []
         res = run_child(cmd + (["--profile"] if args.profile else []), f"archspec child for {spec}")
         if tpy and "error" not in res:
             c, h, w = res["input_shape"]
             res["torch"] = run_child(
-                [tpy, "-c", TORCH_CHILD, res["name"], str(c), str(h), str(w), str(threads), str(args.runs),
-                 str(args.warmup)],
+                [
+                    tpy,
+                    "-c",
+                    TORCH_CHILD,
+                    res["name"],
+                    str(c),
+                    str(h),
+                    str(w),
+                    str(threads),
+                    str(args.runs),
+                    str(args.warmup),
+                ],
                 f"torch ({tpy})",
             )
         results.append(res)
@@ -376,11 +406,16 @@ def main(argv: list[str] | None = None) -> int:
         samples = res["baseline_before"] + res["baseline_after"]
         base = statistics.median(samples)
         row = [
-            res["name"], "x".join(map(str, res["input_shape"])), str(res["blas_threads"] or "?"),
+            res["name"],
+            "x".join(map(str, res["input_shape"])),
+            str(res["blas_threads"] or "?"),
             f"{res['macs'] / 1e9:.3f}",
-            f"{t * 1e3:,.0f}", f"{min(res['times']) * 1e3:,.0f}", f"{achieved:.1f}",
+            f"{t * 1e3:,.0f}",
+            f"{min(res['times']) * 1e3:,.0f}",
+            f"{achieved:.1f}",
             f"{base:.1f} ({statistics.median(res['baseline_before']):.0f}/{statistics.median(res['baseline_after']):.0f})",
-            f"{achieved / base:.2f}" + (f" (target >= {TARGET_RATIO[res['name']]})" if res["name"] in TARGET_RATIO else ""),
+            f"{achieved / base:.2f}"
+            + (f" (target >= {TARGET_RATIO[res['name']]})" if res["name"] in TARGET_RATIO else ""),
         ]
         torch_res = res.get("torch")
         if torch_res is None:
@@ -398,40 +433,76 @@ def main(argv: list[str] | None = None) -> int:
                     f"({torch_res['params']:,} parameters vs the spec's {res['params']:,}); compare with care"
                 )
         perf_rows.append(row)
-        mem_rows.append([
-            res["name"], mib(res["maxrss_bytes"]) + ("" if res["peak_reset"] else " (incl. setup)"),
-            mib(res["rss_before_forward"]), mib(res["maxrss_bytes"] - res["rss_before_forward"]),
-            mib(res["peak_activation_bytes"]), res["peak_at"], mib(4 * res["params"]),
-            mib(res["setup_maxrss_bytes"]),
-            mib(torch_res["maxrss_bytes"]) if torch_res and "maxrss_bytes" in torch_res else "-",
-        ])
+        mem_rows.append(
+            [
+                res["name"],
+                mib(res["maxrss_bytes"]) + ("" if res["peak_reset"] else " (incl. setup)"),
+                mib(res["rss_before_forward"]),
+                mib(res["maxrss_bytes"] - res["rss_before_forward"]),
+                mib(res["peak_activation_bytes"]),
+                res["peak_at"],
+                mib(4 * res["params"]),
+                mib(res["setup_maxrss_bytes"]),
+                mib(torch_res["maxrss_bytes"]) if torch_res and "maxrss_bytes" in torch_res else "-",
+            ]
+        )
 
     print()
-    print(fmt_table(
-        ["model", "input", "BLAS thr", "GMACs", "median ms", "min ms", "GFLOP/s", "matmul GFLOP/s (before/after)",
-         "ratio", "torch ms", "archspec/torch"],
-        perf_rows,
-    ))
+    print(
+        fmt_table(
+            [
+                "model",
+                "input",
+                "BLAS thr",
+                "GMACs",
+                "median ms",
+                "min ms",
+                "GFLOP/s",
+                "matmul GFLOP/s (before/after)",
+                "ratio",
+                "torch ms",
+                "archspec/torch",
+            ],
+            perf_rows,
+        )
+    )
     print()
-    print(fmt_table(
-        ["model", "fwd peak RSS MiB", "RSS before fwd", "fwd growth", "static peak act.", "peak at",
-         "weights", "setup peak RSS", "torch peak RSS"],
-        mem_rows,
-    ))
+    print(
+        fmt_table(
+            [
+                "model",
+                "fwd peak RSS MiB",
+                "RSS before fwd",
+                "fwd growth",
+                "static peak act.",
+                "peak at",
+                "weights",
+                "setup peak RSS",
+                "torch peak RSS",
+            ],
+            mem_rows,
+        )
+    )
     print()
-    print(f"GFLOP/s = 2 * MACs / median forward time over {args.runs} runs after {args.warmup} warm-up; "
-          f"baseline = median float32 {BASELINE_SIZE}x{BASELINE_SIZE} matmul GFLOP/s measured in the same "
-          f"child right before and after the model; ratio = GFLOP/s / baseline.")
-    print("memory in MiB. fwd peak RSS = ru_maxrss (getrusage) of the model's own child process over the "
-          "warm-up and timed forward passes (high-water mark reset after setup): interpreter, weights, "
-          "activations and kernel temporaries; fwd growth = that minus the RSS just before; static peak act. "
-          "= archspec's peak_activation_bytes (live activations only, batch 1); setup peak RSS = ru_maxrss "
-          "over load + init_weights (float64 draws cast to float32).")
+    print(
+        f"GFLOP/s = 2 * MACs / median forward time over {args.runs} runs after {args.warmup} warm-up; "
+        f"baseline = median float32 {BASELINE_SIZE}x{BASELINE_SIZE} matmul GFLOP/s measured in the same "
+        f"child right before and after the model; ratio = GFLOP/s / baseline."
+    )
+    print(
+        "memory in MiB. fwd peak RSS = ru_maxrss (getrusage) of the model's own child process over the "
+        "warm-up and timed forward passes (high-water mark reset after setup): interpreter, weights, "
+        "activations and kernel temporaries; fwd growth = that minus the RSS just before; static peak act. "
+        "= archspec's peak_activation_bytes (live activations only, batch 1); setup peak RSS = ru_maxrss "
+        "over load + init_weights (float64 draws cast to float32)."
+    )
     for res in results:
         torch_res = res.get("torch") or {}
         if "version" in torch_res:
-            print(f"torch: {torch_res['version']}, {torch_res['threads']} threads, weights=None, eval, no_grad, "
-                  "same input shape; torch peak RSS is that whole process's ru_maxrss (model construction included)")
+            print(
+                f"torch: {torch_res['version']}, {torch_res['threads']} threads, weights=None, eval, no_grad, "
+                "same input shape; torch peak RSS is that whole process's ru_maxrss (model construction included)"
+            )
             break
     for note in problems_note:
         print(note)
@@ -447,18 +518,31 @@ def main(argv: list[str] | None = None) -> int:
             entry = by_op.setdefault(layer["op"], [0.0, 0])
             entry[0] += layer["seconds"]
             entry[1] += layer["macs"]
-        print(fmt_table(
-            ["op", "ms", "share", "GFLOP/s"],
-            [[op, f"{s * 1e3:,.1f}", f"{s / total:.0%}", f"{2 * m / s / 1e9:.1f}" if m else "-"]
-             for op, (s, m) in sorted(by_op.items(), key=lambda kv: -kv[1][0])],
-        ))
+        print(
+            fmt_table(
+                ["op", "ms", "share", "GFLOP/s"],
+                [
+                    [op, f"{s * 1e3:,.1f}", f"{s / total:.0%}", f"{2 * m / s / 1e9:.1f}" if m else "-"]
+                    for op, (s, m) in sorted(by_op.items(), key=lambda kv: -kv[1][0])
+                ],
+            )
+        )
         print()
-        print(fmt_table(
-            ["layer", "op", "ms", "share", "GFLOP/s"],
-            [[layer["name"], layer["op"], f"{layer['seconds'] * 1e3:,.1f}", f"{layer['seconds'] / total:.0%}",
-              f"{2 * layer['macs'] / layer['seconds'] / 1e9:.1f}" if layer["macs"] else "-"]
-             for layer in sorted(layers, key=lambda la: -la["seconds"])[:12]],
-        ))
+        print(
+            fmt_table(
+                ["layer", "op", "ms", "share", "GFLOP/s"],
+                [
+                    [
+                        layer["name"],
+                        layer["op"],
+                        f"{layer['seconds'] * 1e3:,.1f}",
+                        f"{layer['seconds'] / total:.0%}",
+                        f"{2 * layer['macs'] / layer['seconds'] / 1e9:.1f}" if layer["macs"] else "-",
+                    ]
+                    for layer in sorted(layers, key=lambda la: -la["seconds"])[:12]
+                ],
+            )
+        )
 
     for problem in problems:
         print(f"error: {problem}")

@@ -53,7 +53,10 @@ def test_repeat_first_and_bypass(write_spec):
 
 def test_merge_shape_error_names_both_inputs(write_spec):
     with pytest.raises(SpecError) as err:
-        load(write_spec, "  - {name: stage, block: unit, repeat: 2, args: {width: 4}, first: {width: 8, stride: 2, project: true}}\n").analyze()
+        load(
+            write_spec,
+            "  - {name: stage, block: unit, repeat: 2, args: {width: 4}, first: {width: 8, stride: 2, project: true}}\n",
+        ).analyze()
     text = err.value.render()
     # 'stage.1.conv' gives 4 channels and the block input 'stage.0.add' has 8: both named with shapes.
     assert "'stage.1.conv' [4, 8, 8], 'stage.0.add' [8, 8, 8]" in text
@@ -92,5 +95,7 @@ def test_errors_inside_a_template_show_both_locations(write_spec):
 
 
 def test_repeat_name_pattern(write_spec):
-    model = load(write_spec, "  - {name: blk, block: unit, repeat: {count: 2, name: 'layer{i}', start: 1}, args: {width: 4}}\n")
+    model = load(
+        write_spec, "  - {name: blk, block: unit, repeat: {count: 2, name: 'layer{i}', start: 1}, args: {width: 4}}\n"
+    )
     assert "blk.layer1.conv" in model.graph.order and "blk.layer2.add" in model.graph.order

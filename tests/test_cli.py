@@ -73,8 +73,17 @@ def test_run_matches_python_forward(tmp_path, capsys):
     np.savez(tmp_path / "w.npz", **weights)
     x = np.random.default_rng(4).normal(size=(2, 3, 227, 227)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    code, _, _ = run_cli(capsys, "run", ALEXNET, "--weights", str(tmp_path / "w.npz"),
-                         "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy"))
+    code, _, _ = run_cli(
+        capsys,
+        "run",
+        ALEXNET,
+        "--weights",
+        str(tmp_path / "w.npz"),
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "y.npy"),
+    )
     assert code == 0
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.forward(x, weights))
 
@@ -87,8 +96,17 @@ def test_run_reports_missing_extra_and_misshaped_tensors(tmp_path, capsys):
     weights["conv9.weight"] = np.zeros(3, np.float32)
     np.savez(tmp_path / "w.npz", **weights)
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 227, 227), np.float32))
-    code, _, err = run_cli(capsys, "run", ALEXNET, "--weights", str(tmp_path / "w.npz"),
-                           "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy"))
+    code, _, err = run_cli(
+        capsys,
+        "run",
+        ALEXNET,
+        "--weights",
+        str(tmp_path / "w.npz"),
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "y.npy"),
+    )
     assert code == 2
     assert "missing tensor 'conv1.bias'" in err
     assert "tensor 'conv2.weight' has shape [256, 10, 5, 5], expected [256, 48, 5, 5]" in err
@@ -130,7 +148,11 @@ nodes:
     [
         ("  - {name: c, op: conv2d, out_channels: 4, kernal: 3}\n", 5, "unknown key 'kernal'"),
         ("  - {name: c, op: conv3d, out_channels: 4, kernel: 3}\n", 5, "unknown op 'conv3d'"),
-        ("  - {name: c, op: conv2d, out_channels: 4, kernel: 3, inputs: [inptu]}\n", 5, "'inptu', which is not defined"),
+        (
+            "  - {name: c, op: conv2d, out_channels: 4, kernel: 3, inputs: [inptu]}\n",
+            5,
+            "'inptu', which is not defined",
+        ),
         ("  - {name: c, op: conv2d, out_channels: 4, kernel: 2.5}\n", 5, "invalid value 2.5 for 'kernel'"),
         ("  - name: c\n    op: conv2d\n    out_channels: 4\n    kernel: 2.5\n", 8, "should be a valid integer"),
         ("  - {name: c, op: conv2d, out_channels: 4, kernel: 40}\n", 5, "kernel 40 is larger than the padded input 32"),

@@ -41,8 +41,16 @@ def test_conv2d_matches_naive_loops(case):
     x = rng.normal(size=(2, cin, h, w)).astype(np.float32)
     weight = rng.normal(size=(cout, cin // groups, *k)).astype(np.float32)
     b = rng.normal(size=(cout,)).astype(np.float32)
-    op = make(op="conv2d", out_channels=cout, kernel=list(k), stride=list(s), padding=list(p),
-              dilation=list(d), groups=groups, bias=bias)
+    op = make(
+        op="conv2d",
+        out_channels=cout,
+        kernel=list(k),
+        stride=list(s),
+        padding=list(p),
+        dilation=list(d),
+        groups=groups,
+        bias=bias,
+    )
     tensors = {"weight": weight, **({"bias": b} if bias else {})}
     mm = MatMul()
     got = op.forward([x], Weights(tensors, "n"), mm)
@@ -80,8 +88,14 @@ def test_max_pool_matches_naive_loops(case):
 def test_avg_pool_matches_naive_loops(case):
     k, s, p, (h, w), ceil_mode, include_pad, seed = case
     x = np.random.default_rng(seed).normal(size=(2, 3, h, w)).astype(np.float32)
-    op = make(op="avg_pool2d", kernel=list(k), stride=list(s), padding=list(p), ceil_mode=ceil_mode,
-              count_include_pad=include_pad)
+    op = make(
+        op="avg_pool2d",
+        kernel=list(k),
+        stride=list(s),
+        padding=list(p),
+        ceil_mode=ceil_mode,
+        count_include_pad=include_pad,
+    )
     got = op.forward([x], Weights({}, "n"), MatMul())
     want = naive.pool2d(x, "avg", k, s, p, ceil_mode, include_pad)
     assert got.shape == want.shape

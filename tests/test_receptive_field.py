@@ -51,8 +51,11 @@ def test_padding_shifts_the_field(write_spec):
 def test_aligned_two_branch_merge(write_spec):
     # Branch A: 3x3 pad 1 (unit u sees [u-1, u+1]); branch B: 5x5 pad 2 ([u-2, u+2]); same centre.
     # add: union [u-2, u+2], size 5, not misaligned.
-    nodes = [conv("a", 3, p=1, inputs=["input"]), conv("b", 5, p=2, inputs=["input"]),
-             {"name": "m", "op": "add", "inputs": ["a", "b"]}]
+    nodes = [
+        conv("a", 3, p=1, inputs=["input"]),
+        conv("b", 5, p=2, inputs=["input"]),
+        {"name": "m", "op": "add", "inputs": ["a", "b"]},
+    ]
     model, layers = _analyze(write_spec, nodes)
     rf = layers["m"].receptive_field
     assert rf.size() == (5, 5) and not rf.misaligned and not rf.position_dependent
@@ -76,8 +79,11 @@ def test_misaligned_merge_is_flagged_and_exact(write_spec):
     # Asymmetric in effect: A = 3x3 stride 2 pad 1 (u -> [2u-1, 2u+1]); B = 1x1 stride 2 (u -> [2u, 2u]):
     # same stride 2, same 16 units, centres 2u vs 2u -> aligned; B = 2x2 stride 2 pad 0 (u -> [2u, 2u+1],
     # centre 2u + 0.5) vs A centre 2u -> MISALIGNED; union [2u-1, 2u+1], size 3.
-    nodes = [conv("a", 3, s=2, p=1, inputs=["input"]), conv("b", 2, s=2, p=0, inputs=["input"]),
-             {"name": "m", "op": "add", "inputs": ["a", "b"]}]
+    nodes = [
+        conv("a", 3, s=2, p=1, inputs=["input"]),
+        conv("b", 2, s=2, p=0, inputs=["input"]),
+        {"name": "m", "op": "add", "inputs": ["a", "b"]},
+    ]
     model, layers = _analyze(write_spec, nodes)
     rf = layers["m"].receptive_field
     assert rf.misaligned and not rf.position_dependent
@@ -91,8 +97,11 @@ def test_different_strides_make_the_field_position_dependent(write_spec):
     # unit 0: [0, 16] (size 17); unit 15: [15, 31] (size 17); unit 8: [8, 24]... the union changes shape
     # with u only when 2u > u + 16, which never happens here (u <= 15), but the stride of the union
     # differs by branch, so archspec reports it as position-dependent.
-    nodes = [conv("a", 1, s=2, inputs=["input"]), conv("b", 17, inputs=["input"]),
-             {"name": "m", "op": "add", "inputs": ["a", "b"]}]
+    nodes = [
+        conv("a", 1, s=2, inputs=["input"]),
+        conv("b", 17, inputs=["input"]),
+        {"name": "m", "op": "add", "inputs": ["a", "b"]},
+    ]
     model, layers = _analyze(write_spec, nodes)
     rf = layers["m"].receptive_field
     assert rf.position_dependent

@@ -23,17 +23,37 @@ def _layer(draw, name, channels):
         s = draw(st.sampled_from([1, 1, 2]))
         groups = draw(st.sampled_from([1, 2])) if channels % 2 == 0 else 1
         out = groups * draw(st.integers(1, 3))
-        node = {"name": name, "op": "conv2d", "out_channels": out, "kernel": k, "stride": s,
-                "padding": draw(st.integers(0, (d * (k - 1)) // 2 + 1)), "dilation": d, "groups": groups,
-                "bias": draw(st.booleans())}
+        node = {
+            "name": name,
+            "op": "conv2d",
+            "out_channels": out,
+            "kernel": k,
+            "stride": s,
+            "padding": draw(st.integers(0, (d * (k - 1)) // 2 + 1)),
+            "dilation": d,
+            "groups": groups,
+            "bias": draw(st.booleans()),
+        }
         return node, out
     if kind == "maxpool":
         k = draw(st.sampled_from([2, 3]))
-        return {"name": name, "op": "max_pool2d", "kernel": k, "stride": draw(st.sampled_from([1, 2])),
-                "padding": draw(st.integers(0, k // 2)), "ceil_mode": draw(st.booleans())}, channels
+        return {
+            "name": name,
+            "op": "max_pool2d",
+            "kernel": k,
+            "stride": draw(st.sampled_from([1, 2])),
+            "padding": draw(st.integers(0, k // 2)),
+            "ceil_mode": draw(st.booleans()),
+        }, channels
     if kind == "avgpool":
-        return {"name": name, "op": "avg_pool2d", "kernel": 2, "stride": 2, "ceil_mode": draw(st.booleans()),
-                "count_include_pad": draw(st.booleans())}, channels
+        return {
+            "name": name,
+            "op": "avg_pool2d",
+            "kernel": 2,
+            "stride": 2,
+            "ceil_mode": draw(st.booleans()),
+            "count_include_pad": draw(st.booleans()),
+        }, channels
     if kind == "bn":
         return {"name": name, "op": "batch_norm"}, channels
     if kind == "lrn":
@@ -68,8 +88,15 @@ def random_graph(draw):
                 k = draw(st.sampled_from([1, 3, 5]))
                 # "same" padding keeps both branches the same size; the kernels may differ, and an
                 # odd offset makes the centres differ (a misaligned merge the RF must handle).
-                node = {"name": fresh(), "op": "conv2d", "inputs": [current], "out_channels": width,
-                        "kernel": k, "stride": stride, "padding": k // 2}
+                node = {
+                    "name": fresh(),
+                    "op": "conv2d",
+                    "inputs": [current],
+                    "out_channels": width,
+                    "kernel": k,
+                    "stride": stride,
+                    "padding": k // 2,
+                }
                 nodes.append(node)
                 ends.append(node["name"])
             nodes.append({"name": fresh(), "op": merge, "inputs": ends})
@@ -82,8 +109,12 @@ def random_graph(draw):
         nodes.append({"name": fresh(), "op": "flatten", "inputs": [current]})
         nodes.append({"name": fresh(), "op": "linear", "out_features": draw(st.integers(1, 4))})
         nodes.append({"name": fresh(), "op": "softmax"})
-    return {"name": "random", "input": [draw(st.integers(1, 3)), size, size + draw(st.integers(0, 5))],
-            "metadata": {"source": "hypothesis"}, "nodes": nodes}
+    return {
+        "name": "random",
+        "input": [draw(st.integers(1, 3)), size, size + draw(st.integers(0, 5))],
+        "metadata": {"source": "hypothesis"},
+        "nodes": nodes,
+    }
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -33,9 +33,7 @@ OP_CLASSES: tuple[type[OpBase], ...] = (
     ChannelPad,
 )
 
-REGISTRY: dict[str, type[OpBase]] = {
-    cls.model_fields["op"].annotation.__args__[0]: cls for cls in OP_CLASSES
-}
+REGISTRY: dict[str, type[OpBase]] = {cls.model_fields["op"].annotation.__args__[0]: cls for cls in OP_CLASSES}
 
 AnyOp = Annotated[Union[OP_CLASSES], Field(discriminator="op")]  # noqa: UP007
 OP_ADAPTER: TypeAdapter[OpBase] = TypeAdapter(AnyOp)

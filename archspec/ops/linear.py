@@ -32,9 +32,7 @@ class Linear(OpBase):
 
     def output_shape(self, in_shapes):
         if len(in_shapes[0]) != 1:
-            raise ShapeError(
-                f"linear needs a flat input, got shape {list(in_shapes[0])}; add a 'flatten' node first"
-            )
+            raise ShapeError(f"linear needs a flat input, got shape {list(in_shapes[0])}; add a 'flatten' node first")
         if self.in_features is not None and self.in_features != in_shapes[0][0]:
             raise ShapeError(
                 f"in_features is {self.in_features} but the input has {in_shapes[0][0]} features",

@@ -33,9 +33,7 @@ class _WindowPool(OpBase):
         k, s, p = pair(self.kernel), self._stride(), pair(self.padding)
         for axis in range(2):
             if 2 * p[axis] > k[axis]:
-                raise ShapeError(
-                    f"padding {p[axis]} must be at most half the kernel {k[axis]} (PyTorch's rule)"
-                )
+                raise ShapeError(f"padding {p[axis]} must be at most half the kernel {k[axis]} (PyTorch's rule)")
         return (
             c,
             window_output_size(h, k[0], s[0], p[0], self.ceil_mode),

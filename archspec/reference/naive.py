@@ -56,9 +56,7 @@ def pool2d(x, kind, kernel, stride, padding, ceil_mode, count_include_pad=True):
                     y1 = min(y0 + kernel[0], h + padding[0])
                     z1 = min(z0 + kernel[1], w + padding[1])
                     values = [
-                        x[b, ch, y, z]
-                        for y in range(max(y0, 0), min(y1, h))
-                        for z in range(max(z0, 0), min(z1, w))
+                        x[b, ch, y, z] for y in range(max(y0, 0), min(y1, h)) for z in range(max(z0, 0), min(z1, w))
                     ]
                     if kind == "max":
                         out[b, ch, i, j] = max(values)

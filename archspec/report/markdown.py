@@ -47,9 +47,23 @@ def _reference_rows(analysis: Analysis) -> list[list[str]]:
         rows.append(["params", fmt_int(ref["params"]), fmt_int(t.params), "exact" if diff == 0 else f"{diff:+,}"])
     if "gflops" in ref:
         rounded = round(t.macs / 1e9, 3)
-        rows.append(["GFLOPS (torchvision: GMACs)", f"{ref['gflops']}", f"{t.macs / 1e9:.6f}", "matches to 3 decimals" if abs(rounded - ref["gflops"]) < 1e-9 else f"rounds to {rounded}"])
+        rows.append(
+            [
+                "GFLOPS (torchvision: GMACs)",
+                f"{ref['gflops']}",
+                f"{t.macs / 1e9:.6f}",
+                "matches to 3 decimals" if abs(rounded - ref["gflops"]) < 1e-9 else f"rounds to {rounded}",
+            ]
+        )
     if "macs" in ref:
-        rows.append(["MACs", fmt_int(ref["macs"]), fmt_int(t.macs), "exact" if ref["macs"] == t.macs else f"{t.macs - ref['macs']:+,}"])
+        rows.append(
+            [
+                "MACs",
+                fmt_int(ref["macs"]),
+                fmt_int(t.macs),
+                "exact" if ref["macs"] == t.macs else f"{t.macs - ref['macs']:+,}",
+            ]
+        )
     if "top1" in ref:
         rows.append(["top-1 accuracy (%)", f"{ref['top1']}", "(not computed)", ref.get("dataset", "")])
     return rows
@@ -102,9 +116,14 @@ def render_report(analysis: Analysis, spec_path: str) -> str:
     ref_rows = _reference_rows(analysis)
     if ref_rows:
         lines += ["## Against published figures", ""]
-        lines.append(tabulate(
-                ref_rows, headers=["figure", "published", "archspec", "agreement"], tablefmt="github", disable_numparse=True
-            ))
+        lines.append(
+            tabulate(
+                ref_rows,
+                headers=["figure", "published", "archspec", "agreement"],
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
         lines.append("")
     table = ((analysis.metadata or {}).get("reference") or {}).get("table")
     if table:
@@ -151,7 +170,17 @@ def render_index(entries: list[tuple[str, Analysis]]) -> str:
         )
     table = tabulate(
         rows,
-        headers=["model", "input", "params", "MACs", "MACs (short)", "activations (sum)", "peak live", "receptive field", "top-1 (%)"],
+        headers=[
+            "model",
+            "input",
+            "params",
+            "MACs",
+            "MACs (short)",
+            "activations (sum)",
+            "peak live",
+            "receptive field",
+            "top-1 (%)",
+        ],
         tablefmt="github",
         disable_numparse=True,
     )

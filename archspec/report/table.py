@@ -197,7 +197,9 @@ def render_csv(analysis: Analysis, depth: int | None = None) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["name", "op", "output_shape", "params", "macs", "activations", "receptive_field", "count"])
     for r in rows(analysis, depth):
-        writer.writerow([r.name, r.op, "x".join(map(str, r.output_shape)), r.params, r.macs, r.activations, r.rf, r.count])
+        writer.writerow(
+            [r.name, r.op, "x".join(map(str, r.output_shape)), r.params, r.macs, r.activations, r.rf, r.count]
+        )
     return buffer.getvalue()
 
 

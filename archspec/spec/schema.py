@@ -93,9 +93,7 @@ class BlockDef(Strict):
 
 class SpecFile(Strict):
     name: str
-    input: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] = Field(
-        description="Input shape C, H, W"
-    )
+    input: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] = Field(description="Input shape C, H, W")
     metadata: Metadata
     include: list[str] = Field(default_factory=list)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
