@@ -135,3 +135,49 @@ def test_published_receptive_fields(spec, layer, size, stride):
     layers = {lay.name: lay for lay in archspec.load(str(path)).analyze().layers}
     rf = layers[layer].receptive_field
     assert rf.size() == (size, size) and rf.stride() == (stride, stride)
+
+
+RESNET_V1 = """name: resnet_v1_{depth}
+input: [3, 224, 224]
+metadata: {{source: "He et al. 2016 bottleneck with the stride on the first 1x1 (TF-Slim resnet_v1)"}}
+blocks:
+  bottleneck_v1:
+    params: {{stride: 1, downsample: false}}
+    nodes:
+      - {{name: conv1, op: conv2d, out_channels: 2, kernel: 1, stride: $stride}}
+      - {{name: conv2, op: conv2d, out_channels: 2, kernel: 3, padding: 1}}
+      - {{name: conv3, op: conv2d, out_channels: 4, kernel: 1}}
+      - {{name: downsample, op: conv2d, inputs: input, out_channels: 4, kernel: 1, stride: $stride, when: $downsample}}
+      - {{name: add, op: add, inputs: [conv3, downsample]}}
+nodes:
+  - {{name: conv1, op: conv2d, out_channels: 4, kernel: 7, stride: 2, padding: 3}}
+  - {{name: maxpool, op: max_pool2d, kernel: 3, stride: 2, padding: 1}}
+  - {{name: layer1, block: bottleneck_v1, repeat: {b1}, first: {{downsample: true}}}}
+  - {{name: layer2, block: bottleneck_v1, repeat: {b2}, first: {{stride: 2, downsample: true}}}}
+  - {{name: layer3, block: bottleneck_v1, repeat: {b3}, first: {{stride: 2, downsample: true}}}}
+  - {{name: layer4, block: bottleneck_v1, repeat: {b4}, first: {{stride: 2, downsample: true}}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("depth", "blocks", "size"),
+    [
+        # Araujo, Norris & Sim, Distill 2019: resnet_v1_50 RF 483, resnet_v1_101 1027, resnet_v1_152 1507,
+        # all with effective stride 32 (stages of He et al. 2016 Table 1: [3,4,6,3], [3,4,23,3], [3,8,36,3]).
+        # Channel counts do not change a receptive field, so the blocks are narrow to keep the test fast.
+        # (Distill's effective padding, 239/511/751, comes from TF-Slim's asymmetric SAME padding and is
+        # not compared; torchvision's v1.5 moves the stride to the 3x3 conv: 427 for resnet50.)
+        (50, (3, 4, 6, 3), 483),
+        (101, (3, 4, 23, 3), 1027),
+        (152, (3, 8, 36, 3), 1507),
+    ],
+)
+def test_resnet_v1_receptive_fields_match_distill(write_spec, depth, blocks, size):
+    b1, b2, b3, b4 = blocks
+    model = archspec.load(write_spec(RESNET_V1.format(depth=depth, b1=b1, b2=b2, b3=b3, b4=b4)))
+    analysis = model.analyze()
+    rf = analysis.layers[-1].receptive_field
+    assert rf.size() == (size, size) and rf.stride() == (32, 32) and not rf.misaligned
+    if depth == 50:  # the probe certifies it on an enlarged input (the field is larger than 224)
+        check = check_receptive_fields(model.graph, analysis)
+        assert not check.mismatches and check.checked
