@@ -18,6 +18,7 @@ import numpy as np
 from tabulate import tabulate
 
 from archspec.analysis.analyze import Analysis
+from archspec.analysis.memory import live_curve
 from archspec.analysis.receptive_field import EMPTY, ReceptiveField, exact_spans
 from archspec.graph import INPUT, Graph, numel
 from archspec.model import Model, load
@@ -64,7 +65,8 @@ def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
     rng = np.random.default_rng(seed + 1)
     weights = model.init_weights(seed)
     x = rng.normal(size=(2, *analysis.input_shape)).astype(np.float32)  # batch 2: per-image counts
-    measured = reference.measure(model.graph, x, weights)
+    live: dict[str, int] = {}
+    measured = reference.measure(model.graph, x, weights, live)
     checks = {k: Check(k) for k in ("output shapes", "params", "buffers", "MACs", "activations")}
     for layer in analysis.layers:
         m = measured[layer.name]
@@ -86,7 +88,21 @@ def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
         totals.checked += 1
         if real != static:
             totals.fail(f"total {key}: static {static}, measured {real}")
-    return [*checks.values(), totals]
+    return [*checks.values(), totals, _check_peak_memory(model, analysis, live, batch=x.shape[0])]
+
+
+def _check_peak_memory(model: Model, analysis: Analysis, live: dict[str, int], batch: int) -> Check:
+    """The static liveness schedule (buffers freed after their last reader, views sharing their
+    input's buffer) against the bytes of real arrays alive after every node of the forward pass.
+    NumPy's ReLU allocates, so the comparison is with in-place ReLU off; the reported peak assumes it on."""
+    check = Check("live memory (every step)")
+    shapes = model.graph.infer_shapes(analysis.input_shape)
+    curve = live_curve(model.graph, shapes, list(model.graph.order), in_place=False)
+    for name, real in live.items():
+        check.checked += 1
+        if curve[name] * batch * 4 != real:
+            check.fail(f"after {name}: static {curve[name] * batch * 4:,} B live, measured {real:,} B")
+    return check
 
 
 # ---- receptive fields by probing ------------------------------------------------------------------

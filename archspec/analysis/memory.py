@@ -1,5 +1,11 @@
 """Activation memory at inference: every output summed (what tables print), and the peak of what is
-actually alive when tensors are freed after their last use (what a runtime needs)."""
+actually alive when tensors are freed after their last use (what a runtime needs).
+
+The peak is computed over *buffers*, not tensors: flatten, dropout (at inference) and identity return
+a view of their input (as in PyTorch), and ReLU runs in place when its input dies there
+(PyTorch's ReLU(inplace=True)). `verify` measures the same schedule on the real arrays of the
+reference forward pass, with in-place ReLU switched off there (NumPy's kernel allocates).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,8 @@ from archspec.ops import Shape
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
-# Element-wise ops that a runtime can run in place when their input dies at that node
-# (PyTorch's ReLU(inplace=True), dropout at inference, and no-ops).
-IN_PLACE_OPS = {"relu", "dropout", "identity"}
+VIEW_OPS = {"flatten", "dropout", "identity"}  # output shares its input's buffer
+IN_PLACE_OPS = {"relu"}  # may overwrite its input's buffer when that input is read last here
 
 
 def last_uses(graph: Graph, nodes: list[str]) -> dict[str, str]:
@@ -22,33 +27,44 @@ def last_uses(graph: Graph, nodes: list[str]) -> dict[str, str]:
     return last
 
 
-def peak_live_elements(graph: Graph, shapes: dict[str, Shape], nodes: list[str]) -> tuple[int, str]:
-    """Peak number of live activation elements (per image) and the node where it happens.
+def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_place: bool = True) -> dict[str, int]:
+    """Live activation elements (per image) just after each node ran, before its inputs are released.
 
-    Tensors are freed after their last reader; graph outputs stay alive to the end; in-place ops
-    reuse their input's buffer when that input dies at them.
+    A buffer is live while any tensor using it has a reader still to run, or is a graph output.
     """
     keep = set(graph.outputs) | set(graph.train_outputs)
     last = last_uses(graph, nodes)
-    live = {INPUT: numel(shapes[INPUT])}
-    peak, where = live[INPUT], INPUT
+    buffer_of = {INPUT: INPUT}
+    size = {INPUT: numel(shapes[INPUT])}
+    users = {INPUT: {INPUT}}  # buffer -> live tensors in it
+    curve = {INPUT: size[INPUT]}
     for name in nodes:
         op = graph.op(name)
-        reuse = (
-            op.op in IN_PLACE_OPS
-            and len(op.inputs) == 1
-            and last.get(op.inputs[0]) == name
-            and op.inputs[0] not in keep
-            and op.inputs[0] != INPUT
+        source = op.inputs[0] if len(op.inputs) == 1 else None
+        alias = source is not None and (
+            op.op in VIEW_OPS
+            or (in_place and op.op in IN_PLACE_OPS and last.get(source) == name and source not in keep)
         )
-        if reuse:
-            live[name] = live.pop(op.inputs[0])
+        if alias:
+            buffer_of[name] = buffer_of[source]
         else:
-            live[name] = numel(shapes[name])
-        total = sum(live.values())
-        if total > peak:
-            peak, where = total, name
+            buffer_of[name] = name
+            size[name] = numel(shapes[name])
+            users[name] = set()
+        users[buffer_of[name]].add(name)
+        curve[name] = sum(size[b] for b, live in users.items() if live)
         for i in set(op.inputs):
-            if i in live and last.get(i) == name and i not in keep:
-                del live[i]
-    return peak, where
+            if last.get(i) == name and i not in keep:
+                users[buffer_of[i]].discard(i)
+        if name not in keep and name not in last:  # read by nobody
+            users[buffer_of[name]].discard(name)
+    return curve
+
+
+def peak_live_elements(
+    graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_place: bool = True
+) -> tuple[int, str]:
+    """Peak number of live activation elements (per image) and the first node where it happens."""
+    curve = live_curve(graph, shapes, nodes, in_place=in_place)
+    where = max(curve, key=curve.get)
+    return curve[where], where

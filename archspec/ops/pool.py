@@ -120,4 +120,5 @@ class AdaptiveAvgPool2d(OpBase):
             inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
             mats.append(inside / (end - start)[:, None])
         result = np.einsum("oh,nchw,pw->ncop", mats[0], x, mats[1], optimize=True)
-        return result.astype(x.dtype, copy=False)
+        # Contiguous, as PyTorch returns it, so a following flatten is a view (no copy).
+        return np.ascontiguousarray(result, dtype=x.dtype)

@@ -118,11 +118,13 @@ def run(
     nodes: list[str] | None = None,
     keep: Callable[[str], bool] | None = None,
     on_output: Callable[[str, np.ndarray, Weights, MatMul], None] | None = None,
+    on_live: Callable[[str, int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run `nodes` (default: all, in order) on input x (N, C, H, W).
 
     Tensors are freed after their last reader unless `keep(name)`; `on_output` sees every node's
-    output with the Weights/MatMul objects its kernel used (for measurement).
+    output with the Weights/MatMul objects its kernel used (for measurement); `on_live` gets the
+    bytes of all distinct buffers alive just after each node ran (views count once).
     Returns the kept tensors (by default the graph outputs).
     """
     order = list(graph.order if nodes is None else nodes)
@@ -146,14 +148,30 @@ def run(
             on_output(name, out, w, mm)
         if keep(name):
             kept[name] = out
+        if on_live is not None:
+            on_live(name, live_bytes([*tensors.values(), *kept.values()]))
         for i in set(op.inputs):
-            if last.get(i) == name and i != INPUT:
+            if last.get(i) == name:
                 tensors.pop(i, None)
     return kept
 
 
-def measure(graph: Graph, x: np.ndarray, weights: dict[str, np.ndarray]) -> dict[str, Measured]:
-    """Run the whole graph once and record what each kernel actually did."""
+def live_bytes(arrays: list[np.ndarray]) -> int:
+    """Bytes of the distinct memory buffers behind `arrays` (a view and its base count once)."""
+    roots = {}
+    for array in arrays:
+        root = array
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        roots[id(root)] = root.nbytes
+    return sum(roots.values())
+
+
+def measure(
+    graph: Graph, x: np.ndarray, weights: dict[str, np.ndarray], live: dict[str, int] | None = None
+) -> dict[str, Measured]:
+    """Run the whole graph once and record what each kernel actually did (and, into `live`, the
+    bytes of live buffers after each node)."""
     batch = x.shape[0]
     measured: dict[str, Measured] = {}
 
@@ -166,5 +184,5 @@ def measure(graph: Graph, x: np.ndarray, weights: dict[str, np.ndarray]) -> dict
             activations=int(out.size) // batch,
         )
 
-    run(graph, x, weights, on_output=record)
+    run(graph, x, weights, on_output=record, on_live=None if live is None else live.__setitem__)
     return measured
