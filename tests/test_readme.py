@@ -1,0 +1,35 @@
+"""The README shows real output: every block that starts with `$ archspec ...` is what that command
+prints today, and the README's two commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+
+import pytest
+
+from archspec.cli import main
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```\n\$ (archspec [^\n]*)\n(.*?)```", README, flags=re.S)
+
+
+@pytest.mark.parametrize(("command", "shown"), BLOCKS, ids=[c for c, _ in BLOCKS])
+def test_readme_output_is_current(command, shown, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(command.split()[1:]) == 0
+    assert out.getvalue() == shown, f"the README block for `{command}` is stale: paste its current output"
+
+
+def test_readme_starts_with_the_two_commands_ci_runs():
+    commands = re.findall(r"```bash\n(.*?)\n```", README, flags=re.S)[:2]
+    assert commands == [
+        "pip install -e . && archspec analyze specs/alexnet.yaml",
+        "pip install -e '.[test]' && python -m pytest",
+    ]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest\n" in ci and "pip install --quiet -e '.[test]'" in ci
