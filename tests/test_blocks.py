@@ -99,3 +99,8 @@ def test_repeat_name_pattern(write_spec):
         write_spec, "  - {name: blk, block: unit, repeat: {count: 2, name: 'layer{i}', start: 1}, args: {width: 4}}\n"
     )
     assert "blk.layer1.conv" in model.graph.order and "blk.layer2.add" in model.graph.order
+
+
+def test_block_use_accepts_a_single_input_name(write_spec):
+    model = load(write_spec, "  - {name: r, op: relu}\n  - {name: s, block: unit, inputs: r, args: {width: 4}}\n")
+    assert model.graph.op("s.conv").inputs == ["r"]

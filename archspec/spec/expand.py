@@ -441,6 +441,8 @@ class Expander:
         return prefix + ref  # a node defined later in this scope; the graph checks it exists
 
     def _expand_use(self, data, resolved, doc, path, full, env, trail, depth) -> str:
+        if isinstance(data.get("inputs"), str):  # one name, as op nodes accept it
+            data = {**data, "inputs": [data["inputs"]]}
         try:
             use = BlockUse.model_validate(data)
         except ValidationError as exc:
