@@ -3,6 +3,7 @@ reference table, and optional PyTorch exports. Numbers here are typed from publi
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -10,9 +11,14 @@ from pathlib import Path
 import archspec
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
-# Optional exports made with PyTorch (torchvision module names, shapes, per-module params); tests that
-# use them skip when absent, as in CI. See the README's "Cross-checking against PyTorch".
-TVREF = Path("/work/tvref")
+# Optional exports made with PyTorch (torchvision module names, shapes, per-module params): the --out
+# directory of benchmarks/torch_crosscheck.py, named by $ARCHSPEC_TVREF. Unset (as in CI, where torch is
+# absent) the tests that use them skip. See the README's "Cross-checking against PyTorch (optional)".
+TVREF = Path(os.environ["ARCHSPEC_TVREF"]) if os.environ.get("ARCHSPEC_TVREF") else None
+TVREF_HOW = (
+    "set ARCHSPEC_TVREF to a directory of PyTorch exports made by "
+    "`python benchmarks/torch_crosscheck.py --torch-python PY --out DIR` (PY: a Python with torch and torchvision)"
+)
 
 # spec -> (torchvision builder, num_params, GFLOPS as published, node holding the logits).
 # Source: ../shared/docs/REFERENCE-NUMBERS.md, "torchvision ImageNet models" (each builder's IMAGENET1K_V1

@@ -1,0 +1,188 @@
+"""Export torchvision reference data for benchmarks/torch_crosscheck.py. Runs under a Python that has
+torch and torchvision, NOT archspec's (archspec never depends on torch, so this file must not import it):
+
+    TORCH_PYTHON benchmarks/_torch_export.py --out DIR [--force] [--runs N] BUILDER...
+
+Per torchvision builder NAME (weights=None: nothing is downloaded), writes into DIR unless all three
+exist already (or --force):
+  NAME.npz      float32 state_dict (keys == state_dict keys, num_batches_tracked skipped)
+  NAME_out.npy  float32 logits for DIR/input_224.npy, shape (1, 1000)
+  NAME.json     num_params, leaf-module calls in forward execution order, params per leaf module
+and once DIR/input_224.npy (seed 1, 1x3x224x224 float32 ~ N(0,1)). Every model is also timed on
+every run (not stored with the export, so the timing is as fresh as archspec's), and one line
+`RESULT {"model", "exported", "seconds", "threads"}` is printed per model for the caller to parse.
+"""
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torchvision import models as tvm
+
+# GoogLeNet as archspec's googlenet_torchvision spec describes it: no auxiliary heads, no input rescaling.
+BUILD_KWARGS = {"googlenet": dict(aux_logits=False, init_weights=True, transform_input=False)}
+
+BN_RECIPE = (
+    "per BatchNorm module, torch.Generator seeded 1234 (shared, modules in named_modules order): "
+    "running_mean~N(0,0.1), running_var~U(0.5,1.5), weight~U(0.5,1.5), bias~N(0,0.1)"
+)
+
+
+def get_input(out: Path) -> torch.Tensor:
+    path = out / "input_224.npy"
+    if not path.exists():
+        g = torch.Generator().manual_seed(1)
+        np.save(path, torch.randn(1, 3, 224, 224, generator=g, dtype=torch.float32).numpy())
+    x = np.load(path)
+    assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
+    return torch.from_numpy(x)
+
+
+def randomize_bn(model) -> int:
+    # Fresh BatchNorm is the identity in eval mode (mean 0, var 1, weight 1, bias 0), which would let a
+    # wrong BN (swapped mean/var, missing eps, ...) in archspec pass unnoticed; random statistics catch it.
+    g = torch.Generator().manual_seed(1234)
+    n = 0
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+                n += 1
+    return n
+
+
+def shape_of(o):
+    if isinstance(o, torch.Tensor):
+        return list(o.shape[1:])
+    if isinstance(o, (tuple, list)):
+        return [shape_of(t) for t in o]
+    return None
+
+
+def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int) -> None:
+    sd = {
+        k: v.detach().numpy().astype(np.float32)
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+    np.savez(out / f"{name}.npz", **sd)
+
+    # Forward hooks on leaf modules record what torchvision actually runs, in order; a module reused in
+    # forward (ResNet's one `relu`) appears once per call.
+    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
+    leaf_params = {
+        n: {
+            "type": type(m).__name__,
+            "num_params": sum(p.numel() for p in m.parameters(recurse=False)),
+            "num_trainable_params": sum(p.numel() for p in m.parameters(recurse=False) if p.requires_grad),
+        }
+        for n, m in leaves
+    }
+    calls = []
+
+    def hook_for(n):
+        def hook(mod, inp, output):
+            calls.append(
+                {
+                    "name": n,
+                    "type": type(mod).__name__,
+                    "input_shape": shape_of(inp[0]) if inp else None,
+                    "output_shape": shape_of(output),
+                    "num_params": leaf_params[n]["num_params"],
+                }
+            )
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in leaves]
+    with torch.no_grad():
+        y = model(x)
+    for h in handles:
+        h.remove()
+    if not isinstance(y, torch.Tensor):  # GoogLeNetOutputs and the like
+        y = y[0]
+    y = y.numpy().astype(np.float32)
+    np.save(out / f"{name}_out.npy", y)
+
+    called = [c["name"] for c in calls]
+    meta = {
+        "model": name,
+        "builder_kwargs": dict(weights=None, **BUILD_KWARGS.get(name, {})),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "seed": 0,
+        "input": "input_224.npy",
+        "bn_randomization": BN_RECIPE,
+        "num_batchnorm": n_bn,
+        "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "num_params_total": sum(p.numel() for p in model.parameters()),
+        "num_state_dict_arrays": len(sd),
+        "output_shape": list(y.shape),
+        "output_sum": float(y.astype(np.float64).sum()),
+        "leaf_calls_note": (
+            "one entry per forward-hook call of a leaf module, in execution order; functional "
+            "ops (torch.flatten, F.relu, torch.cat, residual adds) are not modules and do not appear"
+        ),
+        "leaf_calls": calls,
+        "leaf_first_call_order": list(dict.fromkeys(called)),
+        "leaf_modules_never_called": [n for n, _ in leaves if n not in called],
+        "leaf_params": leaf_params,
+    }
+    # Written last: an export interrupted earlier lacks its .json and so counts as missing next time.
+    (out / f"{name}.json").write_text(json.dumps(meta, indent=1))
+
+
+def time_forward(model, x: torch.Tensor, runs: int) -> float:
+    with torch.no_grad():
+        model(x)  # warm-up: first call allocates and picks kernels
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help="re-export even when the files exist")
+    p.add_argument("--runs", type=int, default=5, help="timed forward passes (median reported)")
+    p.add_argument("builders", nargs="+")
+    args = p.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    x = get_input(args.out)
+    for name in args.builders:
+        t0 = time.time()
+        torch.manual_seed(0)  # the weights torchvision's initializers draw
+        model = getattr(tvm, name)(weights=None, **BUILD_KWARGS.get(name, {})).eval()
+        n_bn = randomize_bn(model)
+        exported = args.force or not all((args.out / f"{name}{end}").exists() for end in (".npz", "_out.npy", ".json"))
+        if exported:
+            export(name, model, x, args.out, n_bn)
+        result = {"model": name, "exported": exported, "seconds": time_forward(model, x, args.runs)}
+        result["threads"] = torch.get_num_threads()
+        print(
+            f"  torch {name}: {'exported' if exported else 'export exists'}, forward "
+            f"{result['seconds'] * 1e3:.1f} ms ({time.time() - t0:.1f} s)",
+            flush=True,
+        )
+        print("RESULT " + json.dumps(result), flush=True)
+        del model
+        gc.collect()
+
+
+if __name__ == "__main__":
+    main()

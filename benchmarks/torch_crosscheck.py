@@ -1,0 +1,222 @@
+"""Optional cross-check of archspec against PyTorch/torchvision (torch is never a dependency of archspec).
+
+    python benchmarks/torch_crosscheck.py --torch-python PY --out DIR [--force] [--runs N] [SPEC ...]
+
+SPEC defaults to every spec that is exactly a torchvision model (TORCHVISION below). Two steps:
+
+1. PY (a Python with torch and torchvision) runs benchmarks/_torch_export.py, which writes each model's
+   state_dict (.npz), logits (_out.npy) and per-module calls and params (.json) into DIR -- skipped for
+   models already exported there unless --force -- and times torchvision's forward pass.
+2. This Python, with archspec only, compares each spec with its export: total params (exact); every
+   torchvision module called once has a layer of that name with the same output shape; the layers with
+   params are exactly the torchvision modules with trainable params, with the same counts; and
+   archspec.load(spec).forward(x, state_dict) against torchvision's logits (max|diff| / max|ref| within
+   1e-4, same argmax). archspec's forward is timed beside torch's.
+
+Prints one table; exits 0 when every spec agrees, 1 otherwise, 2 when PY cannot run torch. The defaults
+for PY and DIR are $ARCHSPEC_TORCH_PYTHON and $ARCHSPEC_TVREF (the directory tests/golden.py reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+import archspec
+from archspec.errors import ArchspecError
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPORTER = Path(__file__).with_name("_torch_export.py")
+TOLERANCE = 1e-4  # float32 through ~100 layers in a different summation order; real bugs are >> 1e-3
+
+# spec -> torchvision builder: the specs of tests/golden.py's TORCHVISION table (a test keeps the two in
+# step). Only the two whose plain name belongs to the paper's version of the network differ.
+_SAME_NAME = """vgg11 vgg13 vgg16 vgg19 vgg11_bn vgg16_bn resnet18 resnet34 resnet50 resnet101 resnet152
+    wide_resnet50_2 wide_resnet101_2 resnext50_32x4d resnext101_32x8d densenet121 densenet161 densenet169
+    densenet201 squeezenet1_0 squeezenet1_1""".split()
+TORCHVISION = {**{n: n for n in _SAME_NAME}, "alexnet_torchvision": "alexnet", "googlenet_torchvision": "googlenet"}
+
+HEADERS = ("spec", "torchvision", "params", "modules (shape, params)", "max|diff|/max|ref|", "argmax")
+HEADERS += ("archspec ms", "torch ms", "ratio", "result")
+ALIGN = ("left", "left", "right", "right", "right", "left", "right", "right", "right", "left")
+NO_TORCH = """error: {why}. Create a separate environment for it (torch is never a dependency of archspec):
+  python -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.14.1 torchvision==0.29.1
+then pass --torch-python /tmp/torchvenv/bin/python"""
+
+
+def run_exporter(python: str, out: Path, builders: list[str], force: bool, runs: int) -> dict[str, dict]:
+    """Step 1: run the exporter under the torch Python, echo its progress, return its RESULT lines by model."""
+    cmd = [python, str(EXPORTER), "--out", str(out), "--runs", str(runs), *(["--force"] if force else []), *builders]
+    results = {}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                result = json.loads(line.removeprefix("RESULT "))
+                results[result["model"]] = result
+            else:
+                print(line, end="", flush=True)
+    if proc.returncode:
+        print(f"error: {EXPORTER.name} exited with status {proc.returncode}; models without a result fail below")
+    return results
+
+
+def compare(spec: str, builder: str, out: Path, runs: int) -> dict:
+    """Step 2 for one spec: the figures of one table row, plus `problems` (empty when everything agrees)."""
+    meta = json.loads((out / f"{builder}.json").read_text())
+    model = archspec.load(str(ROOT / "specs" / f"{spec}.yaml"))
+    analysis = model.analyze()
+    layers = {layer.name: layer for layer in analysis.layers}
+    problems = []
+
+    if analysis.totals.params != meta["num_params"]:
+        problems.append(f"params {analysis.totals.params:,} != torch {meta['num_params']:,}")
+
+    # A module torchvision calls several times (ResNet's one `relu`) is several layers in archspec, each
+    # named for its call, so only modules called once can be matched by name and shape.
+    calls = meta["leaf_calls"]
+    counts = Counter(c["name"] for c in calls)
+    once = [c for c in calls if counts[c["name"]] == 1]
+    unknown = sorted({c["name"] for c in calls} - set(layers))
+    bad_shape = [
+        c["name"] for c in once if c["name"] in layers and list(layers[c["name"]].output_shape) != c["output_shape"]
+    ]
+    torch_weighted = {n: p["num_trainable_params"] for n, p in meta["leaf_params"].items() if p["num_trainable_params"]}
+    ours_weighted = {n: layer.params for n, layer in layers.items() if layer.params}
+    bad_params = sorted(
+        {n for n in torch_weighted.keys() | ours_weighted.keys() if torch_weighted.get(n) != ours_weighted.get(n)}
+    )
+    for what, names in (("no such layer", unknown), ("output shape differs", bad_shape), ("params differ", bad_params)):
+        if names:
+            problems.append(f"{what}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} ({len(names)})")
+
+    x = np.load(out / "input_224.npy")
+    ref = np.load(out / f"{builder}_out.npy")
+    with np.load(out / f"{builder}.npz") as npz:
+        weights = dict(npz)
+    y = model.forward(x, weights)  # also the warm-up for the timed runs
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.forward(x, weights)
+        times.append(time.perf_counter() - start)
+    rel = float(np.abs(y - ref).max() / np.abs(ref).max())
+    same_argmax = bool(np.argmax(y) == np.argmax(ref))
+    if not rel <= TOLERANCE:  # also catches NaN
+        problems.append(f"logits differ: max|diff|/max|ref| = {rel:.2e} > {TOLERANCE:g}")
+    if not same_argmax:
+        problems.append(f"argmax {np.argmax(y)} != torch {np.argmax(ref)}")
+    return {
+        "params": analysis.totals.params,
+        "modules": f"{len(once)}, {len(torch_weighted)}",
+        "rel": rel,
+        "argmax": same_argmax,
+        "seconds": statistics.median(times),
+        "problems": problems,
+    }
+
+
+def row(spec: str, builder: str, r: dict, torch_s: float | None) -> list[str]:
+    """One table row; "-" for what could not be measured."""
+    ours_s = r.get("seconds")
+    return [
+        spec,
+        builder,
+        f"{r['params']:,}" if "params" in r else "-",
+        r.get("modules", "-"),
+        f"{r['rel']:.1e}" if "rel" in r else "-",
+        {True: "same", False: "DIFF"}.get(r.get("argmax"), "-"),
+        f"{ours_s * 1e3:,.0f}" if ours_s else "-",
+        f"{torch_s * 1e3:,.0f}" if torch_s else "-",
+        f"{ours_s / torch_s:.1f}" if ours_s and torch_s else "-",
+        "FAIL" if r["problems"] else "ok",
+    ]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--torch-python",
+        default=os.environ.get("ARCHSPEC_TORCH_PYTHON"),
+        help="a Python with torch and torchvision (default: $ARCHSPEC_TORCH_PYTHON)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=os.environ.get("ARCHSPEC_TVREF") or None,
+        help="directory for the exports (default: $ARCHSPEC_TVREF)",
+    )
+    p.add_argument("--force", action="store_true", help="re-export models already exported in --out")
+    p.add_argument("--runs", type=int, default=3, help="timed forward passes per side (median reported)")
+    p.add_argument("specs", nargs="*", metavar="SPEC", help=f"default: all of {', '.join(TORCHVISION)}")
+    args = p.parse_args(argv)
+    if args.out is None:
+        p.error("--out DIR is required (or set ARCHSPEC_TVREF)")
+    if unknown := [s for s in args.specs if s not in TORCHVISION]:
+        p.error(f"not a torchvision-equivalent spec: {', '.join(unknown)}")
+    specs = args.specs or list(TORCHVISION)
+
+    # torch is optional and lives in its own environment: say how to get it rather than fail obscurely.
+    python = shutil.which(args.torch_python) if args.torch_python else None
+    if not args.torch_python:
+        why = "no --torch-python given (nor ARCHSPEC_TORCH_PYTHON)"
+    elif not python:
+        why = f"no Python at {args.torch_python}"
+    elif subprocess.run([python, "-c", "import torch, torchvision"], capture_output=True).returncode:
+        why = f"{python} cannot import torch and torchvision"
+    else:
+        why = None
+    if why:
+        print(NO_TORCH.format(why=why), file=sys.stderr)
+        return 2
+
+    # Both sides' times are very sensitive to other work on the machine (a busy core can slow torch's
+    # OpenMP threads tenfold), so the load is printed with them.
+    load_before = os.getloadavg()[0]
+    print(f"step 1: torchvision exports in {args.out} ({python})", flush=True)
+    torch_results = run_exporter(
+        python, args.out, list(dict.fromkeys(TORCHVISION[s] for s in specs)), args.force, args.runs
+    )
+
+    print("step 2: archspec (NumPy) against the exports", flush=True)
+    rows, failures = [], {}
+    for spec in specs:
+        builder = TORCHVISION[spec]
+        torch_s = torch_results[builder]["seconds"] if builder in torch_results else None
+        try:
+            if torch_s is None:
+                raise FileNotFoundError(f"step 1 gave no result for torchvision.models.{builder}")
+            r = compare(spec, builder, args.out, args.runs)
+        except (ArchspecError, OSError) as e:  # one broken spec or export must not hide the others
+            r = {"problems": [str(e).splitlines()[0]]}
+        if r["problems"]:
+            failures[spec] = r["problems"]
+        rows.append(row(spec, builder, r, torch_s))
+    print("\n" + tabulate(rows, headers=HEADERS, colalign=ALIGN, disable_numparse=True))
+    threads = sorted({r["threads"] for r in torch_results.values()})
+    print(
+        f"\nmodules: torchvision modules called once compared by name and output shape, and modules with "
+        f"parameters compared by count. Tolerance on the logits {TOLERANCE:g}. Times: median of {args.runs} "
+        f"forward passes, batch 1, 3 x 224 x 224; torch with {'/'.join(map(str, threads)) or '?'} thread(s), "
+        f"archspec with NumPy's default BLAS threads; load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after."
+    )
+    for spec, problems in failures.items():
+        for problem in problems:
+            print(f"FAIL {spec}: {problem}")
+    print(f"{len(specs) - len(failures)} of {len(specs)} specs agree with torchvision")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
