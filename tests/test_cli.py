@@ -67,23 +67,20 @@ def test_bad_input_shape_is_a_usage_error(capsys, bad):
     assert code == 2 and ("--input" in err or "argument" in err) and "Traceback" not in err
 
 
+def run_saved(capsys, tmp_path, spec=ALEXNET):
+    """`archspec run` on the w.npz and x.npy saved in tmp_path, writing y.npy there."""
+    files = {name: str(tmp_path / f"{name}.np{'z' if name == 'w' else 'y'}") for name in ("w", "x", "y")}
+    code, _, err = run_cli(capsys, "run", spec, "--weights", files["w"], "--input", files["x"], "--out", files["y"])
+    return code, err
+
+
 def test_run_matches_python_forward(tmp_path, capsys):
     model = archspec.load(ALEXNET)
     weights = model.init_weights(seed=3)
     np.savez(tmp_path / "w.npz", **weights)
     x = np.random.default_rng(4).normal(size=(2, 3, 227, 227)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    code, _, _ = run_cli(
-        capsys,
-        "run",
-        ALEXNET,
-        "--weights",
-        str(tmp_path / "w.npz"),
-        "--input",
-        str(tmp_path / "x.npy"),
-        "--out",
-        str(tmp_path / "y.npy"),
-    )
+    code, _ = run_saved(capsys, tmp_path)
     assert code == 0
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.forward(x, weights))
 
@@ -96,17 +93,7 @@ def test_run_reports_missing_extra_and_misshaped_tensors(tmp_path, capsys):
     weights["conv9.weight"] = np.zeros(3, np.float32)
     np.savez(tmp_path / "w.npz", **weights)
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 227, 227), np.float32))
-    code, _, err = run_cli(
-        capsys,
-        "run",
-        ALEXNET,
-        "--weights",
-        str(tmp_path / "w.npz"),
-        "--input",
-        str(tmp_path / "x.npy"),
-        "--out",
-        str(tmp_path / "y.npy"),
-    )
+    code, err = run_saved(capsys, tmp_path)
     assert code == 2
     assert "missing tensor 'conv1.bias'" in err
     assert "tensor 'conv2.weight' has shape [256, 10, 5, 5], expected [256, 48, 5, 5]" in err
