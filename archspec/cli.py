@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, dest="input_file", help=".npy of shape N x C x H x W")
     p.add_argument("--out", required=True, help="where to write the output .npy")
 
+    p = sub.add_parser("compare", help="compare models: params, MACs, memory, receptive field, top-1")
+    p.add_argument("specs", nargs="+")
+    p.add_argument("--format", choices=FORMATS, default="table")
+
     p = sub.add_parser("report", help="write Markdown reports and a comparison index")
     p.add_argument("specs", nargs="+")
     p.add_argument("--out-dir", default="reports")
@@ -159,6 +163,14 @@ def _npy_bytes(np, array) -> bytes:
     return buffer.getvalue()
 
 
+def cmd_compare(args) -> int:
+    from archspec.model import load
+    from archspec.report.table import render_comparison
+
+    sys.stdout.write(render_comparison([load(path).analyze() for path in args.specs], args.format))
+    return 0
+
+
 def cmd_report(args) -> int:
     from archspec.report.markdown import write_reports
 
@@ -186,6 +198,7 @@ COMMANDS = {
     "analyze": cmd_analyze,
     "verify": cmd_verify,
     "run": cmd_run,
+    "compare": cmd_compare,
     "report": cmd_report,
     "schema": cmd_schema,
 }

@@ -158,3 +158,15 @@ def test_did_you_mean_for_ops(write_spec, capsys):
     path = write_spec(BASE + "  - {name: c, op: conv2D, out_channels: 4, kernel: 3}\n")
     _, _, err = run_cli(capsys, "analyze", path)
     assert "did you mean 'conv2d'?" in err
+
+
+def test_compare_lists_models_cheapest_first(capsys):
+    vgg16 = str(SPECS / "vgg16.yaml")
+    code, out, _ = run_cli(capsys, "compare", vgg16, ALEXNET, "--format", "csv")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("model,input,params,MACs")
+    # AlexNet (724,406,816 MACs by hand from the seed table) before VGG16 (15.47 GMACs, torchvision).
+    assert lines[1].startswith("alexnet,3x227x227,") and lines[2].startswith("vgg16,3x224x224,")
+    code, out, _ = run_cli(capsys, "compare", ALEXNET, "--format", "json")
+    assert json.loads(out)[0]["params"] == 60_965_224

@@ -256,3 +256,63 @@ def to_json_dict(analysis: Analysis) -> dict:
 
 def render_json(analysis: Analysis) -> str:
     return json.dumps(to_json_dict(analysis), indent=2) + "\n"
+
+
+# ---- comparing models ----------------------------------------------------------------------------
+
+COMPARE_HEADERS = [
+    "model",
+    "input",
+    "params",
+    "MACs",
+    "MACs (short)",
+    "activations (sum)",
+    "peak live",
+    "receptive field",
+    "top-1 (%)",
+]
+
+
+def final_local_rf(analysis: Analysis) -> tuple[str, str] | None:
+    """The receptive field of the last spatial layer on the inference path, and that layer's name."""
+    for layer in reversed(analysis.layers):
+        if layer.receptive_field.kind == "local" and not layer.train_only:
+            return layer.receptive_field.describe(), layer.name
+    return None
+
+
+def comparison_rows(analyses: list[Analysis]) -> list[list[str]]:
+    """One row per model, cheapest (fewest MACs) first."""
+    rows = []
+    for a in sorted(analyses, key=lambda a: a.totals.macs):
+        ref = (a.metadata.get("reference") or {}) if a.metadata else {}
+        rf = final_local_rf(a)
+        rows.append(
+            [
+                a.name,
+                "x".join(map(str, a.input_shape)),
+                fmt_int(a.totals.params),
+                fmt_int(a.totals.macs),
+                human(a.totals.macs),
+                human_bytes(a.totals.activation_bytes),
+                human_bytes(a.totals.peak_activation_bytes),
+                rf[0] if rf else "n/a",
+                str(ref.get("top1", "")),
+            ]
+        )
+    return rows
+
+
+def render_comparison(analyses: list[Analysis], fmt: str = "table") -> str:
+    if fmt == "json":
+        return json.dumps([{**to_json_dict(a)["totals"], "name": a.name} for a in analyses], indent=2) + "\n"
+    rows = comparison_rows(analyses)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COMPARE_HEADERS)
+        writer.writerows(rows)
+        return buffer.getvalue()
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    align = ("left", "left", "right", "right", "right", "right", "right", "left", "right")
+    return tabulate(rows, headers=COMPARE_HEADERS, tablefmt=tablefmt, disable_numparse=True, colalign=align) + "\n"
