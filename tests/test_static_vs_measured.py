@@ -131,3 +131,29 @@ def test_static_equals_measured_on_random_graphs(spec):
         report = verify_model(model, str(path), samples=20)
     for check in report.checks:
         assert not check.mismatches, (check.what, check.mismatches[:3], yaml.safe_dump(spec))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(random_graph(), st.integers(0, 2**16), st.integers(1, 3))
+def test_run_with_init_weights_equals_model_forward(spec, seed, batch):
+    """`archspec run` on weights saved from init_weights gives exactly Model.forward's output."""
+    import numpy as np
+
+    from archspec.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = folder / "random.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        try:
+            model = archspec.load(str(path))
+            model.analyze()
+        except SpecError:
+            assume(False)
+        weights = model.init_weights(seed)
+        x = np.random.default_rng(seed).normal(size=(batch, *model.input_shape)).astype(np.float32)
+        np.savez(folder / "w.npz", **weights)
+        np.save(folder / "x.npy", x)
+        args = ["run", str(path), "--weights", str(folder / "w.npz"), "--input", str(folder / "x.npy")]
+        assert main([*args, "--out", str(folder / "y.npy")]) == 0
+        np.testing.assert_array_equal(np.load(folder / "y.npy"), model.forward(x, weights))
