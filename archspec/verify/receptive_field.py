@@ -1,111 +1,23 @@
-"""`archspec verify`: every static number against what the NumPy forward pass measures.
+"""Receptive fields measured by propagating band images through the real kernels.
 
-- shapes, activations: from the arrays each kernel returns;
-- params, buffers: from the tensors each kernel actually read (kernels check them against the
-  arrays they are given, never against the static rule);
-- MACs: from the operands of the matrix products the kernels executed;
-- receptive fields: by propagating band images through the real kernels (see `probe_spans`);
-- stochastic depth: the mean MACs over sampled drop masks, against the static expectation.
+Each op runs its own NumPy kernel (one channel in, one out) on 0/1 images; a unit is reached when its
+output differs from the output on an all-zero input. See `probe_spans` and `_check_enlarged`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import networkx as nx
 import numpy as np
-from tabulate import tabulate
 
 from archspec.analysis.analyze import Analysis
-from archspec.analysis.memory import live_curve
 from archspec.analysis.receptive_field import EMPTY, ReceptiveField, exact_spans
-from archspec.graph import INPUT, Graph, numel
-from archspec.model import Model, load
-from archspec.ops import MatMul, ShapeError, Weights
-from archspec.reference import forward as reference
+from archspec.graph import INPUT, Graph
+from archspec.ops import MatMul, Weights
+from archspec.verify.checks import Check
 
 # Ops whose behaviour depends on the input size: the enlarged receptive-field probe stops before them.
 SIZE_DEPENDENT_OPS = {"adaptive_avg_pool2d", "flatten", "linear"}
 PROBE_CHUNK_ELEMENTS = 4_000_000  # input elements per probe batch: bounds the probe's memory
-
-
-@dataclass
-class Check:
-    what: str
-    checked: int = 0
-    mismatches: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    def fail(self, text: str) -> None:
-        self.mismatches.append(text)
-
-
-@dataclass
-class VerifyReport:
-    path: str
-    name: str
-    checks: list[Check]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(not c.mismatches for c in self.checks)
-
-
-# ---- numbers from the forward pass ----------------------------------------------------------------
-
-
-def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
-    # Check the memory before allocating anything: weights (drawn in float64, kept in float32),
-    # the batch-2 input, live activations and the largest kernel temporaries.
-    biggest = max(layer.activations for layer in analysis.layers)
-    estimate = 3 * analysis.totals.param_bytes + 2 * 2 * analysis.totals.peak_activation_bytes + 2 * 40 * biggest * 4
-    reference.guard_memory(estimate, f"verifying {analysis.name}")
-    rng = np.random.default_rng(seed + 1)
-    weights = model.init_weights(seed)
-    x = rng.normal(size=(2, *analysis.input_shape)).astype(np.float32)  # batch 2: per-image counts
-    live: dict[str, int] = {}
-    measured = reference.measure(model.graph, x, weights, live)
-    checks = {k: Check(k) for k in ("output shapes", "params", "buffers", "MACs", "activations")}
-    for layer in analysis.layers:
-        m = measured[layer.name]
-        pairs = {
-            "output shapes": (layer.output_shape, m.shape),
-            "params": (layer.params, m.params),
-            "buffers": (layer.buffers, m.buffers),
-            "MACs": (layer.macs, m.macs),
-            "activations": (layer.activations, m.activations),
-        }
-        for key, (static, real) in pairs.items():
-            checks[key].checked += 1
-            if static != real:
-                checks[key].fail(f"{layer.name}: static {static}, measured {real}")
-    totals = Check("totals")
-    main = [layer.name for layer in analysis.layers if not layer.train_only]
-    for key, static in (("params", analysis.totals.params), ("macs", analysis.totals.macs)):
-        real = sum(getattr(measured[n], key) for n in main)
-        totals.checked += 1
-        if real != static:
-            totals.fail(f"total {key}: static {static}, measured {real}")
-    return [*checks.values(), totals, _check_peak_memory(model, analysis, live, batch=x.shape[0])]
-
-
-def _check_peak_memory(model: Model, analysis: Analysis, live: dict[str, int], batch: int) -> Check:
-    """The static liveness schedule (buffers freed after their last reader, views sharing their
-    input's buffer) against the bytes of real arrays alive after every node of the forward pass.
-    NumPy's ReLU allocates, so the comparison is with in-place ReLU off; the reported peak assumes it on."""
-    check = Check("live memory (every step)")
-    shapes = model.graph.infer_shapes(analysis.input_shape)
-    curve = live_curve(model.graph, shapes, list(model.graph.order), in_place=False)
-    for name, real in live.items():
-        check.checked += 1
-        if curve[name] * batch * 4 != real:
-            check.fail(f"after {name}: static {curve[name] * batch * 4:,} B live, measured {real:,} B")
-    return check
-
-
-# ---- receptive fields by probing ------------------------------------------------------------------
 
 
 def _probe_weights(op, in_shapes) -> dict[str, np.ndarray]:
@@ -338,102 +250,3 @@ def _probe_bands(graph: Graph, shape, axis: int, rows: np.ndarray, nodes: list[s
         for n in keep:
             parts[n].append(masks[n].any(axis=2 - axis))
     return {n: np.concatenate(p) for n, p in parts.items()}
-
-
-# ---- stochastic depth ------------------------------------------------------------------------------
-
-
-def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples: int) -> Check | None:
-    sd = analysis.stochastic_depth
-    if sd is None:
-        return None
-    graph = model.graph
-    check = Check(f"stochastic depth ({samples} sampled drop masks)")
-    rng = np.random.default_rng(seed + 2)
-    weights = model.init_weights(seed)
-    x = rng.normal(size=(1, *analysis.input_shape)).astype(np.float32)
-    grouped = reference.group_weights(weights)
-    drops = [name for name, _, _ in sd.branches]
-    survival = np.array([p for _, p, _ in sd.branches])
-    macs_seen, active_seen = [], []
-    for _ in range(samples):
-        kept = rng.random(len(drops)) < survival
-        dropped = {d for d, k in zip(drops, kept, strict=True) if not k}
-        cut = graph.nx_graph.copy()
-        cut.remove_edges_from([e for d in dropped for e in list(cut.in_edges(d))])
-        needed = set()
-        for out in graph.outputs:
-            needed |= nx.ancestors(cut, out) | {out}
-        tensors = {INPUT: x}
-        total = 0
-        for name in graph.order:
-            if name not in needed:
-                continue
-            if name in dropped:
-                tensors[name] = np.float32(0.0)  # the branch is skipped; the add sees zero
-                continue
-            op = graph.op(name)
-            mm = MatMul()
-            tensors[name] = op.forward(
-                [tensors[i] for i in op.inputs], reference.Weights(grouped.get(name, {}), name), mm
-            )
-            total += mm.macs
-        macs_seen.append(total)
-        active_seen.append(int(kept.sum()))
-    mean = float(np.mean(macs_seen))
-    branch_macs = np.array([m for _, _, m in sd.branches], dtype=float)
-    std_error = math.sqrt(float(np.sum(survival * (1 - survival) * branch_macs**2)) / samples)
-    check.checked += 2
-    if abs(mean - sd.expected_train_macs) > 4 * std_error:
-        check.fail(
-            f"mean measured MACs {mean:,.0f} vs expected {sd.expected_train_macs:,.0f} (> 4 standard errors = {4 * std_error:,.0f})"
-        )
-    active_error = math.sqrt(float(np.sum(survival * (1 - survival))) / samples)
-    if abs(np.mean(active_seen) - sd.expected_active_blocks) > 4 * active_error:
-        check.fail(f"mean active blocks {np.mean(active_seen):.3f} vs expected {sd.expected_active_blocks:.3f}")
-    check.skipped.append(
-        f"info: mean MACs {mean:,.0f} vs expected {sd.expected_train_macs:,.0f} "
-        f"(tolerance 4 standard errors = {4 * std_error:,.0f}); mean active {np.mean(active_seen):.3f} vs {sd.expected_active_blocks:.3f}"
-    )
-    return check
-
-
-# ---- entry point -----------------------------------------------------------------------------------
-
-
-def verify_model(model: Model, path: str, seed: int = 0, samples: int = 400) -> VerifyReport:
-    analysis = model.analyze()
-    checks = check_forward(model, analysis, seed)
-    checks.append(check_receptive_fields(model.graph, analysis))
-    sd = check_stochastic_depth(model, analysis, seed, samples)
-    if sd is not None:
-        checks.append(sd)
-    return VerifyReport(path, analysis.name, checks)
-
-
-def verify_spec(path: str, seed: int = 0, samples: int = 400) -> VerifyReport:
-    return verify_model(load(path), path, seed, samples)
-
-
-def render_report(report: VerifyReport, max_lines: int = 10) -> str:
-    rows = []
-    for c in report.checks:
-        status = "MISMATCH" if c.mismatches else "ok"
-        notes = [n for n in c.skipped if not n.startswith("info:")]
-        detail = f"{len(notes)} not checkable" if notes else ""
-        rows.append([c.what, c.checked, len(c.mismatches), status, detail])
-    text = f"{report.path} ({report.name}): {'PASS' if report.passed else 'FAIL'}\n"
-    text += tabulate(rows, headers=["check", "checked", "mismatches", "status", "notes"], tablefmt="simple") + "\n"
-    for c in report.checks:
-        for line in c.mismatches[:max_lines]:
-            text += f"  mismatch: {c.what}: {line}\n"
-        if len(c.mismatches) > max_lines:
-            text += f"  ... and {len(c.mismatches) - max_lines} more {c.what} mismatches\n"
-        for line in c.skipped[:max_lines]:
-            text += f"  note: {c.what}: {line.removeprefix('info: ')}\n"
-        if len(c.skipped) > max_lines:
-            text += f"  ... and {len(c.skipped) - max_lines} more notes\n"
-    return text + "\n"
-
-
-__all__ = ["ShapeError", "VerifyReport", "numel", "render_report", "verify_model", "verify_spec"]

@@ -1,0 +1,60 @@
+"""Shapes, params, buffers, MACs, activations and live memory, measured by the forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from archspec.analysis.analyze import Analysis
+from archspec.analysis.memory import live_curve
+from archspec.model import Model
+from archspec.reference import forward as reference
+from archspec.verify.checks import Check
+
+
+def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
+    # Check the memory before allocating anything: weights (drawn in float64, kept in float32),
+    # the batch-2 input, live activations and the largest kernel temporaries.
+    biggest = max(layer.activations for layer in analysis.layers)
+    estimate = 3 * analysis.totals.param_bytes + 2 * 2 * analysis.totals.peak_activation_bytes + 2 * 40 * biggest * 4
+    reference.guard_memory(estimate, f"verifying {analysis.name}")
+    rng = np.random.default_rng(seed + 1)
+    weights = model.init_weights(seed)
+    x = rng.normal(size=(2, *analysis.input_shape)).astype(np.float32)  # batch 2: per-image counts
+    live: dict[str, int] = {}
+    measured = reference.measure(model.graph, x, weights, live)
+    checks = {k: Check(k) for k in ("output shapes", "params", "buffers", "MACs", "activations")}
+    for layer in analysis.layers:
+        m = measured[layer.name]
+        pairs = {
+            "output shapes": (layer.output_shape, m.shape),
+            "params": (layer.params, m.params),
+            "buffers": (layer.buffers, m.buffers),
+            "MACs": (layer.macs, m.macs),
+            "activations": (layer.activations, m.activations),
+        }
+        for key, (static, real) in pairs.items():
+            checks[key].checked += 1
+            if static != real:
+                checks[key].fail(f"{layer.name}: static {static}, measured {real}")
+    totals = Check("totals")
+    main = [layer.name for layer in analysis.layers if not layer.train_only]
+    for key, static in (("params", analysis.totals.params), ("macs", analysis.totals.macs)):
+        real = sum(getattr(measured[n], key) for n in main)
+        totals.checked += 1
+        if real != static:
+            totals.fail(f"total {key}: static {static}, measured {real}")
+    return [*checks.values(), totals, _check_peak_memory(model, analysis, live, batch=x.shape[0])]
+
+
+def _check_peak_memory(model: Model, analysis: Analysis, live: dict[str, int], batch: int) -> Check:
+    """The static liveness schedule (buffers freed after their last reader, views sharing their
+    input's buffer) against the bytes of real arrays alive after every node of the forward pass.
+    NumPy's ReLU allocates, so the comparison is with in-place ReLU off; the reported peak assumes it on."""
+    check = Check("live memory (every step)")
+    shapes = model.graph.infer_shapes(analysis.input_shape)
+    curve = live_curve(model.graph, shapes, list(model.graph.order), in_place=False)
+    for name, real in live.items():
+        check.checked += 1
+        if curve[name] * batch * 4 != real:
+            check.fail(f"after {name}: static {curve[name] * batch * 4:,} B live, measured {real:,} B")
+    return check
