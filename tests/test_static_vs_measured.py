@@ -16,7 +16,11 @@ from archspec.verify import verify_model
 
 
 def _layer(draw, name, channels):
-    kind = draw(st.sampled_from(["conv", "conv", "relu", "bn", "maxpool", "avgpool", "lrn", "dropout"]))
+    kind = draw(
+        st.sampled_from(
+            ["conv", "conv", "relu", "bn", "maxpool", "avgpool", "lrn", "dropout", "identity", "pad", "adaptive"]
+        )
+    )
     if kind == "conv":
         k = draw(st.sampled_from([1, 2, 3, 5]))
         d = draw(st.sampled_from([1, 1, 2]))
@@ -58,6 +62,12 @@ def _layer(draw, name, channels):
         return {"name": name, "op": "batch_norm"}, channels
     if kind == "lrn":
         return {"name": name, "op": "lrn", "size": draw(st.integers(1, 5)), "k": 2.0}, channels
+    if kind == "pad":
+        out = channels + draw(st.integers(0, 2))
+        return {"name": name, "op": "channel_pad", "out_channels": out}, out
+    if kind == "adaptive":  # often not a divisor of the input: irregular windows
+        size = [draw(st.integers(2, 5)), draw(st.integers(2, 5))]
+        return {"name": name, "op": "adaptive_avg_pool2d", "output_size": size}, channels
     return {"name": name, "op": kind}, channels
 
 
@@ -99,6 +109,11 @@ def random_graph(draw):
                 }
                 nodes.append(node)
                 ends.append(node["name"])
+            if merge == "add" and draw(st.booleans()):  # a droppable residual branch (stochastic depth)
+                drop = {"name": fresh(), "op": "stochastic_depth", "inputs": [ends[0]]}
+                drop["survival"] = draw(st.sampled_from([0.5, 0.8, 1.0]))
+                nodes.append(drop)
+                ends[0] = drop["name"]
             nodes.append({"name": fresh(), "op": merge, "inputs": ends})
             channels = width * (2 if merge == "concat" else 1)
             current = nodes[-1]["name"]
