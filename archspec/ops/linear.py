@@ -36,7 +36,8 @@ class Linear(OpBase):
         if self.in_features is not None and self.in_features != in_shapes[0][0]:
             raise ShapeError(
                 f"in_features is {self.in_features} but the input has {in_shapes[0][0]} features",
-                "fix in_features, or remove it (it is inferred from the input)",
+                "in_features pins the size the layer's weights were made for: check the layers before it and"
+                " the --input size, or remove in_features to let it follow the input",
             )
         return (self.out_features,)
 
