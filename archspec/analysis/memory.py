@@ -1,10 +1,10 @@
 """Activation memory at inference: every output summed (what tables print), and the peak of what is
 actually alive when tensors are freed after their last use (what a runtime needs).
 
-The peak is computed over *buffers*, not tensors: flatten, dropout (at inference) and identity return
-a view of their input (as in PyTorch), and ReLU runs in place when its input dies there
-(PyTorch's ReLU(inplace=True)). `verify` measures the same schedule on the real arrays of the
-reference forward pass, with in-place ReLU switched off there (NumPy's kernel allocates).
+The peak is computed over *buffers*, not tensors: ops marked `view` (flatten, dropout at inference,
+identity) return their input's buffer, as in PyTorch, and ops marked `in_place` (ReLU) overwrite
+their input when nothing else still needs it (PyTorch's ReLU(inplace=True)). The reference forward
+pass follows the same rules, and `verify` compares its live buffers with this schedule after every node.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from archspec.graph import INPUT, Graph, numel
 from archspec.ops import Shape
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
-
-VIEW_OPS = {"flatten", "dropout", "identity"}  # output shares its input's buffer
-IN_PLACE_OPS = {"relu"}  # may overwrite its input's buffer when that input is read last here
 
 
 def last_uses(graph: Graph, nodes: list[str]) -> dict[str, str]:
@@ -42,8 +39,15 @@ def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_p
         op = graph.op(name)
         source = op.inputs[0] if len(op.inputs) == 1 else None
         alias = source is not None and (
-            op.op in VIEW_OPS
-            or (in_place and op.op in IN_PLACE_OPS and last.get(source) == name and source not in keep)
+            op.view
+            or (
+                in_place
+                and op.in_place
+                and buffer_of[source] != INPUT  # the caller's input is never overwritten
+                and last.get(source) == name
+                and source not in keep
+                and users[buffer_of[source]] == {source}  # no live view shares the buffer
+            )
         )
         if alias:
             buffer_of[name] = buffer_of[source]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -14,6 +14,7 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 
 class ReLU(OpBase):
     op: Literal["relu"]
+    in_place: ClassVar[bool] = True
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -21,11 +22,15 @@ class ReLU(OpBase):
     def forward(self, xs, w, mm):
         return np.maximum(xs[0], 0)
 
+    def forward_in_place(self, x):
+        return np.maximum(x, 0, out=x)
+
 
 class Dropout(OpBase):
     """Identity at inference (PyTorch scales at training time instead)."""
 
     op: Literal["dropout"]
+    view: ClassVar[bool] = True
     p: Probability = 0.5
 
     def output_shape(self, in_shapes):
@@ -37,6 +42,7 @@ class Dropout(OpBase):
 
 class Identity(OpBase):
     op: Literal["identity"]
+    view: ClassVar[bool] = True
 
     def output_shape(self, in_shapes):
         return in_shapes[0]

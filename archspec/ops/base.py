@@ -109,6 +109,11 @@ class OpBase(BaseModel):
     # How many inputs the op takes: an int, or (min, None) for variadic merges.
     arity: ClassVar[int | tuple[int, None]] = 1
     doc: ClassVar[str] = ""
+    # Memory behaviour, read by the static memory model and by the reference forward pass alike:
+    # a view returns its input's buffer (PyTorch's flatten, dropout at inference); an in-place op
+    # may overwrite its single input when nothing else still needs that buffer (ReLU(inplace=True)).
+    view: ClassVar[bool] = False
+    in_place: ClassVar[bool] = False
 
     # ---- static rules (shapes only) -------------------------------------------------------
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
@@ -131,6 +136,10 @@ class OpBase(BaseModel):
 
     # ---- NumPy kernel (real arrays, batch axis first) ---------------------------------------
     def forward(self, xs: list[np.ndarray], w: Weights, mm: MatMul) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward_in_place(self, x: np.ndarray) -> np.ndarray:
+        """The kernel, overwriting x (only for ops with in_place = True)."""
         raise NotImplementedError
 
     def probe_variant(self) -> OpBase:

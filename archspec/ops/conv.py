@@ -105,10 +105,11 @@ class Conv2d(OpBase):
         out = np.empty((n, g, self.out_channels // g, ho * wo), dtype=np.result_type(x, weight))
         # Output rows in blocks, so the im2col matrix in memory is at most ~COLUMN_BLOCK_BYTES at a time.
         block = max(1, COLUMN_BLOCK_BYTES // (n * c * kh * kw * wo * x.itemsize))
+        buffer = np.empty(n * c * kh * kw * min(block, ho) * wo, dtype=padded.dtype)  # reused by every block
         for top in range(0, ho, block):
             bottom = min(ho, top + block)
             # (N, C, kh, kw, rows, Wo) -> (N, G, C/G*kh*kw, rows*Wo): the im2col matrix, a free reshape.
-            cols = window_columns(padded, (kh, kw), stride, dilation, wo, (top, bottom))
+            cols = window_columns(padded, (kh, kw), stride, dilation, wo, (top, bottom), buffer)
             part = mm(kernel, cols.reshape(n, g, depth, (bottom - top) * wo))  # (N, G, O/G, rows*Wo)
             if bias is not None:
                 part += bias

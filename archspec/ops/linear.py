@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 from archspec.ops.base import OpBase, PositiveInt, ShapeError
 
 
 class Flatten(OpBase):
     op: Literal["flatten"]
+    view: ClassVar[bool] = True  # a reshape of a contiguous array
 
     def output_shape(self, in_shapes):
         return (math.prod(in_shapes[0]),)

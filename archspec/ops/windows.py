@@ -38,15 +38,22 @@ def window_columns(
     dilation: tuple[int, int],
     out_width: int,
     rows: tuple[int, int],
+    buffer: np.ndarray | None = None,
 ) -> np.ndarray:
     """Windows of output rows [rows[0], rows[1]) of an already padded (N, C, Hp, Wp) array, as a new
     C-contiguous (N, C, kh, kw, rows, out_width) array: element [n, c, i, j, r, q] is
-    padded[n, c, (rows[0] + r) * sh + i * dh, q * sw + j * dw]."""
+    padded[n, c, (rows[0] + r) * sh + i * dh, q * sw + j * dw].
+
+    `buffer` (flat, at least as large) is reused when given: a caller filling many row blocks then
+    touches fresh memory once instead of page-faulting a new array per block."""
     n, c = padded.shape[:2]
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     start, stop = rows
     count = stop - start
-    cols = np.empty((n, c, kh, kw, count, out_width), dtype=padded.dtype)
+    shape = (n, c, kh, kw, count, out_width)
+    size = n * c * kh * kw * count * out_width
+    cols = np.empty(shape, dtype=padded.dtype) if buffer is None else buffer[:size].reshape(shape)
+
     for i in range(kh):
         top = start * sh + i * dh
         for j in range(kw):

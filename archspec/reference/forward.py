@@ -135,12 +135,16 @@ def run(
             last[i] = name
     grouped = group_weights(weights)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
+    caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
     kept: dict[str, np.ndarray] = {}
     for name in order:
         op = graph.op(name)
         w, mm = Weights(grouped.get(name, {}), name), MatMul()
         try:
-            out = op.forward([tensors[i] for i in op.inputs], w, mm)
+            if op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
+                out = op.forward_in_place(tensors[op.inputs[0]])
+            else:
+                out = op.forward([tensors[i] for i in op.inputs], w, mm)
         except ShapeError as exc:
             raise WeightsError(f"error: node '{name}': {exc}") from None
         tensors[name] = out
@@ -156,13 +160,28 @@ def run(
     return kept
 
 
+def _may_overwrite(inputs, name, last, keep, tensors, kept, caller_input) -> bool:
+    """An in-place op may reuse its input's buffer when that input is read for the last time here,
+    is neither (a view of) the caller's input nor a kept output, and no other live tensor views the buffer
+    (the same rule as the static memory model)."""
+    if len(inputs) != 1 or inputs[0] == INPUT or last.get(inputs[0]) != name or keep(inputs[0]):
+        return False
+    root = _root(tensors[inputs[0]])
+    others = [t for n, t in tensors.items() if n != inputs[0]] + list(kept.values())
+    return root is not caller_input and all(_root(t) is not root for t in others)
+
+
+def _root(array: np.ndarray) -> np.ndarray:
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
 def live_bytes(arrays: list[np.ndarray]) -> int:
     """Bytes of the distinct memory buffers behind `arrays` (a view and its base count once)."""
     roots = {}
     for array in arrays:
-        root = array
-        while isinstance(root.base, np.ndarray):
-            root = root.base
+        root = _root(array)
         roots[id(root)] = root.nbytes
     return sum(roots.values())
 

@@ -49,10 +49,10 @@ def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
 def _check_peak_memory(model: Model, analysis: Analysis, live: dict[str, int], batch: int) -> Check:
     """The static liveness schedule (buffers freed after their last reader, views sharing their
     input's buffer) against the bytes of real arrays alive after every node of the forward pass.
-    NumPy's ReLU allocates, so the comparison is with in-place ReLU off; the reported peak assumes it on."""
+    The forward pass runs in-place ops (ReLU) in place under the same rule, so this is the reported peak."""
     check = Check("live memory (every step)")
     shapes = model.graph.infer_shapes(analysis.input_shape)
-    curve = live_curve(model.graph, shapes, list(model.graph.order), in_place=False)
+    curve = live_curve(model.graph, shapes, list(model.graph.order))
     for name, real in live.items():
         check.checked += 1
         if curve[name] * batch * 4 != real:
