@@ -17,7 +17,7 @@ class Add(OpBase):
     """Element-wise sum of two or more tensors of identical shape (residual connections)."""
 
     op: Literal["add"]
-    arity: ClassVar = (2, None)
+    arity: ClassVar[tuple[int, None]] = (2, None)
 
     def output_shape(self, in_shapes):
         if len(set(in_shapes)) != 1:
@@ -38,7 +38,7 @@ class Concat(OpBase):
     """Concatenation along the channel axis; spatial sizes must match."""
 
     op: Literal["concat"]
-    arity: ClassVar = (2, None)
+    arity: ClassVar[tuple[int, None]] = (2, None)
 
     def output_shape(self, in_shapes):
         for s in in_shapes:
