@@ -18,11 +18,15 @@ BLOCKS = re.findall(r"```\n\$ (archspec [^\n]*)\n(.*?)```", README, flags=re.S)
 
 @pytest.mark.parametrize(("command", "shown"), BLOCKS, ids=[c for c, _ in BLOCKS])
 def test_readme_output_is_current(command, shown, monkeypatch):
+    """What the command prints (stdout, then stderr for the error example) is what the README shows."""
     monkeypatch.chdir(ROOT)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(command.split()[1:]) == 0
-    assert out.getvalue() == shown, f"the README block for `{command}` is stale: paste its current output"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(command.split()[1:])
+    assert code == (2 if "tests/broken/" in command else 0)
+    assert out.getvalue() + err.getvalue() == shown, (
+        f"the README block for `{command}` is stale: paste its current output"
+    )
 
 
 def test_readme_starts_with_the_two_commands_ci_runs():
