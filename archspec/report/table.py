@@ -49,10 +49,13 @@ class Row:
     count: int = 1  # > 1 when identical consecutive blocks are shown once
 
 
+TRAIN_MARK = " [train]"  # rows that only feed training-time outputs (auxiliary heads)
+
+
 def _layer_row(layer: LayerStats) -> Row:
     return Row(
         layer.name,
-        layer.op,
+        layer.op + (TRAIN_MARK if layer.train_only else ""),
         layer.output_shape,
         layer.params,
         layer.macs,
@@ -82,7 +85,8 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
             (
                 Row(
                     key,
-                    last.op if len(members) == 1 else f"block({len(members)} layers)",
+                    (last.op if len(members) == 1 else f"block({len(members)} layers)")
+                    + (TRAIN_MARK if all(m.train_only for m in members) else ""),
                     last.output_shape,
                     sum(m.params for m in members),
                     sum(m.macs for m in members),
