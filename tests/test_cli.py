@@ -42,6 +42,8 @@ def test_analyze_json_contract(capsys):
     layer = data["layers"][0]
     assert {"name", "op", "inputs", "output_shape", "params", "macs", "activations", "receptive_field"} <= set(layer)
     assert layer["inputs"] == ["input"] and layer["output_shape"] == [96, 55, 55]
+    # conv1: (11*11*3)*96 = 34,848 weights + 96 biases (the seed notes' "(11x11x3) x 96").
+    assert layer["param_tensors"] == {"weight": 34_848, "bias": 96}
     # conv1: 11x11 kernel, stride 4, no padding.
     assert layer["receptive_field"]["size"] == [11, 11] and layer["receptive_field"]["stride"] == [4, 4]
     assert data["layers"][-1]["receptive_field"] is None  # softmax after fc: global

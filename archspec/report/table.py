@@ -246,6 +246,8 @@ def to_json_dict(analysis: Analysis) -> dict:
                 "inputs": list(layer.inputs),
                 "output_shape": list(layer.output_shape),
                 "params": layer.params,
+                "param_tensors": dict(layer.param_tensors),  # e.g. {"weight": 34848, "bias": 96}
+                "buffers": layer.buffers,
                 "macs": layer.macs,
                 "activations": layer.activations,
                 "receptive_field": layer.receptive_field.to_json(),
