@@ -7,7 +7,6 @@ kernel never calls a static rule: it derives what it needs from the arrays it is
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
@@ -108,7 +107,6 @@ class OpBase(BaseModel):
 
     # How many inputs the op takes: an int, or (min, None) for variadic merges.
     arity: ClassVar[int | tuple[int, None]] = 1
-    doc: ClassVar[str] = ""
     # Memory behaviour, read by the static memory model and by the reference forward pass alike:
     # a view returns its input's buffer (PyTorch's flatten, dropout at inference); an in-place op
     # may overwrite its single input when nothing else still needs that buffer (ReLU(inplace=True)).
@@ -145,9 +143,6 @@ class OpBase(BaseModel):
     def probe_variant(self) -> OpBase:
         """The op as run by the receptive-field probe (one channel in, one out; see verify)."""
         return self
-
-
-OpFactory = Callable[..., OpBase]
 
 
 def require_spatial(shape: Shape, what: str) -> tuple[int, int, int]:
