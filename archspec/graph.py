@@ -29,15 +29,21 @@ class Graph:
     def op(self, name: str) -> OpBase:
         return self.nodes[name].op
 
-    def inputs_of(self, name: str) -> list[str]:
-        return list(self.nodes[name].op.inputs)
-
     @cached_property
     def inference_nodes(self) -> frozenset[str]:
         """Nodes needed for the inference outputs (training-only heads excluded)."""
+        return self.needed_nodes()
+
+    def needed_nodes(self, dropped: frozenset[str] | set[str] = frozenset()) -> frozenset[str]:
+        """Nodes the inference outputs need when the `dropped` nodes do not read their inputs
+        (a dropped stochastic-depth branch: the node yields zero and its branch is never run)."""
+        graph = self.nx_graph
+        if dropped:
+            graph = graph.copy()
+            graph.remove_edges_from([edge for d in dropped for edge in list(graph.in_edges(d))])
         needed: set[str] = set()
         for out in self.outputs:
-            needed |= nx.ancestors(self.nx_graph, out) | {out}
+            needed |= nx.ancestors(graph, out) | {out}
         return frozenset(needed - {INPUT})
 
     def infer_shapes(self, input_shape: Shape, nodes: list[str] | None = None) -> dict[str, Shape]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from archspec.analysis.analyze import Analysis, analyze
 from archspec.errors import UsageError
-from archspec.graph import Graph, build_graph, numel
+from archspec.graph import Graph, build_graph
 from archspec.reference import forward as reference
 from archspec.spec.load import load_spec
 
@@ -46,9 +46,8 @@ class Model:
             raise UsageError(f"error: input must be N x C x H x W, got shape {list(x.shape)}")
         shapes = self.graph.infer_shapes(tuple(int(d) for d in x.shape[1:]))
         reference.check_weights(self.graph, shapes, weights, "weights")
-        peak = self.analyze(tuple(x.shape[1:]), batch=x.shape[0]).totals.peak_activation_bytes
-        biggest = max(numel(s) for s in shapes.values()) * x.shape[0] * 4
-        reference.guard_memory(2 * peak + 10 * biggest, "this forward pass")
+        analysis = self.analyze(tuple(x.shape[1:]), batch=x.shape[0])
+        reference.guard_memory(reference.forward_memory_bytes(analysis), "this forward pass")
         outputs = reference.run(self.graph, x, weights, keep=lambda n: n == self.graph.outputs[0])
         return outputs[self.graph.outputs[0]]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from archspec.analysis.memory import DTYPE_BYTES, peak_live_elements
 from archspec.analysis.receptive_field import ReceptiveField, receptive_fields
 from archspec.graph import INPUT, Graph, numel
@@ -91,15 +89,10 @@ def _stochastic_depth(graph: Graph, layers: dict[str, LayerStats]) -> Stochastic
     drops = [n for n in graph.order if graph.op(n).op == "stochastic_depth" and n in graph.inference_nodes]
     if not drops:
         return None
-    full = {n for n in graph.inference_nodes}
+    full = graph.inference_nodes
     branches = []
     for d in drops:
-        cut = graph.nx_graph.copy()
-        cut.remove_edges_from(list(cut.in_edges(d)))
-        still = set()
-        for out in graph.outputs:
-            still |= nx.ancestors(cut, out) | {out}
-        branch = full - still
+        branch = full - graph.needed_nodes({d})
         survival = graph.op(d).survival
         survival = 1.0 if survival is None else survival
         branches.append((d, survival, sum(layers[n].macs for n in branch)))

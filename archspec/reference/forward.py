@@ -101,6 +101,14 @@ def available_memory_bytes() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
+def forward_memory_bytes(analysis) -> int:
+    """What a reference forward pass needs besides its weights, from a static analysis (its batch):
+    twice the peak of live activations, plus kernel temporaries (pooling windows, im2col blocks)
+    bounded by ten times the largest output."""
+    largest = max(layer.activations for layer in analysis.layers) * analysis.batch * 4
+    return 2 * analysis.totals.peak_activation_bytes + 10 * largest
+
+
 def guard_memory(estimate_bytes: int, what: str) -> None:
     available = available_memory_bytes()
     if estimate_bytes > 0.8 * available:

@@ -12,10 +12,10 @@ from archspec.verify.checks import Check
 
 
 def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
-    # Check the memory before allocating anything: weights (drawn in float64, kept in float32),
-    # the batch-2 input, live activations and the largest kernel temporaries.
-    biggest = max(layer.activations for layer in analysis.layers)
-    estimate = 3 * analysis.totals.param_bytes + 2 * 2 * analysis.totals.peak_activation_bytes + 2 * 40 * biggest * 4
+    # Check the memory before allocating anything: weights (drawn in float64, kept in float32) and
+    # a batch-2 forward pass.
+    batch2 = model.analyze(analysis.input_shape, batch=2)
+    estimate = 3 * analysis.totals.param_bytes + reference.forward_memory_bytes(batch2)
     reference.guard_memory(estimate, f"verifying {analysis.name}")
     rng = np.random.default_rng(seed + 1)
     weights = model.init_weights(seed)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import networkx as nx
 import numpy as np
 
 from archspec.analysis.analyze import Analysis
@@ -31,11 +30,7 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
     for _ in range(samples):
         kept = rng.random(len(drops)) < survival
         dropped = {d for d, k in zip(drops, kept, strict=True) if not k}
-        cut = graph.nx_graph.copy()
-        cut.remove_edges_from([e for d in dropped for e in list(cut.in_edges(d))])
-        needed = set()
-        for out in graph.outputs:
-            needed |= nx.ancestors(cut, out) | {out}
+        needed = graph.needed_nodes(dropped)
         tensors = {INPUT: x}
         total = 0
         for name in graph.order:
