@@ -133,10 +133,6 @@ def build_graph(spec: LoadedSpec) -> Graph:
                     node.trail,
                 )
             )
-        if len(set(inputs)) != len(inputs) and node.op.op != "concat":
-            errors.append(
-                Diagnostic(node.locate(("inputs",)), f"node '{name}' lists the same input twice", None, node.trail)
-            )
         for ref in inputs:
             graph.add_edge(ref, name)
         if inputs != node.op.inputs:  # a bypassed node or block name resolved to its tensor

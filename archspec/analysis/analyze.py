@@ -23,10 +23,7 @@ class LayerStats:
     activations: int  # output elements per image
     receptive_field: ReceptiveField
     train_only: bool  # only feeds training-time outputs (e.g. GoogLeNet's auxiliary heads)
-
-    @property
-    def weights_without_bias(self) -> int:
-        return dict(self.param_tensors).get("weight", 0) if self.op in ("conv2d", "linear") else 0
+    weights_without_bias: int  # the lecture's count: conv/linear weights, biases excluded
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
 
 
 def _stochastic_depth(graph: Graph, layers: dict[str, LayerStats]) -> StochasticDepthStats | None:
-    drops = [n for n in graph.order if graph.op(n).op == "stochastic_depth" and n in graph.inference_nodes]
+    drops = [n for n in graph.order if graph.op(n).stochastic and n in graph.inference_nodes]
     if not drops:
         return None
     full = graph.inference_nodes
@@ -132,6 +129,7 @@ def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtyp
                 activations=numel(out),
                 receptive_field=fields[name],
                 train_only=name not in inference,
+                weights_without_bias=sum(numel(tensors[t]) for t in op.lecture_weights if t in tensors),
             )
         )
     main = [layer for layer in layers if not layer.train_only]

@@ -15,7 +15,9 @@ from typing import Literal
 
 import numpy as np
 
+from archspec.graph import INPUT
 from archspec.ops import Window
+from archspec.ops.base import broadcast_inputs
 
 Piece = tuple[int, int, int]  # (stride, lo, hi)
 
@@ -25,6 +27,9 @@ class ReceptiveField:
     kind: Literal["local", "global", "irregular"]
     axes: tuple[tuple[Piece, ...], tuple[Piece, ...]] = ((), ())
     misaligned: bool = False  # a merge joined paths whose centres differ
+    # The unit also receives global context through a broadcast gate (squeeze-and-excitation): the
+    # spans above are its local, geometric field; through the gate it depends on the whole input.
+    context: bool = False
 
     @property
     def position_dependent(self) -> bool:
@@ -54,6 +59,7 @@ class ReceptiveField:
             "padding": list(self.padding()),
             "position_dependent": self.position_dependent,
             "misaligned": self.misaligned,
+            "global_context": self.context,
         }
 
     def describe(self) -> str:
@@ -67,6 +73,8 @@ class ReceptiveField:
             text += " (varies with position)"
         elif self.misaligned:
             text += " (misaligned merge)"
+        if self.context:
+            text += " +ctx"
         return text
 
 
@@ -85,7 +93,7 @@ def apply_window(rf: ReceptiveField, window: Window) -> ReceptiveField:
         )
         for a in range(2)
     )
-    return ReceptiveField("local", axes, rf.misaligned)
+    return ReceptiveField("local", axes, rf.misaligned, rf.context)
 
 
 def merge(fields: list[ReceptiveField]) -> ReceptiveField:
@@ -96,6 +104,7 @@ def merge(fields: list[ReceptiveField]) -> ReceptiveField:
     if any(f.kind == "irregular" for f in fields):
         return IRREGULAR_RF
     misaligned = any(f.misaligned for f in fields)
+    context = any(f.context for f in fields)
     axes = []
     for a in range(2):
         by_stride: dict[int, list[Piece]] = {}
@@ -110,17 +119,21 @@ def merge(fields: list[ReceptiveField]) -> ReceptiveField:
         if len(folded) > 1:
             misaligned = True
         axes.append(tuple(folded))
-    return ReceptiveField("local", (axes[0], axes[1]), misaligned)
+    return ReceptiveField("local", (axes[0], axes[1]), misaligned, context)
 
 
 def receptive_fields(graph, shapes) -> dict[str, ReceptiveField]:
     """Receptive field of every tensor of `graph` (input pixels seen by one unit)."""
-    fields: dict[str, ReceptiveField] = {"input": INPUT_RF}
+    fields: dict[str, ReceptiveField] = {INPUT: INPUT_RF}
     for name in graph.order:
         op = graph.op(name)
         ins = op.inputs
-        merged = merge([fields[i] for i in ins])
-        rule = op.rf_rule([shapes[i] for i in ins])
+        in_shapes = [shapes[i] for i in ins]
+        gates = broadcast_inputs(in_shapes)
+        merged = merge([fields[i] for i, gate in zip(ins, gates, strict=True) if not gate])
+        if any(gates) and merged.kind == "local":
+            merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
+        rule = op.rf_rule(in_shapes)
         if rule == "pointwise":
             fields[name] = merged
         elif rule == "global":
@@ -169,20 +182,28 @@ def _union_all(spans_list: list[np.ndarray]) -> np.ndarray:
     return np.array([[real[:, 0].min(), real[:, 1].max()]])
 
 
-def exact_spans(graph, shapes, axis: int, nodes=None) -> dict[str, np.ndarray]:
+def exact_spans(graph, shapes, axis: int, nodes=None, *, context: bool = True) -> dict[str, np.ndarray]:
     """Input pixels [lo, hi] (or EMPTY) seen by every unit along `axis`, clipped as in reality.
-    Flat tensors are reported as one unit (the union over their features)."""
-    length = shapes["input"][1 + axis]
-    spans: dict[str, np.ndarray] = {"input": np.stack([np.arange(length)] * 2, axis=1)}
+    Flat tensors are reported as one unit (the union over their features). With context=False,
+    broadcast gates are left out: the local field."""
+    length = shapes[INPUT][1 + axis]
+    spans: dict[str, np.ndarray] = {INPUT: np.stack([np.arange(length)] * 2, axis=1)}
     for name in graph.order if nodes is None else nodes:
         op = graph.op(name)
-        ins = [spans[i] for i in op.inputs]
         in_shapes = [shapes[i] for i in op.inputs]
+        gates = broadcast_inputs(in_shapes)
         out_shape = shapes[name]
+        units = out_shape[1 + axis] if len(out_shape) == 3 else 1
+        # A broadcast gate's single unit reaches every output unit (or, locally, none).
+        ins = [
+            (np.broadcast_to(spans[i], (units, 2)) if context else None) if gate else spans[i]
+            for i, gate in zip(op.inputs, gates, strict=True)
+        ]
+        ins = [s for s in ins if s is not None]
         rule = op.rf_rule(in_shapes)
+        cells = op.window_cells(in_shapes[0][1 + axis], axis) if len(out_shape) == 3 else None
         if len(out_shape) == 1 or rule == "global":
             union = _union_all(ins)
-            units = 1 if len(out_shape) == 1 else out_shape[1 + axis]
             spans[name] = np.repeat(union, units, axis=0)
         elif rule == "pointwise":
             stacked = np.stack(ins)  # (inputs, units, 2)
@@ -190,8 +211,8 @@ def exact_spans(graph, shapes, axis: int, nodes=None) -> dict[str, np.ndarray]:
             lo = np.where(real, stacked[:, :, 0], np.iinfo(np.int64).max).min(axis=0)
             hi = np.where(real, stacked[:, :, 1], -1).max(axis=0)
             spans[name] = np.stack([np.where(real.any(0), lo, EMPTY), np.where(real.any(0), hi, EMPTY)], axis=1)
-        elif rule == "irregular" or op.op == "adaptive_avg_pool2d":
-            starts, ends = op.cells(in_shapes[0][1 + axis], axis)
+        elif cells is not None:
+            starts, ends = cells
             width = max(e - s for s, e in zip(starts, ends, strict=True))
             idx = np.array(starts)[:, None] + np.arange(width)[None, :]
             idx = np.where(idx < np.array(ends)[:, None], idx, -1)

@@ -7,7 +7,7 @@ from typing import Annotated, Union
 from pydantic import Field, TypeAdapter
 
 from archspec.ops.activation import Dropout, Identity, ReLU, Softmax, StochasticDepth
-from archspec.ops.base import MatMul, OpBase, Shape, ShapeError, Weights, Window
+from archspec.ops.base import OP_CONTRACT, MatMul, OpBase, Shape, ShapeError, Weights, Window, contract_gaps
 from archspec.ops.conv import Conv2d
 from archspec.ops.linear import Flatten, Linear
 from archspec.ops.merge import Add, ChannelPad, Concat
@@ -33,6 +33,16 @@ OP_CLASSES: tuple[type[OpBase], ...] = (
     ChannelPad,
 )
 
+
+def _check_contract(classes: tuple[type[OpBase], ...]) -> None:
+    gaps = {cls.__name__: contract_gaps(cls) for cls in classes}
+    gaps = {name: missing for name, missing in gaps.items() if missing}
+    if gaps:
+        raise TypeError(f"ops that do not declare all of OP_CONTRACT: {gaps}")
+
+
+_check_contract(OP_CLASSES)
+
 REGISTRY: dict[str, type[OpBase]] = {cls.model_fields["op"].annotation.__args__[0]: cls for cls in OP_CLASSES}
 
 AnyOp = Annotated[Union[OP_CLASSES], Field(discriminator="op")]  # noqa: UP007
@@ -41,6 +51,7 @@ OP_ADAPTER: TypeAdapter[OpBase] = TypeAdapter(AnyOp)
 __all__ = [
     "OP_ADAPTER",
     "OP_CLASSES",
+    "OP_CONTRACT",
     "REGISTRY",
     "AnyOp",
     "MatMul",

@@ -7,12 +7,12 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from archspec.ops.base import OpBase
+from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
-class ReLU(OpBase):
+class ReLU(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["relu"]
     in_place: ClassVar[bool] = True
 
@@ -26,7 +26,7 @@ class ReLU(OpBase):
         return np.maximum(x, 0, out=x)
 
 
-class Dropout(OpBase):
+class Dropout(Plain, Pointwise, NoTensors, OpBase):
     """Identity at inference (PyTorch scales at training time instead)."""
 
     op: Literal["dropout"]
@@ -40,7 +40,7 @@ class Dropout(OpBase):
         return xs[0]
 
 
-class Identity(OpBase):
+class Identity(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["identity"]
     view: ClassVar[bool] = True
 
@@ -51,7 +51,7 @@ class Identity(OpBase):
         return xs[0]
 
 
-class Softmax(OpBase):
+class Softmax(Plain, NoTensors, OpBase):
     """Softmax over the feature (channel) axis."""
 
     op: Literal["softmax"]
@@ -62,6 +62,9 @@ class Softmax(OpBase):
     def rf_rule(self, in_shapes):
         return "global" if len(in_shapes[0]) == 1 else "pointwise"
 
+    def probe(self):
+        return self, 2  # over one channel a softmax is constant: two differing channels show a change
+
     def forward(self, xs, w, mm):
         x = xs[0]
         shifted = x - x.max(axis=1, keepdims=True)
@@ -69,7 +72,7 @@ class Softmax(OpBase):
         return e / e.sum(axis=1, keepdims=True)
 
 
-class StochasticDepth(OpBase):
+class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
     """Huang et al. 2016: at training time the residual branch through this node is dropped with
     probability 1 - survival; at test time it is kept and scaled by survival (their eq. 5).
 
@@ -77,7 +80,8 @@ class StochasticDepth(OpBase):
     """
 
     op: Literal["stochastic_depth"]
-    survival: Probability | None = None
+    stochastic: ClassVar[bool] = True
+    survival: Probability | None = None  # every op with stochastic = True has this field
 
     def output_shape(self, in_shapes):
         return in_shapes[0]

@@ -7,6 +7,7 @@ kernel never calls a static rule: it derives what it needs from the arrays it is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
@@ -97,21 +98,44 @@ class Weights:
         return self._get(key, expected, self.buffers_read)
 
 
+# Everything an op must state for itself. Each name must be defined by the op's class or a mixin it
+# lists, never inherited from OpBase: a forgotten MACs or params rule is an error at import time
+# (ops/__init__.py), not a silent zero. Other layers read these and never test an op's name.
+OP_CONTRACT: tuple[str, ...] = (
+    # class attributes
+    "arity",  # inputs taken: an int, or (min, None) for variadic merges
+    "view",  # returns its input's buffer (PyTorch's flatten, dropout at inference, identity)
+    "in_place",  # may overwrite its single input when nothing else still needs it (ReLU(inplace=True))
+    "size_dependent",  # behaviour depends on the input's spatial size (adaptive pooling, flatten, linear)
+    "stochastic",  # drops its residual branch at training time (stochastic depth)
+    "lecture_weights",  # tensors counted as "weights" in the lecture's tables (biases excluded)
+    # static rules (shapes only)
+    "output_shape",
+    "param_shapes",
+    "buffer_shapes",
+    "macs",
+    "rf_rule",
+    # kernel and its receptive-field probe
+    "forward",
+    "probe",
+)
+
+
 class OpBase(BaseModel):
-    """Fields shared by every node; subclasses add `op: Literal[...]` and their parameters."""
+    """Fields shared by every node; subclasses add `op: Literal[...]`, their parameters, and every
+    member of OP_CONTRACT (checked when the registry is built)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     name: str
     inputs: list[str] | None = None  # default: the previous node (the graph input for the first)
 
-    # How many inputs the op takes: an int, or (min, None) for variadic merges.
-    arity: ClassVar[int | tuple[int, None]] = 1
-    # Memory behaviour, read by the static memory model and by the reference forward pass alike:
-    # a view returns its input's buffer (PyTorch's flatten, dropout at inference); an in-place op
-    # may overwrite its single input when nothing else still needs that buffer (ReLU(inplace=True)).
-    view: ClassVar[bool] = False
-    in_place: ClassVar[bool] = False
+    arity: ClassVar[int | tuple[int, None]]
+    view: ClassVar[bool]
+    in_place: ClassVar[bool]
+    size_dependent: ClassVar[bool]
+    stochastic: ClassVar[bool]
+    lecture_weights: ClassVar[tuple[str, ...]]
 
     # ---- static rules (shapes only) -------------------------------------------------------
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
@@ -119,18 +143,23 @@ class OpBase(BaseModel):
 
     def param_shapes(self, in_shapes: list[Shape]) -> dict[str, Shape]:
         """Trainable tensors (counted in params)."""
-        return {}
+        raise NotImplementedError
 
     def buffer_shapes(self, in_shapes: list[Shape]) -> dict[str, Shape]:
         """Non-trainable tensors the op needs at inference (BatchNorm running statistics)."""
-        return {}
+        raise NotImplementedError
 
     def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
         """Multiply-accumulates of conv/linear weights per image (torchvision's "GFLOPS" rule)."""
-        return 0
+        raise NotImplementedError
 
     def rf_rule(self, in_shapes: list[Shape]) -> RFRule:
-        return "pointwise"
+        raise NotImplementedError
+
+    def window_cells(self, length: int, axis: int) -> tuple[list[int], list[int]] | None:
+        """Exact input range [start, end) of each output cell along `axis`, for ops whose windows are
+        not one sliding window (adaptive pooling); None for every other op."""
+        return None
 
     # ---- NumPy kernel (real arrays, batch axis first) ---------------------------------------
     def forward(self, xs: list[np.ndarray], w: Weights, mm: MatMul) -> np.ndarray:
@@ -140,9 +169,74 @@ class OpBase(BaseModel):
         """The kernel, overwriting x (only for ops with in_place = True)."""
         raise NotImplementedError
 
-    def probe_variant(self) -> OpBase:
-        """The op as run by the receptive-field probe (one channel in, one out; see verify)."""
-        return self
+    def probe(self) -> tuple[OpBase, int]:
+        """The op as the receptive-field probe runs it, and how many channels to feed each input.
+
+        The probe (verify/receptive_field.py) represents every tensor by a 0/1 mask of the pixels a
+        band image reaches. It feeds each input of this op its mask repeated over the channel count
+        given here, channel j scaled by (1 + j / count) so channels differ (a softmax or a norm over
+        channels then still shows a change), runs the returned op's real kernel, and marks an output
+        unit reached when any channel differs from the output on all-zero input. Ops that mix channels
+        ask for as many channels as they need to show that; the rest take one.
+        """
+        raise NotImplementedError
+
+    def init_tensor(self, tensor: str, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        """Random initial value of one of this op's tensors (float64; the caller casts). He-normal
+        weights keep activations O(1) through deep stacks; other tensors are small."""
+        if tensor == "weight":
+            return rng.normal(0.0, math.sqrt(2.0 / max(1, math.prod(shape[1:]))), shape)
+        return rng.normal(0.0, 0.01, shape)
+
+
+class NoTensors:
+    """Mixin for ops without parameters, buffers or MACs (activations, merges, views, pooling)."""
+
+    lecture_weights: ClassVar[tuple[str, ...]] = ()
+
+    def param_shapes(self, in_shapes):
+        return {}
+
+    def buffer_shapes(self, in_shapes):
+        return {}
+
+    def macs(self, in_shapes, out_shape):
+        return 0
+
+
+class Pointwise:
+    """Mixin: every output unit sees the same position of its inputs; the probe feeds one channel."""
+
+    def rf_rule(self, in_shapes):
+        return "pointwise"
+
+    def probe(self):
+        return self, 1
+
+
+class Plain:
+    """Mixin for the common case: one input, no view, not in place, size-agnostic, not stochastic."""
+
+    arity: ClassVar[int] = 1
+    view: ClassVar[bool] = False
+    in_place: ClassVar[bool] = False
+    size_dependent: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = False
+
+
+def contract_gaps(cls: type) -> list[str]:
+    """Members of OP_CONTRACT that `cls` does not declare itself (or through a mixin)."""
+    own = [k for k in cls.__mro__ if k not in (OpBase, BaseModel, object)]
+    return [m for m in OP_CONTRACT if not any(m in vars(k) for k in own)]
+
+
+def broadcast_inputs(in_shapes: list[Shape]) -> list[bool]:
+    """Which inputs are broadcast over the others' positions: a 1 x 1 map beside a larger one (a
+    squeeze-and-excitation gate). Such an input is *context* for the receptive field: every output
+    unit receives it, whatever its position."""
+    sizes = [s[1:] if len(s) == 3 else None for s in in_shapes]
+    larger = any(size is not None and size != (1, 1) for size in sizes)
+    return [larger and size == (1, 1) for size in sizes]
 
 
 def require_spatial(shape: Shape, what: str) -> tuple[int, int, int]:

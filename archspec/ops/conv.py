@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -10,6 +10,7 @@ from archspec.ops.base import (
     MatMul,
     NonNegativePair,
     OpBase,
+    Plain,
     PositiveInt,
     PositivePair,
     ShapeError,
@@ -27,7 +28,7 @@ from archspec.ops.windows import pad_input, window_columns
 COLUMN_BLOCK_BYTES = 16 << 20
 
 
-class Conv2d(OpBase):
+class Conv2d(Plain, OpBase):
     """Convolution; MACs = out elements x (in_channels / groups) x kH x kW, bias excluded."""
 
     op: Literal["conv2d"]
@@ -39,6 +40,8 @@ class Conv2d(OpBase):
     groups: PositiveInt = 1
     bias: bool = True
     in_channels: PositiveInt | None = None  # optional check; inferred from the input otherwise
+
+    lecture_weights: ClassVar[tuple[str, ...]] = ("weight",)
 
     # ---- static rules ----
     def output_shape(self, in_shapes):
@@ -58,6 +61,9 @@ class Conv2d(OpBase):
         out_h = window_output_size(h, win.kernel[0], win.stride[0], win.padding[0], False)
         out_w = window_output_size(w, win.kernel[1], win.stride[1], win.padding[1], False)
         return (self.out_channels, out_h, out_w)
+
+    def buffer_shapes(self, in_shapes):
+        return {}
 
     def param_shapes(self, in_shapes):
         kh, kw = pair(self.kernel)
@@ -116,5 +122,5 @@ class Conv2d(OpBase):
             out[..., top * wo : bottom * wo] = part
         return out.reshape(n, self.out_channels, ho, wo)
 
-    def probe_variant(self):
-        return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None})
+    def probe(self):
+        return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None}), 1

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from archspec.ops.base import OpBase, PositiveInt, ShapeError
+from archspec.ops.base import NoTensors, OpBase, Plain, PositiveInt, ShapeError
 
 
-class Flatten(OpBase):
+class Flatten(Plain, NoTensors, OpBase):
     op: Literal["flatten"]
     view: ClassVar[bool] = True  # a reshape of a contiguous array
+    size_dependent: ClassVar[bool] = True  # its feature count follows the input size
 
     def output_shape(self, in_shapes):
         return (math.prod(in_shapes[0]),)
@@ -18,18 +19,24 @@ class Flatten(OpBase):
     def rf_rule(self, in_shapes):
         return "global"  # a flat feature is no longer a spatial map; see the README's RF section
 
+    def probe(self):
+        return self, 1
+
     def forward(self, xs, w, mm):
         x = xs[0]
         return x.reshape(x.shape[0], -1)
 
 
-class Linear(OpBase):
+class Linear(Plain, OpBase):
     """y = x W^T + b; MACs = in_features x out_features, bias excluded."""
 
     op: Literal["linear"]
     out_features: PositiveInt
     bias: bool = True
     in_features: PositiveInt | None = None  # optional check; inferred otherwise
+
+    size_dependent: ClassVar[bool] = True  # its weights fix the input size
+    lecture_weights: ClassVar[tuple[str, ...]] = ("weight",)
 
     def output_shape(self, in_shapes):
         if len(in_shapes[0]) != 1:
@@ -48,6 +55,9 @@ class Linear(OpBase):
             shapes["bias"] = (self.out_features,)
         return shapes
 
+    def buffer_shapes(self, in_shapes):
+        return {}
+
     def macs(self, in_shapes, out_shape):
         return in_shapes[0][0] * self.out_features
 
@@ -62,6 +72,6 @@ class Linear(OpBase):
             out = out + w.param("bias", (self.out_features,))
         return out
 
-    def probe_variant(self):
+    def probe(self):
         # Two outputs are enough to show a dependency (a following softmax needs unequal logits).
-        return self.model_copy(update={"out_features": 2, "in_features": None})
+        return self.model_copy(update={"out_features": 2, "in_features": None}), 1

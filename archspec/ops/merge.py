@@ -6,14 +6,14 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from archspec.ops.base import OpBase, PositiveInt, ShapeError, require_spatial
+from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, PositiveInt, ShapeError, require_spatial
 
 
 def _describe(names: list[str], shapes) -> str:
     return ", ".join(f"'{n}' {list(s)}" for n, s in zip(names, shapes, strict=True))
 
 
-class Add(OpBase):
+class Add(Plain, Pointwise, NoTensors, OpBase):
     """Element-wise sum of two or more tensors of identical shape (residual connections)."""
 
     op: Literal["add"]
@@ -34,7 +34,7 @@ class Add(OpBase):
         return out
 
 
-class Concat(OpBase):
+class Concat(Plain, Pointwise, NoTensors, OpBase):
     """Concatenation along the channel axis; spatial sizes must match."""
 
     op: Literal["concat"]
@@ -54,7 +54,7 @@ class Concat(OpBase):
         return np.concatenate(xs, axis=1)
 
 
-class ChannelPad(OpBase):
+class ChannelPad(Plain, NoTensors, OpBase):
     """Zero channels appended to reach out_channels: He et al.'s parameter-free shortcut (option A)."""
 
     op: Literal["channel_pad"]
@@ -70,5 +70,8 @@ class ChannelPad(OpBase):
         x = xs[0]
         return np.pad(x, ((0, 0), (0, self.out_channels - x.shape[1]), (0, 0), (0, 0)))
 
-    def probe_variant(self):
-        return self.model_copy(update={"out_channels": 1})
+    def rf_rule(self, in_shapes):
+        return "pointwise"
+
+    def probe(self):
+        return self.model_copy(update={"out_channels": 1}), 1

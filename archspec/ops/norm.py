@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from archspec.ops.base import OpBase, PositiveInt, ShapeError, require_spatial
+from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, PositiveInt, ShapeError, require_spatial
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
-class BatchNorm2d(OpBase):
+class BatchNorm2d(Plain, Pointwise, OpBase):
     """Batch norm at inference: (x - running_mean) / sqrt(running_var + eps) * weight + bias.
 
     Params: weight and bias (gamma, beta), 2 x C; running statistics are buffers, not params.
@@ -21,6 +21,8 @@ class BatchNorm2d(OpBase):
     op: Literal["batch_norm"]
     eps: PositiveFloat = 1e-5
     affine: bool = True
+
+    lecture_weights: ClassVar[tuple[str, ...]] = ()
 
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "batch_norm")
@@ -34,6 +36,15 @@ class BatchNorm2d(OpBase):
         c = in_shapes[0][0]
         return {"running_mean": (c,), "running_var": (c,)}
 
+    def macs(self, in_shapes, out_shape):
+        return 0  # element-wise at inference (and foldable into the conv before it)
+
+    def init_tensor(self, tensor, shape, rng):
+        # Non-trivial statistics and affine parameters, so that inference-mode normalization is exercised.
+        if tensor in ("weight", "running_var"):
+            return rng.uniform(0.5, 1.5, shape)
+        return rng.normal(0, 0.1, shape)
+
     def forward(self, xs, w, mm):
         x = xs[0]
         c = x.shape[1]
@@ -46,7 +57,7 @@ class BatchNorm2d(OpBase):
         return out.astype(x.dtype, copy=False)
 
 
-class LocalResponseNorm(OpBase):
+class LocalResponseNorm(Plain, NoTensors, OpBase):
     """Local response norm across channels (PyTorch's rule, alpha divided by size as in Caffe):
     b_c = a_c / (k + alpha / size * sum_{c' in window(c)} a_c'^2) ^ beta."""
 
@@ -59,6 +70,13 @@ class LocalResponseNorm(OpBase):
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "lrn")
         return in_shapes[0]
+
+    def rf_rule(self, in_shapes):
+        return "pointwise"
+
+    def probe(self):
+        # It mixes neighbouring channels; two differing channels show that a lit pixel changes the output.
+        return self, 2
 
     def forward(self, xs, w, mm):
         x = xs[0]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from archspec.ops.base import (
     NonNegativePair,
+    NoTensors,
     OpBase,
+    Plain,
     PositivePair,
     ShapeError,
     Window,
@@ -19,7 +21,7 @@ from archspec.ops.base import (
 from archspec.ops.windows import window_view
 
 
-class _WindowPool(OpBase):
+class _WindowPool(Plain, NoTensors, OpBase):
     kernel: PositivePair
     stride: PositivePair | None = None  # PyTorch's default: the kernel size
     padding: NonNegativePair = 0
@@ -42,6 +44,9 @@ class _WindowPool(OpBase):
 
     def rf_rule(self, in_shapes):
         return Window(kernel=pair(self.kernel), stride=self._stride(), padding=pair(self.padding))
+
+    def probe(self):
+        return self, 1
 
 
 class MaxPool2d(_WindowPool):
@@ -80,7 +85,7 @@ class AvgPool2d(_WindowPool):
         return (total / divisor).astype(x.dtype, copy=False)
 
 
-class AdaptiveAvgPool2d(OpBase):
+class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
     """Adaptive average pooling to a fixed output size; output_size 1 is global average pooling.
 
     PyTorch's cell i along an axis of length L averages [floor(i*L/o), ceil((i+1)*L/o)).
@@ -89,11 +94,13 @@ class AdaptiveAvgPool2d(OpBase):
     op: Literal["adaptive_avg_pool2d"]
     output_size: PositivePair = 1
 
+    size_dependent: ClassVar[bool] = True  # its windows follow the input size
+
     def output_shape(self, in_shapes):
         c, h, w = require_spatial(in_shapes[0], "adaptive_avg_pool2d")
         return (c, *pair(self.output_size))
 
-    def cells(self, length: int, axis: int) -> tuple[list[int], list[int]]:
+    def window_cells(self, length: int, axis: int) -> tuple[list[int], list[int]]:
         """Static rule: input range [start, end) averaged by each output cell along `axis`."""
         out = pair(self.output_size)[axis]
         return [i * length // out for i in range(out)], [-(-(i + 1) * length // out) for i in range(out)]
@@ -107,6 +114,9 @@ class AdaptiveAvgPool2d(OpBase):
             return "irregular"
         k = (h // out[0], w // out[1])
         return Window(kernel=k, stride=k, padding=(0, 0))
+
+    def probe(self):
+        return self, 1
 
     def forward(self, xs, w, mm):
         x = xs[0]

@@ -6,7 +6,6 @@ tensors the kernels read, MACs from the operands of the matrix products they exe
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,25 +44,14 @@ def group_weights(weights: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndar
 
 
 def init_weights(graph: Graph, shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random weights in PyTorch's layouts. He-normal conv/linear weights keep activations O(1);
-    BatchNorm statistics are non-trivial so that inference-mode normalization is exercised."""
+    """Random weights in PyTorch's layouts, each op drawing its own (`OpBase.init_tensor`)."""
     rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
     for name in graph.order:
         op = graph.op(name)
         in_shapes = [shapes[i] for i in op.inputs]
-        for tensor, shape in op.param_shapes(in_shapes).items():
-            if op.op == "batch_norm":
-                array = rng.uniform(0.5, 1.5, shape) if tensor == "weight" else rng.normal(0, 0.1, shape)
-            elif tensor == "weight":
-                fan_in = math.prod(shape[1:])
-                array = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
-            else:
-                array = rng.normal(0.0, 0.01, shape)
-            weights[f"{name}.{tensor}"] = array.astype(DTYPE)
-        for tensor, shape in op.buffer_shapes(in_shapes).items():
-            array = rng.normal(0, 0.1, shape) if tensor == "running_mean" else rng.uniform(0.5, 1.5, shape)
-            weights[f"{name}.{tensor}"] = array.astype(DTYPE)
+        for tensor, shape in {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}.items():
+            weights[f"{name}.{tensor}"] = op.init_tensor(tensor, shape, rng).astype(DTYPE)
     return weights
 
 

@@ -328,7 +328,7 @@ def _apply_stochastic_depth(spec: SpecFile, nodes: list[LoadedNode]) -> list[Loa
     schedule = spec.stochastic_depth
     if schedule is None:
         return nodes
-    pending = [i for i, n in enumerate(nodes) if n.op.op == "stochastic_depth" and n.op.survival is None]
+    pending = [i for i, n in enumerate(nodes) if n.op.stochastic and n.op.survival is None]
     total = len(pending)
     result = list(nodes)
     for rank, index in enumerate(pending, start=1):

@@ -11,12 +11,12 @@ import numpy as np
 
 from archspec.analysis.analyze import Analysis
 from archspec.analysis.receptive_field import EMPTY, ReceptiveField, exact_spans
+from archspec.errors import SpecError
 from archspec.graph import INPUT, Graph
 from archspec.ops import MatMul, Weights
+from archspec.ops.base import broadcast_inputs
 from archspec.verify.checks import Check
 
-# Ops whose behaviour depends on the input size: the enlarged receptive-field probe stops before them.
-SIZE_DEPENDENT_OPS = {"adaptive_avg_pool2d", "flatten", "linear"}
 PROBE_CHUNK_ELEMENTS = 4_000_000  # input elements per probe batch: bounds the probe's memory
 
 
@@ -31,22 +31,36 @@ def _probe_weights(op, in_shapes) -> dict[str, np.ndarray]:
     return tensors
 
 
-def probe_masks(graph: Graph, images: np.ndarray, nodes: list[str]) -> dict[str, np.ndarray]:
+def _channels(mask: np.ndarray, count: int) -> np.ndarray:
+    """A (N, 1, ...) mask repeated over `count` channels, channel j scaled by 1 + j / count."""
+    if count == 1:
+        return mask
+    scale = (1.0 + np.arange(count, dtype=np.float32) / count).reshape(1, count, *([1] * (mask.ndim - 2)))
+    return mask * scale
+
+
+def probe_masks(graph: Graph, images: np.ndarray, nodes: list[str], *, context: bool = True) -> dict[str, np.ndarray]:
     """Which units each image reaches: for every node, a boolean (N, H, W) map (flat: (N, 1, 1)).
 
-    Each op runs its real kernel (one channel in, see `probe_variant`) on 0/1 masks; a unit is
-    reached when its output differs from the op's output on all-zero input. Channels are merged
-    after every op, since a tensor's receptive field is the union over its channels.
+    Each op runs its real kernel (as `OpBase.probe` describes) on 0/1 masks; a unit is reached when
+    its output differs from the op's output on all-zero input. Channels are merged after every op,
+    since a tensor's receptive field is the union over its channels. With context=False a broadcast
+    gate is fed zeros in both runs, so only the local field is measured.
     """
     masks: dict[str, np.ndarray] = {INPUT: images[:, None].astype(np.float32)}
     last = {i: n for n in nodes for i in graph.op(n).inputs}
     out: dict[str, np.ndarray] = {}
     for name in nodes:
-        op = graph.op(name).probe_variant()
-        xs = [masks[i] for i in op.inputs]
+        node_op = graph.op(name)
+        op, count = node_op.probe()
+        xs = [_channels(masks[i], count) for i in node_op.inputs]
+        bases = [np.zeros_like(x[:1]) for x in xs]
+        if not context:
+            gates = broadcast_inputs([tuple(x.shape[1:]) for x in xs])
+            xs = [np.zeros_like(x) if gate else x for x, gate in zip(xs, gates, strict=True)]
         tensors = _probe_weights(op, [tuple(x.shape[1:]) for x in xs])
         y = op.forward(xs, Weights(tensors, name), MatMul())
-        base = op.forward([np.zeros_like(x[:1]) for x in xs], Weights(tensors, name), MatMul())
+        base = op.forward(bases, Weights(tensors, name), MatMul())
         reached = y != base
         if reached.ndim == 2:  # flat features: keep them apart, with unequal values (for softmax)
             ramp = 1.0 + np.arange(reached.shape[1], dtype=np.float32) / reached.shape[1]
@@ -57,13 +71,15 @@ def probe_masks(graph: Graph, images: np.ndarray, nodes: list[str]) -> dict[str,
         else:
             masks[name] = reached.any(axis=1, keepdims=True).astype(np.float32)
             out[name] = masks[name][:, 0] > 0
-        for i in set(op.inputs):
+        for i in set(node_op.inputs):
             if last.get(i) == name and i != INPUT:
                 masks.pop(i, None)
     return out
 
 
-def probe_spans(graph: Graph, size: tuple[int, int], axis: int, nodes: list[str]) -> dict[str, np.ndarray]:
+def probe_spans(
+    graph: Graph, size: tuple[int, int], axis: int, nodes: list[str], *, context: bool = True
+) -> dict[str, np.ndarray]:
     """Measured span [lo, hi] of every unit along `axis`, for each node: array (units, 2), -1 = none.
 
     Band images: 'low t' lights every pixel with coordinate <= t along `axis`, 'high t' those >= t.
@@ -73,7 +89,7 @@ def probe_spans(graph: Graph, size: tuple[int, int], axis: int, nodes: list[str]
     length = size[axis]
     coords = np.arange(length)
     bands = np.concatenate([coords[None, :] <= coords[:, None], coords[None, :] >= coords[:, None]])  # (2L, L)
-    reached = _probe_bands(graph, (1, *size), axis, bands, nodes, nodes)
+    reached = _probe_bands(graph, (1, *size), axis, bands, nodes, nodes, context=context)
     spans = {}
     for name, hits in reached.items():  # hits: (2L, units)
         low, high = hits[:length], hits[length:]
@@ -115,7 +131,7 @@ def _compare_exact(static: np.ndarray, measured: np.ndarray) -> list[str]:
 
 def _agnostic_nodes(graph: Graph) -> list[str]:
     """Nodes whose receptive field does not depend on the input size (nothing size-dependent upstream)."""
-    bad = {n for n in graph.order if graph.op(n).op in SIZE_DEPENDENT_OPS}
+    bad = {n for n in graph.order if graph.op(n).size_dependent}
     for n in list(bad):
         bad |= nx.descendants(graph.nx_graph, n)
     return [n for n in graph.order if n not in bad]
@@ -128,7 +144,7 @@ def _thin_size(graph: Graph, nodes: list[str], axis: int, length: int, actual: t
         shape[1 + axis], shape[2 - axis] = length, other
         try:
             shapes = graph.infer_shapes(tuple(shape), nodes)
-        except Exception:
+        except SpecError:  # too small for some node: try a larger extent
             continue
         across = exact_spans(graph, shapes, 1 - axis, nodes)
         if all((across[n][:, 0] != EMPTY).any() for n in nodes):  # every node sees the thin axis
@@ -139,21 +155,37 @@ def _thin_size(graph: Graph, nodes: list[str], axis: int, length: int, actual: t
 def check_receptive_fields(graph: Graph, analysis: Analysis) -> Check:
     """Measured spans of every unit against (a) the exact clipped static spans, for every node and
     unit, and (b) the textbook field on units where it lies inside the image. Nodes with no such
-    unit at the spec's size are probed again on an input enlarged along that axis."""
+    unit at the spec's size are probed again on an input enlarged along that axis.
+
+    A graph with broadcast gates (squeeze-and-excitation) is probed twice: with the gates fed zeros
+    (the local field, which (a) and (b) check) and with them live (every unit then also depends on
+    what the gate pooled: checked against the exact spans with context, which proves the flag)."""
     check = Check("receptive fields")
     shape = analysis.input_shape
     size = (shape[1], shape[2])
     fields = {layer.name: layer.receptive_field for layer in analysis.layers}
     nodes = list(graph.order)
+    gated = any(layer.receptive_field.context for layer in analysis.layers)
     pending: dict[int, list[str]] = {0: [], 1: []}
     for axis in range(2):
         # Only the measured axis needs its real length; the other is cut to the least that works.
         probe_shape = _thin_size(graph, nodes, axis, size[axis], shape) or shape
         shapes = graph.infer_shapes(probe_shape)
-        measured = probe_spans(graph, (probe_shape[1], probe_shape[2]), axis, nodes)
+        probe_size = (probe_shape[1], probe_shape[2])
+        measured = probe_spans(graph, probe_size, axis, nodes, context=False)
         exact = _expected_measurement(
-            exact_spans(graph, shapes, axis, nodes), exact_spans(graph, shapes, 1 - axis, nodes)
+            exact_spans(graph, shapes, axis, nodes, context=False),
+            exact_spans(graph, shapes, 1 - axis, nodes, context=False),
         )
+        if gated:
+            live = probe_spans(graph, probe_size, axis, nodes, context=True)
+            exact_live = _expected_measurement(
+                exact_spans(graph, shapes, axis, nodes), exact_spans(graph, shapes, 1 - axis, nodes)
+            )
+            for name in nodes:
+                check.checked += 1
+                for problem in _compare_exact(exact_live[name], live[name]):
+                    check.fail(f"{name} axis {axis} (gates live): {problem}")
         for name in nodes:
             check.checked += 1
             for problem in _compare_exact(exact[name], measured[name]):
@@ -218,7 +250,7 @@ def _check_enlarged(graph: Graph, analysis: Analysis, fields, names: list[str], 
     index = {band: i for i, band in enumerate(bands)}
     coords = np.arange(length)
     rows = np.array([coords <= t if kind == "low" else coords >= t for kind, t in bands])
-    reached = _probe_bands(graph, probe_shape, axis, rows, prefix, chosen)
+    reached = _probe_bands(graph, probe_shape, axis, rows, prefix, chosen, context=False)
     failed = set()
     for n, u, kind, t, expect in tests:
         if bool(reached[n][index[(kind, t)], u]) != expect:
@@ -235,7 +267,9 @@ def _check_enlarged(graph: Graph, analysis: Analysis, fields, names: list[str], 
     )
 
 
-def _probe_bands(graph: Graph, shape, axis: int, rows: np.ndarray, nodes: list[str], keep: list[str]):
+def _probe_bands(
+    graph: Graph, shape, axis: int, rows: np.ndarray, nodes: list[str], keep: list[str], *, context: bool = True
+):
     """Reach of each band (rows: (bands, length) booleans along `axis`) at every unit of `keep`."""
     other = shape[2 - axis]
     per_chunk = max(1, PROBE_CHUNK_ELEMENTS // (shape[1] * shape[2]))
@@ -246,7 +280,7 @@ def _probe_bands(graph: Graph, shape, axis: int, rows: np.ndarray, nodes: list[s
             images = np.repeat(chunk[:, :, None], other, axis=2)
         else:
             images = np.repeat(chunk[:, None, :], other, axis=1)
-        masks = probe_masks(graph, images, nodes)
+        masks = probe_masks(graph, images, nodes, context=context)
         for n in keep:
             parts[n].append(masks[n].any(axis=2 - axis))
     return {n: np.concatenate(p) for n, p in parts.items()}
