@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise
+from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -15,9 +16,15 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 class ReLU(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["relu"]
     in_place: ClassVar[bool] = True
+    # PyTorch's ReLU(inplace=...) in training: torchvision builds every ReLU with inplace=True. Either way
+    # one tensor is saved (the result); in place, the result is the input's storage.
+    inplace: bool = True
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("output", what="result"),), output_aliases_input=self.inplace)
 
     def forward(self, xs, w, mm):
         return np.maximum(xs[0], 0)
@@ -32,9 +39,21 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["dropout"]
     view: ClassVar[bool] = True
     p: Probability = 0.5
+    # PyTorch's Dropout(inplace=...): at training time in place, the output is the input's storage.
+    # torchvision's AlexNet, VGG, SqueezeNet and GoogLeNet use inplace=False.
+    inplace: bool = False
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        if self.p == 0:  # PyTorch returns the input itself
+            return TrainSaves(output_aliases_input=True)
+        if self.p == 1:  # input * 0: a zero scalar is saved
+            return TrainSaves((Saved("new", elements=1, per_image=False, what="zero scalar"),), self.inplace)
+        # input * mask: the scaled mask (0 or 1/(1-p)) in the activation dtype, the input's shape (CPU)
+        mask = Saved("new", elements=math.prod(in_shapes[0]), what="mask")
+        return TrainSaves((mask,), output_aliases_input=self.inplace)
 
     def forward(self, xs, w, mm):
         return xs[0]
@@ -46,6 +65,9 @@ class Identity(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves(output_aliases_input=True)
 
     def forward(self, xs, w, mm):
         return xs[0]
@@ -61,6 +83,9 @@ class Softmax(Plain, NoTensors, OpBase):
 
     def rf_rule(self, in_shapes):
         return "global" if len(in_shapes[0]) == 1 else "pointwise"
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("output", what="result"),))
 
     def probe(self):
         return self, 2  # over one channel a softmax is constant: two differing channels show a change
@@ -85,6 +110,11 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        # Huang et al. at training time: the branch is kept unscaled or skipped. Memory is counted with
+        # the branch kept (the worst case): its output passes on as is and nothing is saved here.
+        return TrainSaves(output_aliases_input=True)
 
     def forward(self, xs, w, mm):
         survival = 1.0 if self.survival is None else self.survival

@@ -7,7 +7,17 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, PositiveInt, ShapeError, require_spatial
+from archspec.ops.base import (
+    NoTensors,
+    OpBase,
+    Plain,
+    Pointwise,
+    PositiveInt,
+    Saved,
+    ShapeError,
+    TrainSaves,
+    require_spatial,
+)
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -38,6 +48,13 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
 
     def macs(self, in_shapes, out_shape):
         return 0  # element-wise at inference (and foldable into the conv before it)
+
+    def train_saves(self, in_shapes, out_shape):
+        # Training mode: the input, and the batch's per-channel mean and inverse std (float32, C each,
+        # the same size at every batch). PyTorch also keeps an int64 num_batches_tracked buffer.
+        c = in_shapes[0][0]
+        stats = (Saved("new", elements=c, itemsize=4, per_image=False, what=w) for w in ("save_mean", "save_invstd"))
+        return TrainSaves((Saved("input", what="input"), *stats), extra_buffer_bytes=8)
 
     def init_tensor(self, tensor, shape, rng):
         # Non-trivial statistics and affine parameters, so that inference-mode normalization is exercised.
@@ -73,6 +90,20 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
 
     def rf_rule(self, in_shapes):
         return "pointwise"
+
+    def train_saves(self, in_shapes, out_shape):
+        # F.local_response_norm is composite: x*x is zero-padded to C + size - 1 channels and average-pooled
+        # (the pool saves the padded tensor), then div = (pooled * alpha + k) ** beta (pow saves its
+        # input) and x / div (saves x and div).
+        c, h, w = in_shapes[0]
+        return TrainSaves(
+            (
+                Saved("input", what="input"),
+                Saved("new", elements=(c + self.size - 1) * h * w, what="padded squares"),
+                Saved("new", elements=c * h * w, what="pow input"),
+                Saved("new", elements=c * h * w, what="divisor"),
+            )
+        )
 
     def probe(self):
         # It mixes neighbouring channels; two differing channels show that a lit pixel changes the output.
