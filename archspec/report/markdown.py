@@ -168,7 +168,9 @@ def render_index(entries: list[tuple[str, Analysis]]) -> str:
         "float32. MACs: conv + linear multiply-accumulates (torchvision's GFLOPS). Activation memory: the sum\n"
         "of every node's output; peak live: what inference needs with buffers freed after their last use.\n"
         "Receptive field: the last spatial layer's, `size /stride pPadding`. Top-1 is the published figure\n"
-        "from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's).\n\n"
+        "from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's). Training: what PyTorch holds\n"
+        "at the end of a training-mode forward with plain SGD at batch 1 (tensors saved for backward, params,\n"
+        "gradients, buffers; `archspec analyze SPEC --train`).\n\n"
         f"{table}\n"
     )
 
@@ -182,7 +184,7 @@ def write_reports(spec_paths: list[str], out_dir: Path) -> list[Path]:
     entries = []
     seen: dict[str, str] = {}
     for spec_path in spec_paths:
-        analysis = load(spec_path).analyze()
+        analysis = load(spec_path).analyze(optimizer="sgd")  # with training memory (PyTorch, SGD, batch 1)
         if analysis.name in seen:
             raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
         seen[analysis.name] = spec_path

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from archspec.analysis.analyze import Analysis, LayerStats, Totals
+from archspec.analysis.training import TrainingMemory
 
 
 def fmt_int(n: int | float) -> str:
@@ -47,12 +48,13 @@ class Row:
     activations: int
     rf: str
     count: int = 1  # > 1 when identical consecutive blocks are shown once
+    saved: int | None = None  # --train: bytes of saved tensors charged to these layers
 
 
 TRAIN_MARK = " [train]"  # rows that only feed training-time outputs (auxiliary heads)
 
 
-def _layer_row(layer: LayerStats) -> Row:
+def _layer_row(layer: LayerStats, saved: dict[str, int] | None = None) -> Row:
     return Row(
         layer.name,
         layer.op + (TRAIN_MARK if layer.train_only else ""),
@@ -61,6 +63,7 @@ def _layer_row(layer: LayerStats) -> Row:
         layer.macs,
         layer.activations,
         layer.receptive_field.describe(),
+        saved=None if saved is None else saved[layer.name],
     )
 
 
@@ -68,8 +71,9 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     """Per-layer rows; with depth N, layers are summed per name prefix of N dotted parts and
     consecutive groups with identical structure are shown once with a count ('x N')."""
     layers = [layer for layer in analysis.layers]
+    saved = analysis.training.layer_saved_bytes() if analysis.training is not None else None
     if depth is None:
-        return [_layer_row(layer) for layer in layers]
+        return [_layer_row(layer, saved) for layer in layers]
     groups: list[tuple[str, list[LayerStats]]] = []
     for layer in layers:
         key = ".".join(layer.name.split(".")[:depth])
@@ -92,6 +96,7 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
                     sum(m.macs for m in members),
                     sum(m.activations for m in members),
                     last.receptive_field.describe(),
+                    saved=None if saved is None else sum(saved[m.name] for m in members),
                 ),
                 # Structure signature: same ops, shapes and params in the same order.
                 tuple((m.op, m.output_shape, m.params, m.macs) for m in members) if len(ops) else (),
@@ -112,6 +117,7 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
                     prev.activations + row.activations,
                     row.rf,
                     prev.count + 1,
+                    None if row.saved is None else prev.saved + row.saved,
                 ),
                 sig,
                 names,
@@ -132,6 +138,7 @@ def _table_rows(rs: list[Row]) -> list[list[str]]:
             fmt_int(r.activations),
             r.rf,
         ]
+        + ([] if r.saved is None else [fmt_int(r.saved)])
         for r in rs
     ]
 
@@ -166,6 +173,8 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
                 f"peak live with the heads {human_bytes(e.peak_activation_bytes)}",
             )
         )
+    if analysis.training is not None:
+        lines += training_lines(analysis.training)
     sd = analysis.stochastic_depth
     if sd is not None:
         lines.append(
@@ -179,13 +188,53 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     return lines
 
 
+# ---- training memory (analyze --train) -----------------------------------------------------------------
+
+
+def _bytes(n: int) -> str:
+    return f"{fmt_int(n)} B  ({human_bytes(n)})"
+
+
+def training_lines(t: TrainingMemory) -> list[tuple[str, str]]:
+    opt = {"sgd": "SGD: none", "momentum": "SGD momentum: 1 x params", "adam": "Adam: 2 x params + step"}
+    per_image, constant = t.saved_activations.per_image, t.saved_activations.constant
+    return [
+        (
+            f"training: saved for backward (batch {t.batch})",
+            f"{_bytes(t.saved_activation_bytes)}; {fmt_int(per_image)} B per image"
+            + (f" + {fmt_int(constant)} B of BN statistics" if constant else "")
+            + f"; input x ({fmt_int(t.input_bytes)} B) included",
+        ),
+        ("training: parameters", _bytes(t.param_bytes)),
+        ("training: gradients", _bytes(t.grad_bytes)),
+        (f"training: optimizer state ({opt[t.optimizer]})", _bytes(t.optimizer_state_bytes)),
+        ("training: buffers (BN running stats, counters)", _bytes(t.buffer_bytes)),
+        ("training: total (sum of the above)", _bytes(t.total_bytes)),
+        (
+            "training: torchinfo's Estimated Total Size",
+            f"{_bytes(t.torchinfo_bytes)}  (input + 2 x outputs of layers with params + params)",
+        ),
+    ]
+
+
+def fit_line(t: TrainingMemory, budget: int) -> str:
+    batch = t.largest_batch(budget)
+    if batch == 0:
+        return f"largest batch within {_bytes(budget)}: none (batch 1 needs {_bytes(t.total().at(1))})"
+    return (
+        f"largest batch within {_bytes(budget)}: {fmt_int(batch)} "
+        f"(needs {_bytes(t.total().at(batch))}; {t.optimizer}, PyTorch eager, float32)"
+    )
+
+
 def render_table(analysis: Analysis, depth: int | None = None, tablefmt: str = "simple") -> str:
     title = f"{analysis.name}: input {shape_text(analysis.input_shape)}, batch {analysis.batch}, {analysis.dtype}"
+    train = analysis.training is not None
     body = tabulate(
         _table_rows(rows(analysis, depth)),
-        headers=HEADERS,
+        headers=HEADERS + (["saved"] if train else []),
         tablefmt=tablefmt,
-        colalign=("left", "left", "right", "right", "right", "right", "left"),
+        colalign=("left", "left", "right", "right", "right", "right", "left") + (("right",) if train else ()),
         disable_numparse=True,
     )
     totals = tabulate(totals_lines(analysis), tablefmt="plain")
@@ -199,10 +248,13 @@ def render_markdown(analysis: Analysis, depth: int | None = None) -> str:
 def render_csv(analysis: Analysis, depth: int | None = None) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "op", "output_shape", "params", "macs", "activations", "receptive_field", "count"])
+    train = analysis.training is not None
+    header = ["name", "op", "output_shape", "params", "macs", "activations", "receptive_field", "count"]
+    writer.writerow(header + (["saved_bytes"] if train else []))
     for r in rows(analysis, depth):
         writer.writerow(
             [r.name, r.op, "x".join(map(str, r.output_shape)), r.params, r.macs, r.activations, r.rf, r.count]
+            + ([r.saved] if train else [])
         )
     return buffer.getvalue()
 
@@ -223,6 +275,23 @@ def to_json_dict(analysis: Analysis) -> dict:
     totals = _totals_json(analysis.totals)
     if analysis.train_extra is not None:
         totals["training_only"] = _totals_json(analysis.train_extra)
+    training = analysis.training
+    saved = training.layer_saved_bytes() if training is not None else None
+    if training is not None:
+        totals["training"] = {
+            "saved_activation_bytes": training.saved_activation_bytes,
+            "param_bytes": training.param_bytes,
+            "grad_bytes": training.grad_bytes,
+            "optimizer_state_bytes": training.optimizer_state_bytes,
+            "buffer_bytes": training.buffer_bytes,
+            "total_bytes": training.total_bytes,
+            "optimizer": training.optimizer,
+            "batch": training.batch,
+            "input_bytes": training.input_bytes,  # part of saved_activation_bytes
+            "saved_per_image_bytes": training.saved_activations.per_image,
+            "saved_batch_constant_bytes": training.saved_activations.constant,
+            "torchinfo_estimated_total_bytes": training.torchinfo_bytes,
+        }
     sd = analysis.stochastic_depth
     if sd is not None:
         totals["stochastic_depth"] = {
@@ -253,6 +322,7 @@ def to_json_dict(analysis: Analysis) -> dict:
                 "receptive_field": layer.receptive_field.to_json(),
                 "train_only": layer.train_only,
             }
+            | ({} if saved is None else {"saved_bytes": saved[layer.name]})
             for layer in analysis.layers
         ],
         "totals": totals,
@@ -276,6 +346,7 @@ COMPARE_HEADERS = [
     "peak live",
     "receptive field",
     "top-1 (%)",
+    "training (SGD, b1)",
 ]
 
 
@@ -304,6 +375,7 @@ def comparison_rows(analyses: list[Analysis]) -> list[list[str]]:
                 human_bytes(a.totals.peak_activation_bytes),
                 rf[0] if rf else "n/a",
                 str(ref.get("top1", "")),
+                human_bytes(a.training.total_bytes) if a.training is not None else "n/a",
             ]
         )
     return rows
@@ -320,5 +392,5 @@ def render_comparison(analyses: list[Analysis], fmt: str = "table") -> str:
         writer.writerows(rows)
         return buffer.getvalue()
     tablefmt = "github" if fmt == "markdown" else "simple"
-    align = ("left", "left", "right", "right", "right", "right", "right", "left", "right")
+    align = ("left", "left", "right", "right", "right", "right", "right", "left", "right", "right")
     return tabulate(rows, headers=COMPARE_HEADERS, tablefmt=tablefmt, disable_numparse=True, colalign=align) + "\n"
