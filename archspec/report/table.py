@@ -201,9 +201,9 @@ def training_lines(t: TrainingMemory) -> list[tuple[str, str]]:
     return [
         (
             f"training: saved for backward (batch {t.batch})",
-            f"{_bytes(t.saved_activation_bytes)}; {fmt_int(per_image)} B per image"
-            + (f" + {fmt_int(constant)} B of BN statistics" if constant else "")
-            + f"; input x ({fmt_int(t.input_bytes)} B) included",
+            f"{_bytes(t.saved_activation_bytes)} = {fmt_int(per_image)} B x {t.batch}"
+            + (f" + {fmt_int(constant)} B (BN statistics)" if constant else "")
+            + "; includes x",
         ),
         ("training: parameters", _bytes(t.param_bytes)),
         ("training: gradients", _bytes(t.grad_bytes)),
