@@ -181,3 +181,17 @@ def test_total_is_the_sum_of_unique_storages_and_affine_in_batch(spec, batch, op
         + (4 * sum(len(layer.param_tensors) for layer in a1.layers) if optimizer == "adam" else 0)
         + t.buffer_bytes
     )
+
+
+def test_nothing_is_saved_before_the_first_parameter(tmp_path):
+    """x does not require grad, so a max pool and a ReLU on it record no autograd node and save nothing
+    (observed with torch 2.14); the conv after them saves its input for its weight's gradient."""
+    model, _ = _load(
+        tmp_path,
+        "name: t\ninput: [1, 4, 4]\nmetadata: {source: t}\nnodes:\n"
+        "  - {name: pool, op: max_pool2d, kernel: 2}\n  - {name: relu, op: relu}\n"
+        "  - {name: conv, op: conv2d, out_channels: 2, kernel: 1}\n  - {name: relu2, op: relu}\n",
+    )
+    saved = model.analyze(optimizer="sgd").training.layer_saved_bytes()
+    # conv: pool's 1 x 2 x 2 output (relu ran in place on it) = 16 B; relu2: its 2 x 2 x 2 result = 32 B
+    assert saved == {"pool": 0, "relu": 0, "conv": 16, "relu2": 32}

@@ -8,6 +8,8 @@ What is counted is what PyTorch holds at the end of the forward pass:
   its input's storage, and two ops saving the same tensor (a ReLU's result and the next conv's input)
   save it once. The network input x is a storage like any other and is included (the first conv saves
   it). Parameters and buffers that ops save cost nothing extra.
+- a node records nothing when autograd does not track it: no parameters and no input that requires grad
+  (x does not), e.g. a pooling layer applied to x.
 - **attribution**: a storage is charged to the first node, in execution order, that saves it, so the
   per-layer `saved_bytes` sum to the unique total.
 - parameters, their gradients (one per parameter), optimizer state (SGD: none; momentum: one buffer per
@@ -104,6 +106,7 @@ def training_memory(graph: Graph, shapes: dict[str, Shape], batch: int = 1, opti
     storage_of = {INPUT: INPUT}  # tensor -> key of the storage behind it
     size = {INPUT: Affine(numel(shapes[INPUT]) * FLOAT32)}
     savers: dict[str, list[str]] = {}
+    requires_grad = {INPUT: False}  # x does not; every tensor computed from a parameter does
     params = param_tensors = buffers = torchinfo_outputs = 0
     for name in graph.order:
         op = graph.op(name)
@@ -115,7 +118,13 @@ def training_memory(graph: Graph, shapes: dict[str, Shape], batch: int = 1, opti
         else:
             storage_of[name] = name
             size[name] = Affine(numel(out) * FLOAT32)
+        tensors = op.param_shapes(in_shapes)
+        requires_grad[name] = bool(tensors) or any(requires_grad[i] for i in op.inputs)
         for number, saved in enumerate(rule.saved):
+            if not requires_grad[name]:
+                break  # autograd records no node, so nothing is saved
+            if saved.only_if_grad_of is not None and not requires_grad[op.inputs[saved.only_if_grad_of]]:
+                continue
             if saved.source == "input":
                 key = storage_of[op.inputs[saved.index]]
             elif saved.source == "output":
@@ -126,7 +135,6 @@ def training_memory(graph: Graph, shapes: dict[str, Shape], batch: int = 1, opti
                 size[key] = Affine(nbytes) if saved.per_image else Affine(0, nbytes)
             if name not in savers.setdefault(key, []):
                 savers[key].append(name)
-        tensors = op.param_shapes(in_shapes)
         layer_params = sum(numel(s) for s in tensors.values())
         params += layer_params
         param_tensors += len(tensors)

@@ -108,6 +108,9 @@ class Saved:
     "output": its own output; "new": a tensor that only backward holds (a mask, int64 indices, BN
     statistics), of `elements` per image (or in total, when per_image is False), `itemsize` bytes each
     (None: the activation dtype).
+
+    Nothing is saved by a node that autograd does not record: one without parameters none of whose
+    inputs requires grad (the network input x does not; a tensor computed from parameters does).
     """
 
     source: Literal["input", "output", "new"]
@@ -116,6 +119,8 @@ class Saved:
     itemsize: int | None = None
     per_image: bool = True
     what: str = ""  # what PyTorch calls it, for readers (e.g. "indices (int64)")
+    # Saved only when that input requires grad (a product saves each factor for the other's gradient).
+    only_if_grad_of: int | None = None
 
 
 @dataclass(frozen=True)
