@@ -324,17 +324,48 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
 
 
 def _apply_stochastic_depth(spec: SpecFile, nodes: list[LoadedNode]) -> list[LoadedNode]:
-    """Give every stochastic_depth node without its own survival probability its scheduled one."""
+    """Give every stochastic node without its own probability the one its block's rank gets from the
+    spec's `stochastic_depth:` schedule (see StochasticDepthSchedule)."""
     schedule = spec.stochastic_depth
     if schedule is None:
         return nodes
     pending = [i for i, n in enumerate(nodes) if n.op.stochastic and n.op.survival is None]
-    total = len(pending)
+    if schedule.blocks is None:
+        block_of = {i: rank for rank, i in enumerate(pending)}
+        total = len(pending)
+    else:
+        pattern = schedule.blocks.split(".")
+        blocks: dict[str, int] = {}  # block name -> index, in graph order
+        for node in nodes:
+            parts = node.op.name.split(".")
+            if len(parts) > len(pattern) and all(p in ("*", q) for p, q in zip(pattern, parts, strict=False)):
+                blocks.setdefault(".".join(parts[: len(pattern)]), len(blocks))
+        block_of = {}
+        outside = []
+        for i in pending:
+            block = ".".join(nodes[i].op.name.split(".")[: len(pattern)])
+            if block in blocks and len(nodes[i].op.name.split(".")) > len(pattern):
+                block_of[i] = blocks[block]
+            else:
+                outside.append(i)
+        if outside:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        nodes[i].location,
+                        f"node '{nodes[i].op.name}' is not inside a block matching"
+                        f" stochastic_depth.blocks '{schedule.blocks}'",
+                        "give the node its own probability, or a 'blocks' pattern (one '*' per name component)"
+                        " that matches the block it is in",
+                        nodes[i].trail,
+                    )
+                    for i in outside
+                ]
+            )
+        total = len(blocks)
     result = list(nodes)
-    for rank, index in enumerate(pending, start=1):
-        survival = 1.0 - rank / total * (1.0 - schedule.final_survival)
-        node = result[index]
-        result[index] = LoadedNode(
-            node.op.model_copy(update={"survival": survival}), node.location, node.trail, node.raw
-        )
+    for i in pending:
+        drop = schedule.drop_probability(block_of[i], total)
+        node = result[i]
+        result[i] = LoadedNode(node.op.with_drop_probability(drop), node.location, node.trail, node.raw)
     return result
