@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from archspec.errors import Diagnostic, Location, SpecError, UsageError, did_you_mean
 from archspec.ops import OP_ADAPTER, REGISTRY, OpBase
-from archspec.spec.expand import BlockSource, Expander, RawNode, _short, format_pydantic_errors
+from archspec.spec.diagnostics import format_pydantic_errors, short
+from archspec.spec.expand import BlockSource, Expander, RawNode, Scope
 from archspec.spec.schema import BlockDef, BlockLibrary, SpecFile
 from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, parse_yaml
 
@@ -202,9 +203,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
         raw = read_spec_bytes(path)
     doc = parse_yaml(raw, path)
     if not isinstance(doc.data, dict):
-        raise SpecError(
-            Diagnostic(doc.locate(()), "a spec must be a mapping with 'name', 'input', 'metadata' and 'nodes'")
-        )
+        raise SpecError(Diagnostic(doc.locate(()), "a spec must be a mapping with 'name', 'input' and 'nodes'"))
     spec, diagnostics = _validate(SpecFile, doc)
     data = doc.data
     if isinstance(data.get("name"), str) and not data["name"].isprintable():
@@ -232,7 +231,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     if isinstance(data.get("nodes"), list):
         # After a failed include any block might have come from it: unknown blocks are not guessed at.
         expander = Expander(resolver.blocks, resolver.unavailable, quiet_unknown=resolver.incomplete)
-        expander.expand(data["nodes"], doc, ("nodes",), "", "input", None, None, (), 0)
+        expander.expand(data["nodes"], Scope.top(doc))
         expansion = expander.out
         diagnostics.extend(expansion.errors)
         seen: set[tuple[Location, str]] = set()
@@ -298,7 +297,7 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
             [
                 Diagnostic(
                     node.locate(("op",)),
-                    f"node '{name}': unknown op {_short(op)}"
+                    f"node '{name}': unknown op {short(op)}"
                     if text is not None
                     else f"node '{name}': 'op' must be an op name",
                     (did_you_mean(text, REGISTRY) if text else None) or f"known ops: {', '.join(sorted(REGISTRY))}",

@@ -63,6 +63,16 @@ class Document:
     key_at: dict[Path, Location] = field(default_factory=dict)
     # Problems that do not stop parsing (duplicate keys, ambiguous scalars): all reported together.
     errors: list[Diagnostic] = field(default_factory=list)
+    # Scalars written in quotes: their text starts one column after the quote.
+    quoted: set[Path] = field(default_factory=set)
+
+    def locate_in(self, where: Path, offset: int) -> Location:
+        """The column `offset` characters into the scalar at `where` (for a token of an expression).
+        Exact for one-line scalars without escapes, which is how expressions are written."""
+        start = self.locate(where)
+        if where not in self.value_at:
+            return start
+        return Location(start.path, start.line, start.col + offset + (1 if tuple(where) in self.quoted else 0))
 
     def locate(self, where: Path, *, key: bool = False) -> Location:
         """The most precise known location for `where` (falls back to its parents)."""
@@ -150,6 +160,8 @@ class _Builder:
         loc = _loc(self.doc.path, event.start_mark)
         self.doc.value_at[where] = loc
         if isinstance(event, ScalarEvent):
+            if event.style in ("'", '"'):
+                self.doc.quoted.add(where)
             try:
                 return _scalar(event.value, event.style, loc)
             except SpecError as exc:  # keep going: report every bad scalar in one run
