@@ -319,7 +319,7 @@ class Expander:
                 self._error(
                     scope.doc.locate((*path, "inputs")),
                     f"node '{full}' is bypassed ('when' is false) and passes its first input "
-                    f"'{inputs[0]}' through, so '{dropped[0]}' leads nowhere",
+                    f"'{_local(inputs[0], scope)}' through, so '{_local(dropped[0], scope)}' leads nowhere",
                     f"a bypassed node passes its FIRST input through: list the main path first, "
                     f"e.g. inputs: [{', '.join(_local(t, scope) for t in (dropped[0], inputs[0]))}]",
                     scope.trail,

@@ -94,6 +94,7 @@ class _IncludeResolver:
         # Blocks that could not be loaded (their error is already reported): uses of them stay quiet.
         self.unavailable: set[str] = set()
         self.incomplete = False  # an include failed: any block might have come from it
+        self.too_many = False  # the include limit was reported
 
     def add_blocks(self, doc: Document, blocks: dict, base: tuple) -> None:
         for name, definition in blocks.items():
@@ -143,7 +144,11 @@ class _IncludeResolver:
             if target in self.loaded:
                 return
             if len(self.loaded) >= MAX_INCLUDES:
-                self.errors.append(Diagnostic(loc, f"more than {MAX_INCLUDES} included files"))
+                if not self.too_many:  # said once, at the first include past the limit
+                    self.too_many = True
+                    self.errors.append(
+                        Diagnostic(loc, f"more than {MAX_INCLUDES} included files", "merge block libraries")
+                    )
                 return
             if not target.exists():
                 self.errors.append(Diagnostic(loc, f"included file '{shown}' does not exist"))
@@ -159,12 +164,18 @@ class _IncludeResolver:
             )
             return
         try:
-            included = parse_yaml(raw, str(_display(target)))
+            included = parse_yaml(raw, str(_display(target)), what="library")
         except SpecError as exc:
             self.errors.extend(exc.diagnostics)
             return
         if not isinstance(included.data, dict):
-            self.errors.append(Diagnostic(included.locate(()), "a block library must be a mapping with 'blocks:'"))
+            self.errors.append(
+                Diagnostic(
+                    included.locate(()),
+                    "a block library must be a mapping with 'blocks:'",
+                    "e.g. blocks: {unit: {params: {width: null}, nodes: [...]}}",
+                )
+            )
             return
         library, errors = _validate(BlockLibrary, included)
         self.errors.extend(errors)
@@ -258,6 +269,9 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
         )
         raise SpecError(diagnostics)
 
+    spec_errors = _check_outputs(spec, doc) + _check_survival(spec, nodes)
+    if spec_errors:
+        raise SpecError(spec_errors)
     nodes = _apply_stochastic_depth(spec, nodes)
     last = nodes[-1].op.name if nodes else "input"
     outputs = tuple(spec.outputs) if spec.outputs else (last,)
@@ -320,6 +334,41 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
             )
         )
         return None
+
+
+def _check_outputs(spec: SpecFile, doc: Document) -> list[Diagnostic]:
+    """`outputs: []` would silently mean "the last node": refuse it."""
+    if spec.outputs == []:
+        return [
+            Diagnostic(
+                doc.locate(("outputs",)),
+                "'outputs' is empty",
+                "list the output nodes, or leave 'outputs' out to use the last node",
+            )
+        ]
+    return []
+
+
+def _check_survival(spec: SpecFile, nodes: list[LoadedNode]) -> list[Diagnostic]:
+    """A stochastic node needs a survival probability: its own, or the spec's `stochastic_depth:` schedule.
+    (Silently taking 1.0 would report a stochastic-depth network as an ordinary one.)"""
+    if spec.stochastic_depth is not None:
+        return []
+    errors = []
+    seen: set[Location] = set()
+    for node in nodes:
+        if node.op.stochastic and node.op.survival is None and node.location not in seen:
+            seen.add(node.location)  # one template line used by many block instances: say it once
+            errors.append(
+                Diagnostic(
+                    node.location,
+                    f"node '{node.op.name}': {node.op.op} has no survival probability",
+                    "give it 'survival: 0.8', or add 'stochastic_depth: {schedule: linear, final_survival: 0.5}' "
+                    "at the top level to assign a linearly decaying one to every such node",
+                    node.trail,
+                )
+            )
+    return errors
 
 
 def _apply_stochastic_depth(spec: SpecFile, nodes: list[LoadedNode]) -> list[LoadedNode]:

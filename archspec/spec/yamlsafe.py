@@ -278,8 +278,15 @@ def _decode(raw: bytes, path: str) -> str:
         ) from None
 
 
-def parse_yaml(raw: bytes, path: str) -> Document:
-    """Parse untrusted bytes into a `Document`; raise `SpecError` with a location on any problem."""
+_EMPTY_HINTS = {
+    "spec": ("spec file is empty", "a spec needs at least 'name', 'input' and 'nodes'"),
+    "library": ("block library is empty", "a block library needs 'blocks:', e.g. blocks: {unit: {nodes: [...]}}"),
+}
+
+
+def parse_yaml(raw: bytes, path: str, what: str = "spec") -> Document:
+    """Parse untrusted bytes into a `Document`; raise `SpecError` with a location on any problem.
+    `what` ("spec" or "library") words the messages about an empty file."""
     if len(raw) > MAX_FILE_BYTES:
         raise SpecError(
             Diagnostic(
@@ -302,13 +309,7 @@ def parse_yaml(raw: bytes, path: str) -> Document:
             )
         )
     if not text.strip():
-        raise SpecError(
-            Diagnostic(
-                Location(path, 1, 1),
-                "spec file is empty",
-                "a spec needs at least 'name', 'input' and 'nodes'",
-            )
-        )
+        raise SpecError(Diagnostic(Location(path, 1, 1), *_EMPTY_HINTS[what]))
     doc = Document(None, path)
     try:
         data = _Builder(text, doc).document()
@@ -327,7 +328,8 @@ def parse_yaml(raw: bytes, path: str) -> Document:
     except yaml.YAMLError as exc:  # e.g. a character YAML does not allow, without a position
         raise SpecError(Diagnostic(Location(path, 1, 1), f"invalid YAML: {exc}")) from None
     if data is _EMPTY:
-        raise SpecError(Diagnostic(Location(path, 1, 1), "spec file has no content"))
+        message, hint = _EMPTY_HINTS[what]
+        raise SpecError(Diagnostic(Location(path, 1, 1), message.replace("is empty", "has no content"), hint))
     doc.data = data
     if doc.errors:
         raise SpecError(doc.errors)
