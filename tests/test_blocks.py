@@ -154,3 +154,32 @@ def test_every_shipped_spec_cites_its_source():
     for path in sorted(SPECS.glob("*.yaml")):
         source = load_spec(str(path)).spec.metadata.source
         assert source and len(source.strip()) >= 10, f"{path.name}: metadata.source must cite a paper or code"
+
+
+def test_shipped_library_is_included_by_name_from_any_folder(tmp_path, monkeypatch):
+    """A user's spec outside the specs/ folder uses torchvision's BasicBlock from the package."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "name: mine\ninput: [64, 56, 56]\ninclude: [archspec:resnet]\nnodes:\n"
+        "  - {name: layer1, block: basic, repeat: 2, args: {planes: 64}}\n"
+    )
+    analysis = archspec.load(str(path)).analyze()
+    # Two BasicBlocks of 64 channels: per block two 3x3 convs (64*64*9 = 36,864 each, no bias) and two
+    # BatchNorms (2*64 = 128 each): 2 * (2 * 36,864 + 2 * 128) = 147,968 (torchvision's layer1 of resnet18).
+    assert analysis.totals.params == 147_968
+
+
+def test_unknown_shipped_library_suggests_a_name(write_spec):
+    with pytest.raises(SpecError) as err:
+        archspec.load(
+            write_spec("name: t\ninput: [3, 8, 8]\ninclude: [archspec:densnet]\nnodes: [{name: r, op: relu}]\n")
+        )
+    text = err.value.render()
+    assert "unknown block library 'archspec:densnet'" in text and "did you mean 'archspec:densenet'?" in text
+
+
+def test_shipped_libraries_are_package_data():
+    from archspec.spec.load import shipped_libraries
+
+    assert {"resnet", "densenet", "squeezenet", "inception_tv"} <= set(shipped_libraries())

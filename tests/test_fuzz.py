@@ -30,7 +30,7 @@ import archspec
 from archspec.errors import ArchspecError, SpecError
 from archspec.ops import REGISTRY
 from archspec.report import table
-from conftest import SPECS
+from conftest import ROOT, SPECS
 
 TOTAL = int(os.environ.get("ARCHSPEC_FUZZ_EXAMPLES", "300"))
 EXPLORE = "ARCHSPEC_FUZZ_EXAMPLES" in os.environ  # a long run: fresh randomness instead of a fixed seed
@@ -48,7 +48,8 @@ def fuzz_settings(test: str):
 
 
 SPEC_FILES = sorted(p.name for p in SPECS.glob("*.yaml"))
-LIBRARIES = sorted(str(p.relative_to(SPECS)) for p in (SPECS / "blocks").glob("*.yaml"))
+BLOCKS = ROOT / "archspec" / "blocks"  # shipped block libraries, included as `archspec:<name>`
+LIBRARIES = sorted(f"archspec:{p.stem}" for p in BLOCKS.glob("*.yaml"))
 NODE_KEYS = sorted(
     {key for cls in REGISTRY.values() for key in cls.model_fields} | {"block", "args", "repeat", "first"}
 )
@@ -61,7 +62,7 @@ def workdir(tmp_path_factory) -> Path:
     """A private copy of specs/ (so includes resolve), where each example writes its spec."""
     root = tmp_path_factory.mktemp("fuzz") / "specs"
     shutil.copytree(SPECS, root)
-    shutil.copytree(SPECS / "blocks", root / "mutant_blocks")  # a mutated library keeps its sibling includes
+    shutil.copytree(BLOCKS, root / "mutant_blocks")  # a mutated library keeps its sibling includes
     return root
 
 
@@ -189,19 +190,19 @@ def mutation(draw, data):
 @fuzz_settings("mutate")
 @given(data=st.data(), spec=st.sampled_from(SPEC_FILES + LIBRARIES))
 def test_mutated_shipped_specs(workdir, data, spec):
-    source = SPECS / spec
+    source = BLOCKS / f"{spec.removeprefix('archspec:')}.yaml" if spec in LIBRARIES else SPECS / spec
     tree = yaml.safe_load(source.read_text())  # trusted shipped file; the mutant goes through archspec's loader
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
         data.draw(mutation(tree), label="mutation")
     text = yaml.safe_dump(tree, sort_keys=False, allow_unicode=True)
     if spec in LIBRARIES:
         # Mutate the library in a copy of its folder, and load a shipped spec that includes it.
-        library = workdir / "mutant_blocks" / Path(spec).name
+        library = workdir / "mutant_blocks" / source.name
         library.write_text(text)
-        users = [s for s in SPEC_FILES if Path(spec).as_posix() in (SPECS / s).read_text()] or SPEC_FILES[:1]
+        users = [s for s in SPEC_FILES if f"[{spec}]" in (SPECS / s).read_text()] or SPEC_FILES[:1]
         user = data.draw(st.sampled_from(users), label="spec using the library")
         target = workdir / f"mutant_{user}"
-        target.write_text((SPECS / user).read_text().replace(Path(spec).as_posix(), f"mutant_blocks/{library.name}"))
+        target.write_text((SPECS / user).read_text().replace(f"[{spec}]", f"[mutant_blocks/{library.name}]"))
     else:
         target = workdir / f"mutant_{spec}"
         target.write_text(text)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -110,16 +112,59 @@ class _IncludeResolver:
                 continue
             self.blocks[name] = BlockSource(definition, _at(doc.data, (*base, name)), doc, (*base, name))
 
-    def include(self, doc: Document, includes: list[str], stack: tuple[FsPath, ...]) -> None:
-        here = FsPath(doc.path).resolve().parent
+    def include(self, doc: Document, includes: list[str], stack: tuple, here: FsPath | None = None) -> None:
+        """Load `doc`'s includes: `archspec:<name>` from the package, else paths relative to `here`
+        (default: the folder of `doc`)."""
+        here = here if here is not None else FsPath(doc.path).resolve().parent
         for i, rel in enumerate(includes):
             loc = doc.locate(("include", i))
             before = len(self.errors)
-            self._include_one(doc, rel, loc, here, stack)
+            if rel.startswith(SHIPPED_PREFIX):
+                self._include_shipped(rel, loc, stack)
+            else:
+                self._include_one(rel, loc, here, stack)
             if len(self.errors) > before:
                 self.incomplete = True
 
-    def _include_one(self, doc: Document, rel: str, loc: Location, here: FsPath, stack: tuple[FsPath, ...]) -> None:
+    def _room_for(self, key, loc: Location, stack: tuple) -> bool:
+        """False (after reporting a cycle or the limit) when the file `key` is not to be loaded now."""
+        if key in stack:
+            cycle = " -> ".join(_short_name(p) for p in (*stack, key))
+            self.errors.append(Diagnostic(loc, f"include cycle: {cycle}", "remove one of the includes"))
+            return False
+        if key in self.loaded:
+            return False
+        if len(self.loaded) >= MAX_INCLUDES:
+            if not self.too_many:  # said once, at the first include past the limit
+                self.too_many = True
+                self.errors.append(Diagnostic(loc, f"more than {MAX_INCLUDES} included files", "merge block libraries"))
+            return False
+        return True
+
+    def _include_shipped(self, rel: str, loc: Location, stack: tuple) -> None:
+        """`archspec:<name>`: a block library shipped inside the package (archspec/blocks/<name>.yaml)."""
+        name = rel[len(SHIPPED_PREFIX) :]
+        shipped = shipped_libraries()
+        if name not in shipped:
+            shown = rel if len(rel) <= 80 else rel[:77] + "..."
+            self.errors.append(
+                Diagnostic(
+                    loc,
+                    f"unknown block library '{shown}'",
+                    did_you_mean(rel, [SHIPPED_PREFIX + n for n in shipped])
+                    or f"shipped libraries: {', '.join(SHIPPED_PREFIX + n for n in sorted(shipped))}",
+                )
+            )
+            return
+        key = SHIPPED_PREFIX + name
+        if not self._room_for(key, loc, stack):
+            return
+        self.loaded.add(key)
+        resource = shipped[name]
+        shown = _display(FsPath(str(resource))) if isinstance(resource, FsPath) else key
+        self._load_library(resource.read_bytes(), str(shown), (*stack, key))
+
+    def _include_one(self, rel: str, loc: Location, here: FsPath, stack: tuple) -> None:
         shown = rel if len(rel) <= 80 else rel[:77] + "..."
         if os.path.isabs(rel) or rel.startswith("~"):
             self.errors.append(
@@ -133,22 +178,12 @@ class _IncludeResolver:
                     Diagnostic(
                         loc,
                         f"include '{shown}' points outside the spec folder {self.root}",
-                        "keep block libraries inside the folder of the spec (no '..' or symlinks out of it)",
+                        "keep block libraries inside the folder of the spec (no '..' or symlinks out of it); "
+                        "include the shipped ones by name, e.g. 'archspec:resnet'",
                     )
                 )
                 return
-            if target in stack:
-                cycle = " -> ".join(p.name for p in (*stack, target))
-                self.errors.append(Diagnostic(loc, f"include cycle: {cycle}", "remove one of the includes"))
-                return
-            if target in self.loaded:
-                return
-            if len(self.loaded) >= MAX_INCLUDES:
-                if not self.too_many:  # said once, at the first include past the limit
-                    self.too_many = True
-                    self.errors.append(
-                        Diagnostic(loc, f"more than {MAX_INCLUDES} included files", "merge block libraries")
-                    )
+            if not self._room_for(target, loc, stack):
                 return
             if not target.exists():
                 self.errors.append(Diagnostic(loc, f"included file '{shown}' does not exist"))
@@ -163,8 +198,12 @@ class _IncludeResolver:
                 Diagnostic(loc, f"cannot read include '{shown}' ({getattr(exc, 'strerror', None) or exc})")
             )
             return
+        self._load_library(raw, str(_display(target)), (*stack, target))
+
+    def _load_library(self, raw: bytes, shown: str, stack: tuple) -> None:
+        """Parse and validate one block library, then load its own includes and keep its blocks."""
         try:
-            included = parse_yaml(raw, str(_display(target)), what="library")
+            included = parse_yaml(raw, shown, what="library")
         except SpecError as exc:
             self.errors.extend(exc.diagnostics)
             return
@@ -182,7 +221,9 @@ class _IncludeResolver:
         if library is None:
             self.add_valid_blocks(included)
             return
-        self.include(included, library.include, (*stack, target))
+        # A shipped library's relative includes resolve in the package folder; they are confined to the
+        # user's spec folder like any other, so shipped libraries include each other by 'archspec:' name.
+        self.include(included, library.include, stack)
         self.add_blocks(included, library.blocks, ("blocks",))
 
     def add_valid_blocks(self, doc: Document) -> None:
@@ -199,6 +240,25 @@ class _IncludeResolver:
             except ValidationError:
                 self.unavailable.add(name)
         self.add_blocks(doc, good, ("blocks",))
+
+
+SHIPPED_PREFIX = "archspec:"
+_LIBRARY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
+def shipped_libraries() -> dict[str, Any]:
+    """Name -> resource of every block library shipped in archspec/blocks/ (package data). Only plain
+    names of files in that one folder can be included, so 'archspec:../x' cannot reach anything else."""
+    folder = resources.files("archspec.blocks")
+    return {
+        entry.name[: -len(".yaml")]: entry
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml") and _LIBRARY_NAME.fullmatch(entry.name[: -len(".yaml")]) and entry.is_file()
+    }
+
+
+def _short_name(key) -> str:
+    return key.name if isinstance(key, FsPath) else str(key)
 
 
 def _display(path: FsPath) -> FsPath:
