@@ -17,7 +17,7 @@ from archspec.ops import OP_ADAPTER, REGISTRY, OpBase
 from archspec.spec.diagnostics import format_pydantic_errors, short
 from archspec.spec.expand import BlockSource, Expander, RawNode, Scope
 from archspec.spec.schema import BlockDef, BlockLibrary, SpecFile
-from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, parse_yaml
+from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, document_from_data, parse_yaml
 
 MAX_INCLUDES = 64
 
@@ -269,10 +269,35 @@ def _display(path: FsPath) -> FsPath:
 
 
 def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
-    """Parse, validate and expand a spec. Raises SpecError listing every problem found."""
+    """Parse, validate and expand a spec file. Raises SpecError listing every problem found."""
     if raw is None:
         raw = read_spec_bytes(path)
     doc = parse_yaml(raw, path)
+    return load_document(doc, FsPath(path).resolve().parent, (FsPath(path).resolve(),))
+
+
+def load_text(text: str, name: str = "<string>", base_dir: str | os.PathLike | None = None) -> LoadedSpec:
+    """A spec given as YAML text. Relative includes resolve in `base_dir` (default: the current
+    directory), confined to it; errors are located as `<name>:line:col`."""
+    if not isinstance(text, str):
+        raise UsageError(f"error: the spec text must be a str, not {type(text).__name__}")
+    raw = text.encode("utf-8", "surrogatepass")  # a lone surrogate is then reported as invalid UTF-8
+    return load_document(parse_yaml(raw, name), _base(base_dir), ())
+
+
+def load_mapping(data: Any, name: str = "<mapping>", base_dir: str | os.PathLike | None = None) -> LoadedSpec:
+    """A spec given as Python data (dicts, lists, str, int, float, bool, None). Errors are located by
+    key path: `<mapping>:nodes[2].out_channels`."""
+    return load_document(document_from_data(data, name), _base(base_dir), ())
+
+
+def _base(base_dir) -> FsPath:
+    return FsPath(base_dir if base_dir is not None else os.getcwd()).resolve()
+
+
+def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
+    """Validate and expand a parsed spec; `root` is the folder relative includes are confined to."""
+    path = doc.path
     if not isinstance(doc.data, dict):
         raise SpecError(Diagnostic(doc.locate(()), "a spec must be a mapping with 'name', 'input' and 'nodes'"))
     spec, diagnostics = _validate(SpecFile, doc)
@@ -283,10 +308,10 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
         )
 
     # Even when the top level has errors, check the nodes too: every error in one run.
-    resolver = _IncludeResolver(FsPath(path).resolve().parent)
+    resolver = _IncludeResolver(root)
     includes = spec.include if spec else data.get("include")
     if isinstance(includes, list) and all(isinstance(i, str) for i in includes):
-        resolver.include(doc, includes, (FsPath(path).resolve(),))
+        resolver.include(doc, includes, stack, root)
     elif includes is not None:
         resolver.incomplete = True
     if spec is not None:

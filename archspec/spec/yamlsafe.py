@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -72,7 +72,7 @@ class Document:
         start = self.locate(where)
         if where not in self.value_at:
             return start
-        return Location(start.path, start.line, start.col + offset + (1 if tuple(where) in self.quoted else 0))
+        return replace(start, col=start.col + offset + (1 if tuple(where) in self.quoted else 0))
 
     def locate(self, where: Path, *, key: bool = False) -> Location:
         """The most precise known location for `where` (falls back to its parents)."""
@@ -85,6 +85,81 @@ class Document:
                 return self.value_at[probe]
             probe = probe[:-1]
         return self.value_at.get((), Location(self.path, 1, 1))
+
+
+@dataclass(frozen=True)
+class KeyPathLocation(Location):
+    """A place in a spec given as Python data: its key path (`nodes[2].out_channels`), not a line.
+    `line` keeps the data's order for sorting; `col` > 1 is a character inside a string value."""
+
+    key_path: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.key_path}" if self.key_path else self.path
+        return f"{where}:{self.col}" if self.col > 1 else where
+
+
+def _key_path(where: Path) -> str:
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def document_from_data(data: Any, name: str = "<mapping>") -> Document:
+    """A `Document` for a spec given as Python data, with the same limits and scalar rules as a file
+    (depth, value count, integer size, finite floats); every value is located by its key path."""
+    doc = Document(None, name)
+    count = 0
+    errors: list[Diagnostic] = []
+
+    def build(value: Any, where: Path, depth: int) -> Any:
+        nonlocal count
+        count += 1
+        loc = KeyPathLocation(name, count, 1, _key_path(where))
+        doc.value_at[where] = loc
+        if depth > MAX_DEPTH:
+            raise SpecError(Diagnostic(loc, f"nesting deeper than {MAX_DEPTH} levels"))
+        if count > MAX_YAML_NODES:
+            raise SpecError(Diagnostic(loc, f"more than {MAX_YAML_NODES:,} values in one spec"))
+        if isinstance(value, dict):
+            result = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    errors.append(Diagnostic(loc, f"key {key!r} is not a string", "spec keys are names"))
+                    continue
+                doc.key_at[(*where, key)] = KeyPathLocation(name, count, 1, _key_path((*where, key)))
+                result[key] = build(item, (*where, key), depth + 1)
+            return result
+        if isinstance(value, (list, tuple)):
+            return [build(item, (*where, i), depth + 1) for i, item in enumerate(value)]
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int):
+            if abs(value) > MAX_INT:
+                errors.append(Diagnostic(loc, "number is too large (the limit is 10**18)"))
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                errors.append(Diagnostic(loc, f"'{value}' is not a finite number", "use a finite value"))
+            return value
+        errors.append(
+            Diagnostic(
+                loc,
+                f"unsupported value of type {type(value).__name__}",
+                "use dicts, lists, str, int, float, bool and None",
+            )
+        )
+        return None
+
+    if not isinstance(data, dict):
+        raise SpecError(
+            Diagnostic(KeyPathLocation(name, 1, 1), "a spec must be a mapping with 'name', 'input' and 'nodes'")
+        )
+    doc.data = build(data, (), 1)
+    if errors:
+        raise SpecError(errors)
+    return doc
 
 
 def _loc(path: str, mark: yaml.Mark) -> Location:
