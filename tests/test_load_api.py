@@ -58,11 +58,11 @@ def test_mapping_expression_errors_point_into_the_string():
     bad = {**TINY, "nodes": [{**TINY["nodes"][0], "out_channels": "=64 // (2 - 2)"}]}
     with pytest.raises(SpecError) as info:
         archspec.load(bad)
-    # '=64 // (2 - 2)': the divisor '2 - 2' starts at character 8 (1-based): column 8 of the value.
+    # '=64 // (2 - 2)': the divisor's first token, the '2' after '(', is character 9 (1-based).
     assert (
         info.value.diagnostics[0]
         .render()
-        .startswith("<mapping>:nodes[0].out_channels:8: error: expression '=64 // (2 - 2)': division by zero")
+        .startswith("<mapping>:nodes[0].out_channels:9: error: expression '=64 // (2 - 2)': division by zero")
     )
 
 
