@@ -55,6 +55,7 @@ NODE_KEYS = sorted(
 )
 TOP_KEYS = ["name", "input", "metadata", "include", "blocks", "stochastic_depth", "nodes", "outputs", "train_outputs"]
 NUMBERS = [0, -1, 1, 2, 3, 10**12, 10**18, 2.5, 1e3, -0.5, "x", "3", True, None, [], {}, [3, 3], [0, 1]]
+NUMBERS += ["=3 * 4", "=max(1, 64 // 0)", "=make_divisible(32 * 0.75, 8)", "=1 / 3", "$x * 2", "=(((", "n_$x"]
 
 
 @pytest.fixture(scope="module")
