@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from archspec.errors import ResourceError, WeightsError
-from archspec.graph import INPUT, Graph
+from archspec.graph import INPUT, Graph, last_readers
 from archspec.ops import MatMul, ShapeError, Weights
 
 DTYPE = np.float32
+ITEM_BYTES = np.dtype(DTYPE).itemsize  # every array of the forward pass is float32
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def forward_memory_bytes(analysis) -> int:
     """What a reference forward pass needs besides its weights, from a static analysis (its batch):
     twice the peak of live activations, plus kernel temporaries (pooling windows, im2col blocks)
     bounded by ten times the largest output."""
-    largest = max(layer.activations for layer in analysis.layers) * analysis.batch * 4
+    largest = max(layer.activations for layer in analysis.layers) * analysis.batch * ITEM_BYTES
     return 2 * analysis.totals.peak_activation_bytes + 10 * largest
 
 
@@ -115,20 +116,19 @@ def run(
     keep: Callable[[str], bool] | None = None,
     on_output: Callable[[str, np.ndarray, Weights, MatMul], None] | None = None,
     on_live: Callable[[str, int], None] | None = None,
+    dropped: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, np.ndarray]:
     """Run `nodes` (default: all, in order) on input x (N, C, H, W).
 
     Tensors are freed after their last reader unless `keep(name)`; `on_output` sees every node's
     output with the Weights/MatMul objects its kernel used (for measurement); `on_live` gets the
-    bytes of all distinct buffers alive just after each node ran (views count once).
+    bytes of all distinct buffers alive just after each node ran (views count once). A node in
+    `dropped` (a stochastic-depth branch skipped at training time) reads nothing and yields zero.
     Returns the kept tensors (by default the graph outputs).
     """
     order = list(graph.order if nodes is None else nodes)
     keep = keep or (lambda n: n in graph.outputs or n in graph.train_outputs)
-    last: dict[str, str] = {}
-    for name in order:
-        for i in graph.op(name).inputs:
-            last[i] = name
+    last = last_readers(graph, order, dropped)
     grouped = group_weights(weights)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
     caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
@@ -137,7 +137,9 @@ def run(
         op = graph.op(name)
         w, mm = Weights(grouped.get(name, {}), name), MatMul()
         try:
-            if op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
+            if name in dropped:
+                out = np.zeros((), dtype=DTYPE)  # broadcasts to zero at the add that merges the branch
+            elif op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
                 out = op.forward_in_place(tensors[op.inputs[0]])
             else:
                 out = op.forward([tensors[i] for i in op.inputs], w, mm)

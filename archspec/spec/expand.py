@@ -10,13 +10,13 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from archspec.errors import Diagnostic, Location, did_you_mean
+from archspec.spec import INPUT
 from archspec.spec.schema import BlockDef, BlockUse, Repeat
 from archspec.spec.yamlsafe import Document, Path
 
 MAX_NODES = 20_000  # after expansion (ResNet-152 has about 500, ResNet-1001 about 3,700); bounds time to seconds
 MAX_BLOCK_DEPTH = 16
 MAX_WORK = 2_000_000  # values walked while substituting block parameters (bounds time, not just nodes)
-RESERVED = "input"
 _NO_DATA = object()
 
 
@@ -365,7 +365,7 @@ class Expander:
                 not isinstance(name, str)
                 or not name
                 or any(ch.isspace() or not ch.isprintable() for ch in name)
-                or name == RESERVED
+                or name == INPUT
             ):
                 what = "missing 'name'" if name is None else f"invalid node name {_short(name)}"
                 self._error(
@@ -434,7 +434,7 @@ class Expander:
         return previous
 
     def _resolve(self, ref: str, scope_input: str, local: dict[str, str], prefix: str) -> str:
-        if ref == RESERVED:
+        if ref == INPUT:
             return scope_input
         if ref in local:
             return local[ref]

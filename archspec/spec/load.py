@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from archspec.errors import Diagnostic, Location, SpecError, UsageError, did_you_mean
 from archspec.ops import OP_ADAPTER, REGISTRY, OpBase
+from archspec.spec import INPUT
 from archspec.spec.expand import BlockSource, Expander, RawNode, _short, format_pydantic_errors
 from archspec.spec.schema import BlockDef, BlockLibrary, SpecFile
 from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, parse_yaml
@@ -232,7 +233,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     if isinstance(data.get("nodes"), list):
         # After a failed include any block might have come from it: unknown blocks are not guessed at.
         expander = Expander(resolver.blocks, resolver.unavailable, quiet_unknown=resolver.incomplete)
-        expander.expand(data["nodes"], doc, ("nodes",), "", "input", None, None, (), 0)
+        expander.expand(data["nodes"], doc, ("nodes",), "", INPUT, None, None, (), 0)
         expansion = expander.out
         diagnostics.extend(expansion.errors)
         seen: set[tuple[Location, str]] = set()
@@ -260,7 +261,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
         raise SpecError(diagnostics)
 
     nodes = _apply_stochastic_depth(spec, nodes)
-    last = nodes[-1].op.name if nodes else "input"
+    last = nodes[-1].op.name if nodes else INPUT
     outputs = tuple(spec.outputs) if spec.outputs else (last,)
     return LoadedSpec(
         spec=spec,

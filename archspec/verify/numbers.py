@@ -55,6 +55,7 @@ def _check_peak_memory(model: Model, analysis: Analysis, live: dict[str, int], b
     curve = live_curve(model.graph, shapes, list(model.graph.order))
     for name, real in live.items():
         check.checked += 1
-        if curve[name] * batch * 4 != real:
-            check.fail(f"after {name}: static {curve[name] * batch * 4:,} B live, measured {real:,} B")
+        static = curve[name] * batch * reference.ITEM_BYTES
+        if static != real:
+            check.fail(f"after {name}: static {static:,} B live, measured {real:,} B")
     return check
