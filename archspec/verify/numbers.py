@@ -18,7 +18,7 @@ def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
     estimate = 3 * analysis.totals.param_bytes + reference.forward_memory_bytes(batch2)
     reference.guard_memory(estimate, f"verifying {analysis.name}")
     rng = np.random.default_rng(seed + 1)
-    weights = model.init_weights(seed)
+    weights = model.init_weights(seed, analysis.input_shape)
     x = rng.normal(size=(2, *analysis.input_shape)).astype(np.float32)  # batch 2: per-image counts
     live: dict[str, int] = {}
     measured = reference.measure(model.graph, x, weights, live)

@@ -19,7 +19,7 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
     graph = model.graph
     check = Check(f"stochastic depth ({samples} sampled drop masks)")
     rng = np.random.default_rng(seed + 2)
-    weights = model.init_weights(seed)
+    weights = model.init_weights(seed, analysis.input_shape)
     x = rng.normal(size=(1, *analysis.input_shape)).astype(np.float32)
     drops = [name for name, _, _ in sd.branches]
     survival = np.array([p for _, p, _ in sd.branches])
