@@ -16,6 +16,7 @@ from archspec.spec.yamlsafe import MAX_INT
 
 FORMATS = ("table", "markdown", "json", "csv")
 DTYPES = ("float32", "float16", "bfloat16", "int8")
+CHART_FIGURES = ("macs", "params", "peak", "activations", "top1")  # archspec.report.chart.FIGURES
 
 
 _SHAPE = re.compile(r"\s*([0-9]{1,19})\s*[,x]\s*([0-9]{1,19})\s*[,x]\s*([0-9]{1,19})\s*")
@@ -131,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="folder to write (created if missing)")
     p.add_argument("--force", action="store_true", help="replace files another command (or a person) wrote")
 
+    p = sub.add_parser("chart", help="draw models against each other: the lecture's top-1 vs MACs chart")
+    p.add_argument("specs", nargs="+")
+    p.add_argument("--out", required=True, help="FILE.svg or FILE.png")
+    p.add_argument("--x", choices=CHART_FIGURES[:4], default="macs", help="x axis (log scale; default macs)")
+    p.add_argument("--y", choices=CHART_FIGURES, default="top1", help="y axis (default top1, the published figure)")
+    p.add_argument("--size", choices=("params", "peak", "activations", "none"), default="peak", help="circle area")
+    _add_analysis_options(p)
+
+    p = sub.add_parser("diagram", help="the graph as Mermaid (GitHub) or DOT (Graphviz): ops, shapes, blocks")
+    p.add_argument("spec")
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    p.add_argument("--depth", type=_positive, help="collapse blocks of N name parts into one box")
+    _add_analysis_options(p)
+
     p = sub.add_parser("schema", help="print (or write) the JSON Schema for spec files")
     p.add_argument("--out", help="write to this file instead of stdout")
     return parser
@@ -213,6 +228,36 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_chart(args) -> int:
+    from archspec.commands import analyze_specs
+    from archspec.report import chart
+    from archspec.report.files import atomic_write_bytes
+
+    out = Path(args.out)
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in ("svg", "png"):
+        raise UsageError(f"{args.out}: error: --out must end in .svg or .png")
+    data = chart.chart_data(
+        analyze_specs(args.specs, **_analysis_options(args)), args.x, args.y, None if args.size == "none" else args.size
+    )
+    if not data.points:
+        raise UsageError(f"error: no model has a value for --y {args.y} (no published top-1 in their metadata)")
+    atomic_write_bytes(out, chart.figure_bytes(chart.chart_figure(data), fmt))
+    print("\n".join(chart.describe_points(data)))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_diagram(args) -> int:
+    from archspec.commands import analyze_specs
+    from archspec.report import diagram
+
+    (analysis,) = analyze_specs([args.spec], **_analysis_options(args))
+    graph = diagram.diagram(analysis, args.depth)
+    sys.stdout.write(diagram.render_mermaid(graph) if args.format == "mermaid" else diagram.render_dot(graph))
+    return 0
+
+
 def cmd_schema(args) -> int:
     import json
 
@@ -234,6 +279,8 @@ COMMANDS = {
     "run": cmd_run,
     "compare": cmd_compare,
     "report": cmd_report,
+    "chart": cmd_chart,
+    "diagram": cmd_diagram,
     "schema": cmd_schema,
 }
 

@@ -31,9 +31,11 @@ def report_command(spec_paths: list[str], out_dir: str) -> str:
     return f"archspec report {' '.join(specs)} --out-dir {str(out_dir).rstrip('/') or '.'}/"
 
 
-def report_files(spec_paths: list[str], command: str) -> dict[str, bytes]:
+def report_files(spec_paths: list[str], command: str, *, charts: bool = True) -> dict[str, bytes]:
     """File name -> contents of a report folder (one page per spec, charts, index.md). Analyses every
-    spec first, so a bad spec leaves nothing behind."""
+    spec first, so a bad spec leaves nothing behind. `charts=False` skips drawing (the pages still link
+    the chart files), for tests that only compare the Markdown."""
+    from archspec.report import chart
     from archspec.report.markdown import render_index, render_report
 
     files: dict[str, bytes] = {}
@@ -44,8 +46,33 @@ def report_files(spec_paths: list[str], command: str) -> dict[str, bytes]:
             raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
         seen[analysis.name] = spec_path
         analyses.append(analysis)
-        files[f"{analysis.name}.md"] = render_report(analysis, spec_path).encode()
-    files["index.md"] = render_index(analyses, command).encode()
+        profile = f"{analysis.name}_profile.svg"
+        if charts:
+            data = chart.profile_data(analysis)
+            files[profile] = chart.figure_bytes(chart.profile_figure(data, analysis.name), "svg")
+        files[f"{analysis.name}.md"] = render_report(
+            analysis, spec_path, profile=profile, diagram=_mermaid_section(analysis)
+        ).encode()
+    lecture = chart.chart_data(analyses, "macs", "top1", "peak")
+    embedded = [
+        (
+            "Top-1 against MACs (the lecture's closing chart)",
+            "chart_top1_macs.svg",
+            "Circle area: peak live activation memory. Drawn by `archspec chart specs/*.yaml --out chart.svg`."
+            + (f" No published top-1, so not plotted: {', '.join(lecture.missing)}." if lecture.missing else ""),
+            lecture,
+        ),
+        (
+            "Params against MACs",
+            "chart_params_macs.svg",
+            "Every model, no accuracy needed: `archspec chart specs/*.yaml --x macs --y params --size peak --out chart.svg`.",
+            chart.chart_data(analyses, "macs", "params", "peak"),
+        ),
+    ]
+    if charts:
+        for _, name, _, data in embedded:
+            files[name] = chart.figure_bytes(chart.chart_figure(data), "svg")
+    files["index.md"] = render_index(analyses, command, [(t, n, note) for t, n, note, _ in embedded]).encode()
     return files
 
 
@@ -54,8 +81,20 @@ def _refusal(message: str, detail: str) -> UsageError:
     return UsageError(Diagnostic(None, message, hint))
 
 
+def _mermaid_section(analysis: Analysis) -> str:
+    from archspec.report import diagram
+
+    depth = diagram.auto_depth(analysis)
+    how = "every layer" if depth is None else f"blocks of {depth} name part{'s' if depth > 1 else ''} collapsed"
+    command = "archspec diagram SPEC" + ("" if depth is None else f" --depth {depth}")
+    return (
+        f"Data flow, {how} (`{command}`; `--format dot` for Graphviz).\n\n"
+        f"```mermaid\n{diagram.render_mermaid(diagram.diagram(analysis, depth))}```\n"
+    )
+
+
 def write_reports(
-    spec_paths: list[str], out_dir: Path, *, command: str | None = None, force: bool = False
+    spec_paths: list[str], out_dir: Path, *, command: str | None = None, force: bool = False, charts: bool = True
 ) -> list[Path]:
     """Write a report folder. Refuses (unless `force`) to replace an index.md written by another command
     (e.g. a one-spec run over the committed 29-model index) or any file archspec did not write."""
@@ -63,7 +102,7 @@ def write_reports(
 
     out_dir = Path(out_dir)
     command = command or report_command(spec_paths, str(out_dir))
-    files = report_files(spec_paths, command)
+    files = report_files(spec_paths, command, charts=charts)
     targets = {name: inside(out_dir, name) for name in files}
     if not force:
         for name, target in targets.items():

@@ -102,3 +102,165 @@ def test_written_files_respect_the_umask(tmp_path, capsys, umask):
     expected = 0o666 & ~umask  # what open() would give: 0644 under the usual umask 022
     for path in [tmp_path / "schema.json", *(tmp_path / "r").iterdir()]:
         assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+# ---- charts ---------------------------------------------------------------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_chart_svg_has_one_marker_per_model_at_the_analysed_values(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    from archspec.report import chart
+
+    specs = [ALEXNET, VGG16, str(SPECS / "resnet50.yaml"), str(SPECS / "googlenet.yaml")]
+    analyses = [archspec.load(p).analyze() for p in specs]
+    data = chart.chart_data(analyses, "macs", "top1", "peak")
+    # googlenet (the paper spec) has no published top-1 in its metadata: listed, not dropped silently.
+    assert data.missing == ("googlenet",)
+    fig = chart.chart_figure(data)
+    svg = chart.figure_bytes(fig, "svg")
+    root = ET.fromstring(svg)
+    markers = {g.get("id")[len("point-") :]: g for g in root.iter(f"{SVG}g") if g.get("id", "").startswith("point-")}
+    assert sorted(markers) == ["alexnet", "resnet50", "vgg16"]
+    texts = "".join(t.text or "" for t in root.iter(f"{SVG}text"))
+    assert all(name in texts for name in ["alexnet", "resnet50", "vgg16", "googlenet"])  # labels and the list
+    # Read each marker's centre back from the SVG and invert the axes' transform: the plotted values are
+    # the analysis' MACs and top-1 (AlexNet: 724,406,816 MACs, the seed table's sum; top-1 from its spec).
+    ax = fig.axes[0]
+    height = float(root.get("height").rstrip("pt"))
+    scale = 72 / fig.dpi  # SVG units are points; display units are pixels at fig.dpi
+    for a in analyses:
+        if a.name not in markers:
+            continue
+        use = next(markers[a.name].iter(f"{SVG}use"))
+        x, y = float(use.get("x")), float(use.get("y"))
+        data_x, data_y = ax.transData.inverted().transform((x / scale, (height - y) / scale))
+        assert data_x == pytest.approx(a.totals.macs, rel=1e-4)
+        assert data_y == pytest.approx(a.metadata["reference"]["top1"], abs=0.01)
+    alex = next(p for p in data.points if p.name == "alexnet")
+    assert (alex.x, alex.size) == (724_406_816, analyses[0].totals.peak_activation_bytes)
+
+
+def test_chart_svg_is_deterministic():
+    from archspec.report import chart
+
+    data = chart.chart_data([archspec.load(ALEXNET).analyze()], "macs", "params", None)
+    first = chart.figure_bytes(chart.chart_figure(data), "svg")
+    assert first == chart.figure_bytes(chart.chart_figure(data), "svg")
+    assert b"<dc:date>" not in first and b"Matplotlib v" not in first
+
+
+def test_chart_command_writes_png_and_rejects_other_suffixes(tmp_path, capsys):
+    out = tmp_path / "c.png"
+    assert main(["chart", ALEXNET, VGG16, "--out", str(out), "--y", "params"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["chart", ALEXNET, "--out", str(tmp_path / "c.txt")]) == 2
+    assert "svg or .png" in capsys.readouterr().err
+
+
+def test_layer_profile_values_are_the_analysis():
+    from archspec.report import chart
+
+    a = archspec.load(VGG16).analyze()
+    data = chart.profile_data(a)
+    assert data.depth is None and len(data.names) == len(a.layers)
+    conv1 = data.names.index("features.0")
+    # features.0: 64 x 224 x 224 outputs x 4 bytes; (3*3*3)*64 + 64 params; 224*224*64 * 27 MACs.
+    assert data.activation_bytes[conv1] == 224 * 224 * 64 * 4
+    assert data.params[conv1] == 3 * 3 * 3 * 64 + 64
+    assert data.macs[conv1] == 224 * 224 * 64 * 27
+    # The lecture's VGG observation: memory peaks in the first convs, params in the first FC layer.
+    assert data.activation_bytes.index(max(data.activation_bytes)) < 4
+    assert data.names[data.params.index(max(data.params))] == "classifier.0"
+    big = chart.profile_data(archspec.load(str(SPECS / "resnet152.yaml")).analyze())
+    assert big.depth is not None and len(big.names) <= 90
+    assert sum(big.params) == archspec.load(str(SPECS / "resnet152.yaml")).analyze().totals.params
+
+
+# ---- diagrams -------------------------------------------------------------------------------------------------
+
+
+def _diagram(spec: str, depth=None):
+    from archspec.report import diagram
+
+    return diagram.diagram(archspec.load(str(SPECS / f"{spec}.yaml")).analyze(), depth)
+
+
+def _degrees(d):
+    by_name = {n.id: n.name for n in d.nodes}
+    ins: dict[str, list[str]] = {}
+    outs: dict[str, list[str]] = {}
+    for a, b in d.edges:
+        ins.setdefault(by_name[b], []).append(by_name[a])
+        outs.setdefault(by_name[a], []).append(by_name[b])
+    return ins, outs
+
+
+def test_diagram_of_a_chain():
+    d = _diagram("alexnet")
+    # 24 layers + the input, one edge into each layer, no blocks.
+    assert len(d.nodes) == 25 and len(d.edges) == 24 and d.subgraphs == ()
+    conv1 = next(n for n in d.nodes if n.name == "conv1")
+    assert conv1.label == "conv1<br/>conv2d<br/>96 x 55 x 55"  # op and output shape (55 = (227 - 11) / 4 + 1)
+
+
+def test_diagram_shows_resnet_shortcuts_and_nested_blocks():
+    from archspec.report import diagram
+
+    d = _diagram("resnet18")
+    ins, outs = _degrees(d)
+    # The first residual add reads the block's last BN and, through the shortcut, the max pool.
+    assert sorted(ins["layer1.0.add"]) == ["layer1.0.bn2", "maxpool"]
+    assert sorted(outs["maxpool"]) == ["layer1.0.add", "layer1.0.conv1"]
+    # ResNet-18: 8 basic blocks, each ending in an add with two inputs.
+    assert sum(1 for name, srcs in ins.items() if name.endswith(".add") and len(srcs) == 2) == 8
+    blocks = dict(d.subgraphs)
+    assert blocks["layer1"] is None and blocks["layer1.0"] == "layer1"
+    assert next(n for n in d.nodes if n.name == "layer1.0.conv1").parent == "layer1.0"
+    text = diagram.render_mermaid(d)
+    assert text.count(" --> ") == len(d.edges) and text.count("subgraph ") == len(d.subgraphs)
+    assert text.count("subgraph ") == sum(1 for line in text.splitlines() if line.strip() == "end")
+    dot = diagram.render_dot(d)
+    assert dot.count(" -> ") == len(d.edges) and dot.count("subgraph cluster_") == len(d.subgraphs)
+
+
+def test_diagram_shows_inception_branches():
+    ins, outs = _degrees(_diagram("googlenet"))
+    # Inception 3a: four branches leave maxpool2 and meet in one concat (Szegedy et al. 2015, Fig. 2b).
+    assert len(ins["inception3a.concat"]) == 4
+    assert len(outs["maxpool2"]) == 4
+
+
+def test_diagram_collapses_blocks_at_depth():
+    from archspec.report import diagram
+
+    d = _diagram("densenet121", 2)
+    names = [n.name for n in d.nodes]
+    # input, conv0, norm0, relu0, pool0, denseblock1-4, transition1-3, norm5, relu, avgpool, flatten,
+    # classifier: 17 boxes in a chain (16 edges); the dense blocks sit inside `features`.
+    assert len(names) == 17 and len(d.edges) == 16
+    assert "features.denseblock1" in names and dict(d.subgraphs) == {"features": None}
+    block = next(n for n in d.nodes if n.name == "features.denseblock1")
+    assert "block, 42 layers" in block.label  # 6 dense layers x 7 nodes (norm, relu, conv, norm, relu, conv, cat)
+    full_ins, _ = _degrees(_diagram("densenet121"))
+    # Each dense layer concatenates what came before with its new features.
+    assert sorted(full_ins["features.denseblock1.denselayer2.cat"]) == [
+        "features.denseblock1.denselayer1.cat",
+        "features.denseblock1.denselayer2.conv2",
+    ]
+    big = archspec.load(str(SPECS / "resnet152.yaml")).analyze()
+    assert diagram.auto_depth(big) == 1  # the report shows ResNet-152 by stage
+    assert [n.name for n in diagram.diagram(big, 1).nodes if n.name.startswith("layer")] == [
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+    ]
+
+
+def test_diagram_command(capsys):
+    assert main(["diagram", ALEXNET, "--format", "dot"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('digraph "alexnet" {') and out.count(" -> ") == 24

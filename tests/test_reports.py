@@ -11,7 +11,7 @@ from conftest import ROOT, SPECS
 def test_reports_are_not_stale(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     specs = sorted(str(p.relative_to(ROOT)) for p in SPECS.glob("*.yaml"))
-    write_reports(specs, tmp_path, command=report_command(specs, "reports"))
+    write_reports(specs, tmp_path, command=report_command(specs, "reports"), charts=False)
     committed = ROOT / "reports"
     stale = []
     for fresh in sorted(tmp_path.glob("*.md")):
@@ -48,3 +48,14 @@ def test_readme_reports_and_help_share_the_conventions(capsys):
     assert Dropout.view and not Dropout.in_place and ReLU.in_place
     text = " ".join(conventions.markdown().split())
     assert "flatten, dropout and identity are views" in text and "ReLU runs in place" in text
+
+
+def test_committed_reports_link_committed_charts():
+    import re
+
+    committed = ROOT / "reports"
+    linked = set()
+    for page in committed.glob("*.md"):
+        linked |= set(re.findall(r"\]\(([^)]+\.svg)\)", page.read_text()))
+    assert linked and all((committed / name).is_file() for name in linked), sorted(linked)
+    assert {p.name for p in committed.glob("*.svg")} == linked  # no orphaned charts

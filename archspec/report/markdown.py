@@ -85,7 +85,16 @@ def _module_table(analysis: Analysis, table: dict) -> str:
     )
 
 
-def render_report(analysis: Analysis, spec_path: str) -> str:
+def render_report(
+    analysis: Analysis,
+    spec_path: str,
+    *,
+    profile: str | None = None,
+    diagram: str | None = None,
+    explanations: list[tuple[str, str]] | None = None,
+) -> str:
+    """One model's page. `profile`: file name of its layer-profile chart; `diagram`: a Mermaid graph;
+    `explanations`: (layer, derivation text) pairs shown as collapsible sections."""
     meta = analysis.metadata or {}
     lines = [MARKER, f"# {analysis.name}", ""]
     lines.append(f"Spec: `{spec_path}`  ")
@@ -125,6 +134,17 @@ def render_report(analysis: Analysis, spec_path: str) -> str:
             " the diff column shows where the table's own figures differ from the architecture it describes."
         )
         lines += ["", _module_table(analysis, table), ""]
+    if profile:
+        lines += [
+            "## Layer profile",
+            "",
+            "Activation memory, params and MACs per layer (log scales; `archspec chart` draws the model comparisons).",
+            "",
+            f"![layer profile of {analysis.name}]({profile})",
+            "",
+        ]
+    if diagram:
+        lines += ["## Graph", "", diagram.rstrip("\n"), ""]
     lines.append(CONVENTIONS)
     if len(analysis.layers) > 60:
         lines += ["## Blocks", "", "Layers summed per block (`analyze --depth 2`).", ""]
@@ -133,11 +153,16 @@ def render_report(analysis: Analysis, spec_path: str) -> str:
     lines += ["## Layers", ""]
     lines.append(layer_table(analysis, tablefmt="pipe"))
     lines.append("")
+    if explanations:
+        lines += ["## How each number is computed", "", "`archspec explain` prints the same text.", ""]
+        for name, text in explanations:
+            lines += [f"<details><summary>{name}</summary>", "", "```", text.rstrip("\n"), "```", "", "</details>", ""]
     return "\n".join(lines)
 
 
-def render_index(analyses: list[Analysis], command: str) -> str:
-    """The comparison page; `command` is the exact command line that wrote it (checked before overwriting)."""
+def render_index(analyses: list[Analysis], command: str, charts: list[tuple[str, str, str]] = ()) -> str:
+    """The comparison page; `command` is the exact command line that wrote it (checked before overwriting).
+    `charts`: (title, file name, note) of the comparison charts to embed."""
     rows = comparison_rows(analyses)
     for row in rows:
         row[0] = f"[{row[0]}]({row[0]}.md)"
@@ -151,7 +176,7 @@ def render_index(analyses: list[Analysis], command: str) -> str:
         "Activation memory: the sum of every node's output; peak live: what inference needs with buffers freed\n"
         "after their last use. Receptive field: the last spatial layer's, `size /stride pPadding`. Top-1 is the\n"
         "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's).\n\n"
-        f"{table}\n"
+        f"{table}\n" + "".join(f"\n## {title}\n\n![{title}]({name})\n\n{note}\n" for title, name, note in charts)
     )
 
 
