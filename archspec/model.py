@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from archspec.analysis.analyze import Analysis, analyze
-from archspec.errors import UsageError
+from archspec.errors import SpecError, UsageError, WeightsError
 from archspec.graph import Graph, build_graph
 from archspec.reference import forward as reference
 from archspec.spec.load import load_spec
@@ -39,13 +39,37 @@ class Model:
         shapes = self.graph.infer_shapes(tuple(input_shape or self.input_shape))
         return reference.init_weights(self.graph, shapes, seed)
 
-    def forward(self, x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
-        """Inference-mode forward pass of the first output for x of shape (N, C, H, W)."""
+    def forward(
+        self, x: np.ndarray, weights: dict[str, np.ndarray], *, weights_source: str = "weights", input_source="input"
+    ) -> np.ndarray:
+        """Inference-mode forward pass of the first output for x of shape (N, C, H, W).
+
+        x may have another H x W than the spec's input if the weights still fit (a fully convolutional
+        net); a mismatch is reported against the input, not the weights. The *_source names are what
+        error messages call the two arrays (their file names, for `archspec run`)."""
         x = np.asarray(x)
         if x.ndim != 4:
-            raise UsageError(f"error: input must be N x C x H x W, got shape {list(x.shape)}")
-        shapes = self.graph.infer_shapes(tuple(int(d) for d in x.shape[1:]))
-        reference.check_weights(self.graph, shapes, weights, "weights")
+            raise UsageError(f"{input_source}: error: input must be N x C x H x W, got shape {list(x.shape)}")
+        if x.shape[0] == 0:
+            raise UsageError(f"{input_source}: error: input has batch size 0; give at least one image")
+        if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise UsageError(f"{input_source}: error: input must be real numbers, got dtype {x.dtype}")
+        image = tuple(int(d) for d in x.shape[1:])
+        try:
+            shapes = self.graph.infer_shapes(image)
+            reference.check_weights(self.graph, shapes, weights, weights_source)
+        except (SpecError, WeightsError):
+            if image == tuple(self.input_shape):
+                raise
+            raise UsageError(
+                f"{input_source}: error: the input's images are {' x '.join(map(str, image))} (C x H x W), but "
+                f"{self.name} takes {' x '.join(map(str, self.input_shape))}\n"
+                + (
+                    f"  hint: give {self.input_shape[0]}-channel images"
+                    if image[0] != self.input_shape[0]
+                    else "  hint: resize the input to the spec's input size (the weights were made for it)"
+                )
+            ) from None
         analysis = self.analyze(tuple(x.shape[1:]), batch=x.shape[0])
         reference.guard_memory(reference.forward_memory_bytes(analysis), "this forward pass")
         outputs = reference.run(self.graph, x, weights, keep=lambda n: n == self.graph.outputs[0])
