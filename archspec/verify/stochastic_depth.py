@@ -25,6 +25,7 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
     x = rng.normal(size=(1, *analysis.input_shape)).astype(np.float32)
     grouped = reference.group_weights(weights, graph)
     drops = [name for name, _, _ in sd.branches]
+    shapes = {layer.name: layer.output_shape for layer in analysis.layers}
     survival = np.array([p for _, p, _ in sd.branches])
     macs_seen, active_seen = [], []
     for _ in range(samples):
@@ -37,7 +38,8 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
             if name not in needed:
                 continue
             if name in dropped:
-                tensors[name] = np.float32(0.0)  # the branch is skipped; the add sees zero
+                # The branch is skipped and yields zeros (of the node's shape: not every reader broadcasts).
+                tensors[name] = np.zeros((1, *shapes[name]), dtype=np.float32)
                 continue
             op = graph.op(name)
             mm = MatMul()
