@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import numpy as np
+
 from archspec.ops.base import (
     NonNegativeInt,
     NoTensors,
@@ -44,8 +46,11 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
     def forward(self, xs, w, mm):
         x = xs[0]
         n, c, h, width = x.shape
-        shuffled = x.reshape(n, self.groups, c // self.groups, h, width).swapaxes(1, 2)
-        return shuffled.reshape(n, c, h, width)  # a copy: the swapped axes are not contiguous
+        shuffled = x.reshape(n, self.groups, c // self.groups, h, width).swapaxes(1, 2).reshape(n, c, h, width)
+        # Always a new buffer, as the memory model states. (With groups 1 or C the shuffle is the
+        # identity, NumPy's reshape returns a view, and so would torch's contiguous(); torchvision
+        # never shuffles that way.)
+        return shuffled.copy() if np.may_share_memory(shuffled, x) else shuffled
 
 
 class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
