@@ -14,7 +14,7 @@ import numpy as np
 
 from archspec.errors import ResourceError, WeightsError
 from archspec.graph import INPUT, Graph
-from archspec.ops import MatMul, ShapeError, Weights
+from archspec.ops import MatMul, Weights
 from archspec.ops.base import tensor_key
 
 DTYPE = np.float32
@@ -149,13 +149,12 @@ def run(
     for name in order:
         op = graph.op(name)
         w, mm = Weights(grouped.get(name, {}), name), MatMul()
-        try:
-            if op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
-                out = op.forward_in_place(tensors[op.inputs[0]])
-            else:
-                out = op.forward([tensors[i] for i in op.inputs], w, mm)
-        except ShapeError as exc:
-            raise WeightsError(f"error: node '{name}': {exc}") from None
+        # The weights were checked against the spec before the run: a kernel's ShapeError here is a bug
+        # in archspec (exit 3), not a user's weights error.
+        if op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
+            out = op.forward_in_place(tensors[op.inputs[0]])
+        else:
+            out = op.forward([tensors[i] for i in op.inputs], w, mm)
         tensors[name] = out
         if on_output is not None:
             on_output(name, out, w, mm)

@@ -43,7 +43,10 @@ class Reference(Strict):
 
 
 class Metadata(Strict):
-    source: str = Field(description="Paper or code this spec reproduces")
+    """Where the architecture comes from. Optional for a user's own network; every shipped spec cites
+    its source (tests/test_blocks.py checks it)."""
+
+    source: str | None = Field(default=None, description="Paper or code this spec reproduces")
     citation: str | None = None
     url: str | None = None
     notes: str | None = None
@@ -130,7 +133,7 @@ class BlockDef(Strict):
 class SpecFile(Strict):
     name: str
     input: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] = Field(description="Input shape C, H, W")
-    metadata: Metadata
+    metadata: Metadata = Field(default_factory=Metadata)
     include: list[str] = Field(default_factory=list)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     stochastic_depth: StochasticDepthSchedule | None = None
