@@ -7,7 +7,8 @@ Per torchvision builder NAME (weights=None: nothing is downloaded), writes into 
 exist already (or --force):
   NAME.npz      float32 state_dict (keys == state_dict keys, num_batches_tracked skipped)
   NAME_out.npy  float32 logits for DIR/input_224.npy, shape (1, 1000)
-  NAME.json     num_params, leaf-module calls in forward execution order, params per leaf module
+  NAME.json     num_params, leaf-module calls in forward execution order, params per leaf module, and
+                `training_saved`: what autograd saves for backward in a training-mode forward (below)
 and once DIR/input_224.npy (seed 1, 1x3x224x224 float32 ~ N(0,1)). Every model is also timed on
 every run (not stored with the export, so the timing is as fresh as archspec's), and one line
 `RESULT {"model", "exported", "seconds", "threads"}` is printed per model for the caller to parse.
@@ -138,9 +139,72 @@ def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int) -> None:
         "leaf_first_call_order": list(dict.fromkeys(called)),
         "leaf_modules_never_called": [n for n, _ in leaves if n not in called],
         "leaf_params": leaf_params,
+        "training_saved": export_training(model),
     }
     # Written last: an export interrupted earlier lacks its .json and so counts as missing next time.
     (out / f"{name}.json").write_text(json.dumps(meta, indent=1))
+
+
+TRAIN_BATCHES = (1, 8)
+TRAIN_CONVENTION = (
+    "model.train(), float32, parameters requires_grad, input N(0,1) (seed 2) without grad; every tensor passed "
+    "to torch.autograd.graph.saved_tensors_hooks' pack hook, counted once per untyped storage (data_ptr); "
+    "storages of parameters and buffers excluded; a storage is charged to the innermost module running when "
+    "it is first saved ('' = the model's own forward)"
+)
+
+
+def training_saved(model, batch: int) -> dict:
+    """Unique storages autograd saves in one training-mode forward at this batch, charged to modules."""
+    own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    stack = [""]
+    handles = []
+    for n, m in model.named_modules():
+        if n:
+            handles.append(m.register_forward_pre_hook(lambda mod, inp, n=n: stack.append(n)))  # returns None
+            handles.append(m.register_forward_hook(lambda mod, inp, out: stack.pop() and None))  # None: keep out
+    first: dict[int, tuple[str, int]] = {}  # storage data_ptr -> (module charged, bytes)
+    keep = []  # storages stay alive (backward holds them), so a data_ptr is never reused meanwhile
+
+    def pack(t):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in own and storage.nbytes() and ptr not in first:
+            first[ptr] = (stack[-1], storage.nbytes())
+            keep.append(storage)
+        return t
+
+    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.eval()
+    by_module: dict[str, int] = {}
+    for name, nbytes in first.values():
+        by_module[name] = by_module.get(name, 0) + nbytes
+    del y
+    keep.clear()
+    return {"total_bytes": sum(b for _, b in first.values()), "storages": len(first), "by_module": by_module}
+
+
+def export_training(model) -> dict:
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # a training forward updates BN statistics
+    try:
+        batches = {str(b): training_saved(model, b) for b in TRAIN_BATCHES}
+    finally:
+        model.load_state_dict(state)
+    return {
+        "convention": TRAIN_CONVENTION,
+        "batches": batches,
+        "param_bytes": sum(p.untyped_storage().nbytes() for p in model.parameters()),
+        "buffer_bytes": sum(b.untyped_storage().nbytes() for b in model.buffers()),
+        "param_tensors": sum(1 for _ in model.parameters()),
+        "modules": [n for n, _ in model.named_modules()],
+    }
 
 
 def time_forward(model, x: torch.Tensor, runs: int) -> float:
@@ -170,6 +234,8 @@ def main() -> None:
         model = getattr(tvm, name)(weights=None, **BUILD_KWARGS.get(name, {})).eval()
         n_bn = randomize_bn(model)
         exported = args.force or not all((args.out / f"{name}{end}").exists() for end in (".npz", "_out.npy", ".json"))
+        # Exports made before training_saved was recorded are made again.
+        exported = exported or "training_saved" not in json.loads((args.out / f"{name}.json").read_text())
         if exported:
             export(name, model, x, args.out, n_bn)
         result = {"model": name, "exported": exported, "seconds": time_forward(model, x, args.runs)}

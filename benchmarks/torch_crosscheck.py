@@ -13,7 +13,11 @@ SPEC defaults to every spec that is exactly a torchvision model (TORCHVISION bel
    archspec.load(spec).forward(x, state_dict) against torchvision's logits (max|diff| / max|ref| within
    1e-4, same argmax). archspec's forward is timed beside torch's.
 
-Prints one table; exits 0 when every spec agrees, 1 otherwise, 2 when PY cannot run torch. The defaults
+3. Training memory: the tensors torch's autograd saved in a training-mode forward (unique storages, recorded
+   per module with saved_tensors_hooks at batch 1 and 8) against archspec's `analyze(optimizer=...)`: the
+   total to the byte, and the bytes charged to every torchvision module, plus parameter and buffer bytes.
+
+Prints one table per step; exits 0 when every spec agrees, 1 otherwise, 2 when PY cannot run torch. The defaults
 for PY and DIR are $ARCHSPEC_TORCH_PYTHON and $ARCHSPEC_TVREF (the directory tests/golden.py reads).
 """
 
@@ -126,6 +130,66 @@ def compare(spec: str, builder: str, out: Path, runs: int) -> dict:
     }
 
 
+# ---- step 3: training memory (saved tensors) ------------------------------------------------------------
+
+
+def saved_by_module(layer_bytes: dict[str, int], meta: dict) -> dict[str, int]:
+    """Saved bytes (archspec's per layer, or torch's per module) summed per torchvision module called once:
+    each name goes to the longest module path that is a prefix of it. A functional F.relu inside GoogLeNet's
+    BasicConv2d `conv1` is archspec's layer `conv1.relu` and torch charges it to `conv1`; ResNet's one
+    `relu` module, called twice per block, is archspec's `relu` and `relu2`: both sides go to the block.
+    Zero entries are dropped."""
+    calls = Counter(c["name"] for c in meta["leaf_calls"])
+    names = {m for m in meta["training_saved"]["modules"] if calls.get(m, 1) == 1}
+    grouped: dict[str, int] = {}
+    for layer, nbytes in layer_bytes.items():
+        parts = layer.split(".")
+        owner = next((p for p in (".".join(parts[:k]) for k in range(len(parts), 0, -1)) if p in names), "")
+        grouped[owner] = grouped.get(owner, 0) + nbytes
+    return {k: v for k, v in grouped.items() if v}
+
+
+def compare_training(spec: str, builder: str, out: Path) -> dict:
+    """Step 3 for one spec: saved bytes at each exported batch, in total and per module; params and buffers."""
+    meta = json.loads((out / f"{builder}.json").read_text())
+    ref = meta.get("training_saved")
+    if ref is None:
+        return {"problems": ["export has no training_saved (re-export with --force)"]}
+    model = archspec.load(str(ROOT / "specs" / f"{spec}.yaml"))
+    problems, totals, modules = [], {}, 0
+    for batch, theirs in ref["batches"].items():
+        training = model.analyze(batch=int(batch), optimizer="sgd").training
+        ours = saved_by_module(training.layer_saved_bytes(), meta)
+        theirs = {**theirs, "by_module": saved_by_module(theirs["by_module"], meta)}
+        totals[batch] = (training.saved_activation_bytes, theirs["total_bytes"])
+        if training.saved_activation_bytes != theirs["total_bytes"]:
+            problems.append(
+                f"batch {batch}: saved {training.saved_activation_bytes:,} != torch {theirs['total_bytes']:,}"
+            )
+        differ = sorted(
+            k for k in ours.keys() | theirs["by_module"].keys() if ours.get(k) != theirs["by_module"].get(k)
+        )
+        if differ:
+            shown = ", ".join(
+                f"{k or '(model)'} {ours.get(k, 0):,}/{theirs['by_module'].get(k, 0):,}" for k in differ[:4]
+            )
+            problems.append(f"batch {batch}: {len(differ)} modules differ (archspec/torch): {shown}")
+        modules = len(theirs["by_module"])
+        for what, mine in (("param_bytes", training.param_bytes), ("buffer_bytes", training.buffer_bytes)):
+            if mine != ref[what]:
+                problems.append(f"{what} {mine:,} != torch {ref[what]:,}")
+    return {"totals": totals, "modules": modules, "problems": problems}
+
+
+TRAIN_HEADERS = ("spec", "saved B, batch 1", "torch", "saved B, batch 8", "torch", "modules", "result")
+
+
+def training_row(spec: str, r: dict) -> list[str]:
+    t = r.get("totals", {})
+    cells = [f"{t[b][i]:,}" if b in t else "-" for b in ("1", "8") for i in (0, 1)]
+    return [spec, *cells, str(r.get("modules", "-")), "FAIL" if r["problems"] else "ok"]
+
+
 def row(spec: str, builder: str, r: dict, torch_s: float | None) -> list[str]:
     """One table row; "-" for what could not be measured."""
     ours_s = r.get("seconds")
@@ -210,6 +274,27 @@ def main(argv=None) -> int:
         f"forward passes, batch 1, 3 x 224 x 224; torch with {'/'.join(map(str, threads)) or '?'} thread(s), "
         f"archspec with NumPy's default BLAS threads; load average {load_before:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after."
+    )
+
+    print("\nstep 3: training memory (tensors saved for backward) against torch", flush=True)
+    train_rows = []
+    for spec in specs:
+        try:
+            r = compare_training(spec, TORCHVISION[spec], args.out)
+        except (ArchspecError, OSError) as e:
+            r = {"problems": [str(e).splitlines()[0]]}
+        if r["problems"]:
+            failures.setdefault(spec, []).extend(r["problems"])
+        train_rows.append(training_row(spec, r))
+    print(
+        tabulate(
+            train_rows, headers=TRAIN_HEADERS, disable_numparse=True, colalign=("left",) + ("right",) * 5 + ("left",)
+        )
+    )
+    print(
+        "\nsaved: unique storages autograd saves in a training-mode forward (float32, input x included), to the byte;"
+        " modules: torchvision modules charged with saved bytes, each compared to the byte; also parameter and"
+        " buffer bytes."
     )
     for spec, problems in failures.items():
         for problem in problems:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from golden import TORCHVISION, TVREF, TVREF_HOW, analysis, gflops_window, layers
+from golden import TORCHVISION, TVREF, TVREF_HOW, analysis, gflops_window, layers, model
 
 NAMES = sorted(TORCHVISION)
 
@@ -81,3 +81,35 @@ def test_crosscheck_script_covers_the_same_specs():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.TORCHVISION == {name: row[0] for name, row in TORCHVISION.items()}
+
+
+# ---- training memory: tensors autograd saves, against torch's saved_tensors_hooks (exports only) ---------
+
+
+def _crosscheck_script():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_crosscheck.py"
+    spec = importlib.util.spec_from_file_location("torch_crosscheck", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _training_export(name):
+    meta = _export(name)
+    if "training_saved" not in meta:
+        pytest.skip(f"{TORCHVISION[name][0]}.json has no training_saved: re-export with --force ({TVREF_HOW})")
+    return meta
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_tensor_bytes_equal_torch(name):
+    """At batch 1 and 8: unique saved storages in total, and charged per torchvision module, to the byte;
+    parameter and buffer bytes too."""
+    meta = _training_export(name)
+    ref = meta["training_saved"]
+    group = _crosscheck_script().saved_by_module
+    for batch, theirs in ref["batches"].items():
+        training = model(name).analyze(batch=int(batch), optimizer="sgd").training
+        assert training.saved_activation_bytes == theirs["total_bytes"], batch
+        assert group(training.layer_saved_bytes(), meta) == group(theirs["by_module"], meta), batch
+        assert (training.param_bytes, training.buffer_bytes) == (ref["param_bytes"], ref["buffer_bytes"])
