@@ -259,7 +259,7 @@ def main(argv=None) -> int:
             print(f"FAIL {spec}: {problem}")
     checked = len(specs) - len(missing)
     print(f"{checked - len(failures)} of {checked} specs agree with torchvision", end="")
-    print(f"; {len(missing)} have no spec yet ({NO_SPEC!r} above)" if missing else "")
+    print(f"; no spec yet for {len(missing)} ({NO_SPEC!r} above)" if missing else "")
     return 1 if failures else 0
 
 
