@@ -3,6 +3,7 @@ came from (its line in the template and the chain of block uses), so errors poin
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -481,6 +482,17 @@ class Expander:
             elif isinstance(default, str) and ("$" in default or default.startswith("=")):
                 self._bad_reference = False
                 where = (*source.path, "params", param)
+                later = [m for m in re.finditer(r"\$([A-Za-z_]\w*)", default) if m[1] in source.definition.params]
+                later = [m for m in later if m[1] not in bound]
+                if later:
+                    self._error(
+                        source.doc.locate_in(where, later[0].start()),
+                        f"block '{block}': the default of '{param}' uses '${later[0][1]}', which is not declared "
+                        "before it",
+                        "a default can only use the parameters listed before it under 'params:'",
+                        trail,
+                    )
+                    return None
                 bound[param] = self._substitute(default, dict(bound), source.doc, where, block, trail)
                 if self._bad_reference:
                     return None
