@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from archspec.errors import Diagnostic, Location, SpecError, UsageError, did_you_mean
 from archspec.ops import OP_ADAPTER, REGISTRY, OpBase
+from archspec.spec import INPUT
 from archspec.spec.diagnostics import format_pydantic_errors, short
 from archspec.spec.expand import BlockSource, Expander, RawNode, Scope
 from archspec.spec.schema import BlockDef, BlockLibrary, SpecFile
@@ -358,7 +359,7 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
     if spec_errors:
         raise SpecError(spec_errors)
     nodes = _apply_stochastic_depth(spec, nodes)
-    last = nodes[-1].op.name if nodes else "input"
+    last = nodes[-1].op.name if nodes else INPUT
     outputs = tuple(spec.outputs) if spec.outputs else (last,)
     return LoadedSpec(
         spec=spec,
@@ -457,17 +458,48 @@ def _check_survival(spec: SpecFile, nodes: list[LoadedNode]) -> list[Diagnostic]
 
 
 def _apply_stochastic_depth(spec: SpecFile, nodes: list[LoadedNode]) -> list[LoadedNode]:
-    """Give every stochastic_depth node without its own survival probability its scheduled one."""
+    """Give every stochastic node without its own probability the one its block's rank gets from the
+    spec's `stochastic_depth:` schedule (see StochasticDepthSchedule)."""
     schedule = spec.stochastic_depth
     if schedule is None:
         return nodes
     pending = [i for i, n in enumerate(nodes) if n.op.stochastic and n.op.survival is None]
-    total = len(pending)
+    if schedule.blocks is None:
+        block_of = {i: rank for rank, i in enumerate(pending)}
+        total = len(pending)
+    else:
+        pattern = schedule.blocks.split(".")
+        blocks: dict[str, int] = {}  # block name -> index, in graph order
+        for node in nodes:
+            parts = node.op.name.split(".")
+            if len(parts) > len(pattern) and all(p in ("*", q) for p, q in zip(pattern, parts, strict=False)):
+                blocks.setdefault(".".join(parts[: len(pattern)]), len(blocks))
+        block_of = {}
+        outside = []
+        for i in pending:
+            block = ".".join(nodes[i].op.name.split(".")[: len(pattern)])
+            if block in blocks and len(nodes[i].op.name.split(".")) > len(pattern):
+                block_of[i] = blocks[block]
+            else:
+                outside.append(i)
+        if outside:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        nodes[i].location,
+                        f"node '{nodes[i].op.name}' is not inside a block matching"
+                        f" stochastic_depth.blocks '{schedule.blocks}'",
+                        "give the node its own probability, or a 'blocks' pattern (one '*' per name component)"
+                        " that matches the block it is in",
+                        nodes[i].trail,
+                    )
+                    for i in outside
+                ]
+            )
+        total = len(blocks)
     result = list(nodes)
-    for rank, index in enumerate(pending, start=1):
-        survival = 1.0 - rank / total * (1.0 - schedule.final_survival)
-        node = result[index]
-        result[index] = LoadedNode(
-            node.op.model_copy(update={"survival": survival}), node.location, node.trail, node.raw
-        )
+    for i in pending:
+        drop = schedule.drop_probability(block_of[i], total)
+        node = result[i]
+        result[i] = LoadedNode(node.op.with_drop_probability(drop), node.location, node.trail, node.raw)
     return result
