@@ -69,6 +69,9 @@ class Expansion:
     known_names: set[str] = field(default_factory=set)
 
 
+_SPACE = re.compile(r"\s")
+
+
 def short_text(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 4] + " ..."
 
@@ -116,6 +119,8 @@ class Expander:
         other strings with '$' or a leading '=' are expressions (archspec/spec/expr.py)."""
         self._work += 1
         if isinstance(value, str):
+            if "$" not in value and "(" not in value and not value.startswith("="):
+                return value  # the common case: plain text (an op name, a mode)
             if expr.is_plain_reference(value):
                 return self._lookup(value, env, doc, path, block, trail)
             if expr.is_expression(value):
@@ -254,12 +259,7 @@ class Expander:
 
     def _node_name(self, data: dict, doc: Document, path: Path, trail) -> str | None:
         name = data.get("name")
-        if (
-            not isinstance(name, str)
-            or not name
-            or any(ch.isspace() or not ch.isprintable() for ch in name)
-            or name == INPUT
-        ):
+        if not isinstance(name, str) or not name or not name.isprintable() or _SPACE.search(name) or name == INPUT:
             what = "missing 'name'" if name is None else f"invalid node name {short(name)}"
             self._error(
                 doc.locate((*path, "name")) if name is not None else doc.locate(path),
