@@ -9,7 +9,7 @@ import numpy as np
 
 from archspec.analysis.analyze import Analysis, analyze
 from archspec.errors import UsageError
-from archspec.graph import Graph, build_graph
+from archspec.graph import Graph, build_graph, paused_gc
 from archspec.reference import forward as reference
 from archspec.spec.load import load_spec
 
@@ -32,7 +32,8 @@ class Model:
 
     def analyze(self, input_shape=None, batch: int = 1, dtype: str = "float32") -> Analysis:
         """Static per-layer and total figures (no weights, no arrays)."""
-        return analyze(self.graph, input_shape, batch, dtype)
+        with paused_gc():
+            return analyze(self.graph, input_shape, batch, dtype)
 
     def init_weights(self, seed: int = 0, input_shape=None) -> dict[str, np.ndarray]:
         """Random weights keyed '<layer>.<tensor>' in PyTorch's layouts."""
@@ -54,4 +55,5 @@ class Model:
 
 def load(path: str) -> Model:
     """Load, validate and check a spec; raises archspec.errors.ArchspecError with locations."""
-    return Model(build_graph(load_spec(path)))
+    with paused_gc():
+        return Model(build_graph(load_spec(path)))
