@@ -1,7 +1,8 @@
 """Golden figures for the chain CNNs: torchvision's AlexNet and VGGs, the seed AlexNet, ZFNet and NiN.
 
-Every expected number is typed from a published source (docs/REFERENCE-NUMBERS.md: torchvision's weights
-metadata, the CS231n VGG16 table, Distill 2019; the papers' figures) or computed by hand in the comments
+Every expected number is typed from a published source (torchvision's weights metadata `num_params` and
+`_ops`; the CS231n course notes' VGG16 table, "VGGNet in detail"; Araujo et al., Distill 2019; the papers'
+figures) or computed by hand in the comments
 beside it, never copied from archspec's output. Static analysis only (no forward passes), so it runs fast.
 """
 
@@ -18,6 +19,11 @@ def test_bn_variants_add_gamma_and_beta_only():
     # (132,868,840 - 132,863,336 = 5,504); vgg16_bn - vgg16 = 2 * (2*64 + 2*128 + 3*256 + 6*512) = 8,448.
     assert analysis("vgg11_bn").totals.params - analysis("vgg11").totals.params == 5_504
     assert analysis("vgg16_bn").totals.params - analysis("vgg16").totals.params == 8_448
+    # vgg13_bn - vgg13 = 2 * (2*64 + 2*128 + 2*256 + 4*512) = 5,888 (133,053,736 - 133,047,848);
+    # vgg19_bn - vgg19 = 2 * (2*64 + 2*128 + 4*256 + 8*512) = 11,008 (143,678,248 - 143,667,240).
+    assert analysis("vgg13_bn").totals.params - analysis("vgg13").totals.params == 5_888
+    assert analysis("vgg19_bn").totals.params - analysis("vgg19").totals.params == 11_008
+    assert analysis("vgg19_bn").totals.macs == analysis("vgg19").totals.macs
     # BatchNorm adds no MACs under torchvision's rule.
     assert analysis("vgg16_bn").totals.macs == analysis("vgg16").totals.macs
 
@@ -67,7 +73,7 @@ def cs231n_rows():
 
 
 def test_cs231n_typed_table_sums_to_its_true_totals():
-    # A check on the typed table itself (REFERENCE-NUMBERS.md caveat): the rows, input included, sum to
+    # A check on the typed table itself (the course notes print "TOTAL memory: 24M"): the rows, input included, sum to
     # 15,237,608 values (not the lecture's "24M"); weights without biases to 138,344,128.
     assert CS231N_INPUT_MEMORY + sum(row[2] for row in CS231N_VGG16) == 15_237_608
     assert sum(row[3] for row in CS231N_VGG16) == 138_344_128

@@ -22,6 +22,7 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
     weights = model.init_weights(seed, analysis.input_shape)
     x = rng.normal(size=(1, *analysis.input_shape)).astype(np.float32)
     drops = [name for name, _, _ in sd.branches]
+    shapes = {layer.name: layer.output_shape for layer in analysis.layers}
     survival = np.array([p for _, p, _ in sd.branches])
     macs_seen, active_seen = [], []
     macs: list[int] = []  # MACs of each node run in the current sample
@@ -35,7 +36,7 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
             x,
             weights,
             nodes=[n for n in graph.order if n in needed],
-            dropped=dropped,
+            dropped={d: shapes[d] for d in dropped},
             on_output=lambda _name, _out, _w, mm: macs.append(mm.macs),
         )
         macs_seen.append(sum(macs))
