@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise
+from archspec.ops.explain import no_params_lines, same_shape_line
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -15,6 +16,12 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 class ReLU(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["relu"]
     in_place: ClassVar[bool] = True
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], "max(x, 0) element by element; in place when nothing else reads its input"),
+            *no_params_lines("not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -33,6 +40,12 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
     view: ClassVar[bool] = True
     p: Probability = 0.5
 
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"identity at inference, a view; drops {self.p:g} of the values in training"),
+            *no_params_lines("nothing is computed at inference"),
+        ]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
@@ -43,6 +56,9 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
 class Identity(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["identity"]
     view: ClassVar[bool] = True
+
+    def explain(self, in_shapes, out_shape):
+        return [same_shape_line(in_shapes[0], "a view of the input"), *no_params_lines("nothing is computed")]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -55,6 +71,12 @@ class Softmax(Plain, NoTensors, OpBase):
     """Softmax over the feature (channel) axis."""
 
     op: Literal["softmax"]
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"exp(x) / sum of exp over the {in_shapes[0][0]} features"),
+            *no_params_lines("not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -82,6 +104,14 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["stochastic_depth"]
     stochastic: ClassVar[bool] = True
     survival: Probability | None = None  # every op with stochastic = True has this field
+
+    def explain(self, in_shapes, out_shape):
+        p = 1.0 if self.survival is None else self.survival
+        return [
+            same_shape_line(in_shapes[0], f"at inference the branch is scaled by its survival probability {p:g}"),
+            *no_params_lines("a scale is not counted"),
+            f"training: the branch is dropped with probability 1 − {p:g} = {1 - p:g}",
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]

@@ -6,12 +6,19 @@ import math
 from typing import ClassVar, Literal
 
 from archspec.ops.base import NoTensors, OpBase, Plain, PositiveInt, ShapeError
+from archspec.ops.explain import dot, no_params_lines, num
 
 
 class Flatten(Plain, NoTensors, OpBase):
     op: Literal["flatten"]
     view: ClassVar[bool] = True  # a reshape of a contiguous array
     size_dependent: ClassVar[bool] = True  # its feature count follows the input size
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            f"output = {dot(*in_shapes[0])} = {num(out_shape[0])} features  (C, H, W order; a view, no copy)",
+            *no_params_lines("a reshape"),
+        ]
 
     def output_shape(self, in_shapes):
         return (math.prod(in_shapes[0]),)
@@ -37,6 +44,16 @@ class Linear(Plain, OpBase):
 
     size_dependent: ClassVar[bool] = True  # its weights fix the input size
     lecture_weights: ClassVar[tuple[str, ...]] = ("weight",)
+
+    def explain(self, in_shapes, out_shape):
+        n, o = in_shapes[0][0], self.out_features
+        params = f"params = {dot(n, o)} weights"
+        params += f" + {o} biases = {num(n * o + o)}" if self.bias else f" = {num(n * o)}"
+        return [
+            f"output = {o} features (every output is a weighted sum of all {num(n)} inputs)",
+            params,
+            f"MACs = {num(n)} inputs × {num(o)} outputs = {num(n * o)}",
+        ]
 
     def output_shape(self, in_shapes):
         if len(in_shapes[0]) != 1:

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, PositiveInt, ShapeError, require_spatial
+from archspec.ops.explain import no_params_lines, num, same_shape_line
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -23,6 +24,20 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
     affine: bool = True
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        params = (
+            f"params = 2·{c} (gamma and beta per channel) = {num(2 * c)}"
+            if self.affine
+            else "params = 0 (affine: false)"
+        )
+        return [
+            same_shape_line(in_shapes[0], "normalised per channel"),
+            params,
+            f"buffers = 2·{c} running mean and variance = {num(2 * c)} (not trained, not params)",
+            "MACs = 0  (a per-channel scale and shift, not counted; foldable into the conv before it)",
+        ]
 
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "batch_norm")
@@ -66,6 +81,12 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
     alpha: PositiveFloat = 1e-4
     beta: PositiveFloat = 0.75
     k: PositiveFloat = 1.0
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"each value divided by a term over {self.size} neighbouring channels"),
+            *no_params_lines("normalisation arithmetic is not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "lrn")
