@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+")
     p.add_argument("--seed", type=_natural, default=0)
     p.add_argument("--samples", type=_positive, default=400, help="drop masks sampled for stochastic depth")
+    p.add_argument("--input", help="verify at input shape C,H,W instead of the spec's (e.g. a huge model, smaller)")
 
     p = sub.add_parser("run", help="run the reference forward pass with real weights")
     p.add_argument("spec")
@@ -195,8 +196,9 @@ def cmd_verify(args) -> int:
     from archspec.verify import render_report, verify_model
 
     ok = True
+    shape = parse_input_shape(args.input) if args.input is not None else None
     for path in args.specs:
-        report = verify_model(load(path), path, seed=args.seed, samples=args.samples)
+        report = verify_model(load(path), path, seed=args.seed, samples=args.samples, input_shape=shape)
         sys.stdout.write(render_report(report))
         ok &= report.passed
     return 0 if ok else 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -11,7 +13,7 @@ from archspec.analysis.analyze import Analysis, analyze
 from archspec.errors import SpecError, UsageError, WeightsError
 from archspec.graph import Graph, build_graph
 from archspec.reference import forward as reference
-from archspec.spec.load import load_spec
+from archspec.spec.load import load_mapping, load_spec, load_text
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,33 @@ class Model:
         return outputs[self.graph.outputs[0]]
 
 
-def load(path: str) -> Model:
-    """Load, validate and check a spec; raises archspec.errors.ArchspecError with locations."""
-    return Model(build_graph(load_spec(path)))
+def load(
+    source: str | os.PathLike | Mapping | None = None,
+    *,
+    text: str | None = None,
+    base_dir: str | os.PathLike | None = None,
+) -> Model:
+    """Load, validate and check a spec; raises archspec.ArchspecError with located diagnostics.
+
+    - `load("specs/vgg16.yaml")`: a spec file (a str or path is always a file name);
+    - `load({"name": ..., "nodes": [...]})`: a spec as Python data; errors are located by key path
+      (`<mapping>:nodes[2].out_channels`);
+    - `load(text=yaml_text)` (or `loads(yaml_text)`): YAML text; errors as `<string>:line:col`.
+
+    For data and text, relative includes resolve in `base_dir` (default: the current directory) and
+    stay confined to it; `archspec:<name>` includes work everywhere.
+    """
+    if (source is None) == (text is None):
+        raise UsageError("error: archspec.load takes a spec path or mapping, or text=..., exactly one of them")
+    if text is not None:
+        return Model(build_graph(load_text(text, base_dir=base_dir)))
+    if isinstance(source, Mapping):
+        return Model(build_graph(load_mapping(dict(source), base_dir=base_dir)))
+    if isinstance(source, (str, os.PathLike)):
+        return Model(build_graph(load_spec(os.fspath(source))))
+    raise UsageError(f"error: archspec.load takes a path, a mapping or text=..., not {type(source).__name__}")
+
+
+def loads(text: str, *, base_dir: str | os.PathLike | None = None) -> Model:
+    """`load(text=...)`: a spec given as YAML text."""
+    return load(text=text, base_dir=base_dir)
