@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
+from archspec.ops.explain import no_params_lines, same_shape_line
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -20,6 +21,12 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
     # PyTorch's ReLU(inplace=...) in training: torchvision builds every ReLU with inplace=True. Either way
     # one tensor is saved (the result); in place, the result is the input's storage.
     inplace: bool = True
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], "max(x, 0) element by element; in place when nothing else reads its input"),
+            *no_params_lines("not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -35,7 +42,16 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
 
 
 class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
-    """An activation applied to every element on its own; `f` is its float32 formula."""
+    """An activation applied to every element on its own; `f` is its float32 formula and `formula`
+    the same in words, for `archspec explain`."""
+
+    formula: ClassVar[str]
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"{self.formula}, element by element"),
+            *no_params_lines("element-wise work is not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -73,6 +89,7 @@ class ReLU6(_InPlace, _Elementwise):
 
     op: Literal["relu6"]
     inplace: bool = True  # PyTorch's ReLU6(inplace=...): torchvision's MobileNetV2 uses True
+    formula: ClassVar[str] = "min(max(x, 0), 6)"  # for `archspec explain`
 
     def f(self, x):
         return np.clip(x, 0, 6)
@@ -91,6 +108,7 @@ class Sigmoid(_Elementwise):
     """1 / (1 + exp(-x)) (EfficientNet's and RegNet's squeeze-and-excitation gates)."""
 
     op: Literal["sigmoid"]
+    formula: ClassVar[str] = "1 / (1 + exp(−x))"  # for `archspec explain`
 
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves((Saved("output", what="result"),))
@@ -103,6 +121,7 @@ class Hardsigmoid(_Elementwise):
     """relu6(x + 3) / 6 (MobileNetV3's gates; torchvision leaves it out of place)."""
 
     op: Literal["hardsigmoid"]
+    formula: ClassVar[str] = "min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
 
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves((Saved("input", what="self"),))
@@ -116,6 +135,7 @@ class Hardswish(_InPlace, _Elementwise):
 
     op: Literal["hardswish"]
     inplace: bool = True  # PyTorch's Hardswish(inplace=...): torchvision's MobileNetV3 uses True
+    formula: ClassVar[str] = "x · min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
 
     def f(self, x):
         return x * (np.clip(x + 3, 0, 6) / 6)
@@ -126,6 +146,7 @@ class SiLU(_InPlace, _Elementwise):
 
     op: Literal["silu"]
     inplace: bool = True  # PyTorch's SiLU(inplace=...): torchvision's EfficientNet uses True
+    formula: ClassVar[str] = "x · sigmoid(x)"  # for `archspec explain`
 
     def f(self, x):
         return x * _sigmoid(x)
@@ -167,6 +188,9 @@ class GELU(_Elementwise):
     """
 
     op: Literal["gelu"]
+    formula: ClassVar[str] = (
+        "x · Φ(x), Φ the standard normal CDF (tanh approximation with approximate: tanh)"  # for `archspec explain`
+    )
     approximate: Literal["none", "tanh"] = "none"
 
     def train_saves(self, in_shapes, out_shape):
@@ -189,6 +213,12 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
     # torchvision's AlexNet, VGG, SqueezeNet and GoogLeNet use inplace=False.
     inplace: bool = False
 
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"identity at inference, a view; drops {self.p:g} of the values in training"),
+            *no_params_lines("nothing is computed at inference"),
+        ]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
@@ -209,6 +239,9 @@ class Identity(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["identity"]
     view: ClassVar[bool] = True
 
+    def explain(self, in_shapes, out_shape):
+        return [same_shape_line(in_shapes[0], "a view of the input"), *no_params_lines("nothing is computed")]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
@@ -223,6 +256,12 @@ class Softmax(Plain, NoTensors, OpBase):
     """Softmax over the feature (channel) axis."""
 
     op: Literal["softmax"]
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"exp(x) / sum of exp over the {in_shapes[0][0]} features"),
+            *no_params_lines("not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -256,6 +295,14 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
     # None = not yet assigned) and `with_drop_probability(p)`, which spec schedules use.
     survival: Probability | None = None
 
+    def explain(self, in_shapes, out_shape):
+        p = 1.0 if self.survival is None else self.survival
+        return [
+            same_shape_line(in_shapes[0], f"at inference the branch is scaled by its survival probability {p:g}"),
+            *no_params_lines("a scale is not counted"),
+            f"training: the branch is dropped with probability 1 − {p:g} = {1 - p:g}",
+        ]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
@@ -286,6 +333,14 @@ class DropPath(Plain, Pointwise, NoTensors, OpBase):
     view: ClassVar[bool] = True  # torchvision returns the input tensor itself at inference
     stochastic: ClassVar[bool] = True
     p: Probability | None = None
+
+    def explain(self, in_shapes, out_shape):
+        p = "p" if self.p is None else f"{self.p:g}"
+        return [
+            same_shape_line(in_shapes[0], "the input itself at inference (a view)"),
+            *no_params_lines("nothing is computed at inference"),
+            f"training: each sample's branch is dropped with probability {p}, survivors scaled by 1 / (1 − {p})",
+        ]
 
     @property
     def survival(self) -> float | None:

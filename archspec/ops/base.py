@@ -178,6 +178,9 @@ OP_CONTRACT: tuple[str, ...] = (
     # kernel and its receptive-field probe
     "forward",
     "probe",
+    # the lecture's arithmetic for `archspec explain`: explain(in_shapes, out_shape) -> lines deriving
+    # the output shape (or, for merges, the shape rule), params and MACs with the numbers filled in
+    "explain",
 )
 
 

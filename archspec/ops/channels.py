@@ -17,6 +17,7 @@ from archspec.ops.base import (
     TrainSaves,
     require_spatial,
 )
+from archspec.ops.explain import no_params_lines, same_shape_line, shape
 
 
 class ChannelShuffle(Plain, NoTensors, OpBase):
@@ -27,6 +28,15 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
 
     op: Literal["channel_shuffle"]
     groups: PositiveInt
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        return [
+            same_shape_line(
+                in_shapes[0], f"channels reordered: view as {self.groups} x {c // self.groups}, transpose, view back"
+            ),
+            *no_params_lines("a copy in a new order"),
+        ]
 
     def output_shape(self, in_shapes):
         c, _, _ = require_spatial(in_shapes[0], "channel_shuffle")
@@ -67,6 +77,16 @@ class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["channel_chunk"]
     chunks: PositiveInt
     index: NonNegativeInt
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        start, stop = self._bounds(c)
+        size = -(-c // self.chunks)
+        return [
+            f"chunks of ceil({c} / {self.chunks}) = {size} channels; chunk {self.index} is channels"
+            f" {start} .. {stop - 1} -> {shape(out_shape)}  (a view)",
+            *no_params_lines("a view, nothing is computed"),
+        ]
 
     view: ClassVar[bool] = True
 

@@ -86,7 +86,8 @@ def _module_table(analysis: Analysis, table: dict) -> str:
     return tabulate(
         rows,
         headers=["module", "weights", "/ 1024", "published", "diff", "MACs", "/ 10^6", "published", "diff"],
-        tablefmt="github",
+        tablefmt="pipe",
+        colalign=("left",) + ("right",) * 8,
         disable_numparse=True,
     )
 
@@ -117,7 +118,7 @@ def render_report(
     no_bias = sum(layer.weights_without_bias for layer in analysis.layers if not layer.train_only)
     summary.append(("conv + linear weights without biases (CS231n count)", fmt_int(no_bias)))
     summary.append(("receptive field of the last spatial layer", _final_local_rf(analysis)))
-    lines.append(tabulate(summary, headers=["quantity", "value"], tablefmt="github", disable_numparse=True))
+    lines.append(tabulate(summary, headers=["quantity", "value"], tablefmt="pipe", disable_numparse=True))
     lines.append("")
     ref_rows = _reference_rows(analysis)
     if ref_rows:
@@ -126,7 +127,8 @@ def render_report(
             tabulate(
                 ref_rows,
                 headers=["figure", "published", "archspec", "agreement"],
-                tablefmt="github",
+                tablefmt="pipe",
+                colalign=("left", "right", "right", "left"),
                 disable_numparse=True,
             )
         )
