@@ -19,6 +19,8 @@ def analyze_specs(
     """Every spec analysed alike; `optimizer` adds the training-memory figures (archspec.analysis.training)."""
     from archspec.model import load
 
+    # Training memory (plain SGD) for the compare and report tables; it is modelled for float32 only.
+    optimizer = "sgd" if dtype == "float32" else None
     return [load(path).analyze(input_shape, batch=batch, dtype=dtype, optimizer=optimizer) for path in spec_paths]
 
 

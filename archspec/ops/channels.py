@@ -51,7 +51,7 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
         return "pointwise"
 
     def train_saves(self, in_shapes, out_shape):
-        return TrainSaves()  # view, transpose, contiguous, view: only sizes; the contiguous copy is new
+        return TrainSaves()  # view, transpose, contiguous: nothing saved; the result is a new tensor
 
     def probe(self):
         # A permutation of channels: fed `groups` differing channels, the real kernel runs as is.
@@ -108,7 +108,7 @@ class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
         return (stop - start, h, w)
 
     def train_saves(self, in_shapes, out_shape):
-        return TrainSaves(output_aliases_input=True)  # torch's chunk returns views of its input
+        return TrainSaves(output_aliases_input=True)  # a view: it keeps the whole input's storage alive
 
     def probe(self):
         # The probe's tensors have one channel: the whole of it stands for every chunk's pixels.
