@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=_positive, help="collapse blocks of N name parts into one box")
     _add_analysis_options(p)
 
+    p = sub.add_parser("explain", help="the arithmetic behind each layer's shape, params, MACs, memory and RF")
+    p.add_argument("spec")
+    p.add_argument("layers", nargs="*", help="layer names (default: every layer)")
+    _add_analysis_options(p)
+
     p = sub.add_parser("schema", help="print (or write) the JSON Schema for spec files")
     p.add_argument("--out", help="write to this file instead of stdout")
     return parser
@@ -317,6 +322,14 @@ def cmd_diagram(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from archspec.commands import explanations
+
+    _, texts = explanations(args.spec, args.layers, **_analysis_options(args))
+    sys.stdout.write("\n".join(text for _, text in texts))
+    return 0
+
+
 def cmd_schema(args) -> int:
     import json
 
@@ -340,6 +353,7 @@ COMMANDS = {
     "report": cmd_report,
     "chart": cmd_chart,
     "diagram": cmd_diagram,
+    "explain": cmd_explain,
     "schema": cmd_schema,
 }
 

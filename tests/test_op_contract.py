@@ -44,6 +44,9 @@ def test_an_op_that_forgets_its_macs_rule_is_refused():
         def forward(self, xs, w, mm):
             return xs[0]
 
+        def explain(self, in_shapes, out_shape):
+            return ["output shape = input shape"]
+
     with pytest.raises(TypeError, match=r"Forgetful.*\['macs'\]"):
         _check_contract((Forgetful,))
 
@@ -58,6 +61,9 @@ def test_an_op_that_forgets_its_macs_rule_is_refused():
 
         def forward(self, xs, w, mm):
             return xs[0]
+
+        def explain(self, in_shapes, out_shape):
+            return ["output shape = input shape"]
 
     _check_contract((Complete,))  # mixins count as declarations
 

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
+from archspec.ops.explain import no_params_lines, same_shape_line
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -20,6 +21,12 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
     # PyTorch's ReLU(inplace=...) in training: torchvision builds every ReLU with inplace=True. Either way
     # one tensor is saved (the result); in place, the result is the input's storage.
     inplace: bool = True
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], "max(x, 0) element by element; in place when nothing else reads its input"),
+            *no_params_lines("not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -35,7 +42,16 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
 
 
 class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
-    """An activation applied to every element on its own; `f` is its float32 formula."""
+    """An activation applied to every element on its own; `f` is its float32 formula and `formula`
+    the same in words, for `archspec explain`."""
+
+    formula: ClassVar[str]
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"{self.formula}, element by element"),
+            *no_params_lines("element-wise work is not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -59,7 +75,8 @@ def _saves_self(inplace: bool, in_shapes) -> TrainSaves:
 
 class _InPlace:
     """Mixin for activations torchvision builds with inplace=True: the result is written into x when
-    the memory model allows it (see ReLU)."""
+    the memory model allows it (see ReLU). What training saves follows each op's `inplace` field
+    (PyTorch's flag; see _saves_self)."""
 
     in_place: ClassVar[bool] = True
 
@@ -72,6 +89,7 @@ class ReLU6(_InPlace, _Elementwise):
     """min(max(x, 0), 6) (MobileNetV2; torchvision builds it with inplace=True)."""
 
     op: Literal["relu6"]
+    formula: ClassVar[str] = "min(max(x, 0), 6)"  # for `archspec explain`
     inplace: bool = True  # PyTorch's ReLU6(inplace=...) at training time (torchvision: True)
 
     def train_saves(self, in_shapes, out_shape):
@@ -94,6 +112,7 @@ class Sigmoid(_Elementwise):
     """1 / (1 + exp(-x)) (EfficientNet's and RegNet's squeeze-and-excitation gates)."""
 
     op: Literal["sigmoid"]
+    formula: ClassVar[str] = "1 / (1 + exp(−x))"  # for `archspec explain`
 
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves((Saved("output", what="result"),))
@@ -106,6 +125,7 @@ class Hardsigmoid(_Elementwise):
     """relu6(x + 3) / 6 (MobileNetV3's gates; torchvision leaves it out of place)."""
 
     op: Literal["hardsigmoid"]
+    formula: ClassVar[str] = "min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
     inplace: bool = False  # PyTorch's Hardsigmoid(inplace=...) at training time (torchvision: False)
 
     def train_saves(self, in_shapes, out_shape):
@@ -119,6 +139,7 @@ class Hardswish(_InPlace, _Elementwise):
     """x * relu6(x + 3) / 6 (MobileNetV3; torchvision builds it with inplace=True)."""
 
     op: Literal["hardswish"]
+    formula: ClassVar[str] = "x · min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
     inplace: bool = True  # PyTorch's Hardswish(inplace=...) at training time (torchvision: True)
 
     def train_saves(self, in_shapes, out_shape):
@@ -132,6 +153,7 @@ class SiLU(_InPlace, _Elementwise):
     """x * sigmoid(x), also called swish (EfficientNet; torchvision builds it with inplace=True)."""
 
     op: Literal["silu"]
+    formula: ClassVar[str] = "x · sigmoid(x)"  # for `archspec explain`
     inplace: bool = True  # PyTorch's SiLU(inplace=...) at training time (torchvision: True)
 
     def train_saves(self, in_shapes, out_shape):
@@ -177,6 +199,9 @@ class GELU(_Elementwise):
     """
 
     op: Literal["gelu"]
+    formula: ClassVar[str] = (
+        "x · Φ(x), Φ the standard normal CDF (tanh approximation with approximate: tanh)"  # for `archspec explain`
+    )
     approximate: Literal["none", "tanh"] = "none"
 
     def train_saves(self, in_shapes, out_shape):
@@ -199,6 +224,12 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
     # torchvision's AlexNet, VGG, SqueezeNet and GoogLeNet use inplace=False.
     inplace: bool = False
 
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"identity at inference, a view; drops {self.p:g} of the values in training"),
+            *no_params_lines("nothing is computed at inference"),
+        ]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
@@ -219,6 +250,9 @@ class Identity(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["identity"]
     view: ClassVar[bool] = True
 
+    def explain(self, in_shapes, out_shape):
+        return [same_shape_line(in_shapes[0], "a view of the input"), *no_params_lines("nothing is computed")]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
@@ -233,6 +267,12 @@ class Softmax(Plain, NoTensors, OpBase):
     """Softmax over the feature (channel) axis."""
 
     op: Literal["softmax"]
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"exp(x) / sum of exp over the {in_shapes[0][0]} features"),
+            *no_params_lines("not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -266,6 +306,14 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
     # None = not yet assigned) and `with_drop_probability(p)`, which spec schedules use.
     survival: Probability | None = None
 
+    def explain(self, in_shapes, out_shape):
+        p = 1.0 if self.survival is None else self.survival
+        return [
+            same_shape_line(in_shapes[0], f"at inference the branch is scaled by its survival probability {p:g}"),
+            *no_params_lines("a scale is not counted"),
+            f"training: the branch is dropped with probability 1 − {p:g} = {1 - p:g}",
+        ]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
@@ -296,6 +344,14 @@ class DropPath(Plain, Pointwise, NoTensors, OpBase):
     view: ClassVar[bool] = True  # torchvision returns the input tensor itself at inference
     stochastic: ClassVar[bool] = True
     p: Probability | None = None
+
+    def explain(self, in_shapes, out_shape):
+        p = "p" if self.p is None else f"{self.p:g}"
+        return [
+            same_shape_line(in_shapes[0], "the input itself at inference (a view)"),
+            *no_params_lines("nothing is computed at inference"),
+            f"training: each sample's branch is dropped with probability {p}, survivors scaled by 1 / (1 − {p})",
+        ]
 
     @property
     def survival(self) -> float | None:

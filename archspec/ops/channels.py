@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import numpy as np
+
 from archspec.ops.base import (
     NonNegativeInt,
     NoTensors,
@@ -15,6 +17,7 @@ from archspec.ops.base import (
     TrainSaves,
     require_spatial,
 )
+from archspec.ops.explain import no_params_lines, same_shape_line, shape
 
 
 class ChannelShuffle(Plain, NoTensors, OpBase):
@@ -25,6 +28,15 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
 
     op: Literal["channel_shuffle"]
     groups: PositiveInt
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        return [
+            same_shape_line(
+                in_shapes[0], f"channels reordered: view as {self.groups} x {c // self.groups}, transpose, view back"
+            ),
+            *no_params_lines("a copy in a new order"),
+        ]
 
     def output_shape(self, in_shapes):
         c, _, _ = require_spatial(in_shapes[0], "channel_shuffle")
@@ -48,8 +60,11 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
     def forward(self, xs, w, mm):
         x = xs[0]
         n, c, h, width = x.shape
-        shuffled = x.reshape(n, self.groups, c // self.groups, h, width).swapaxes(1, 2)
-        return shuffled.reshape(n, c, h, width)  # a copy: the swapped axes are not contiguous
+        shuffled = x.reshape(n, self.groups, c // self.groups, h, width).swapaxes(1, 2).reshape(n, c, h, width)
+        # Always a new buffer, as the memory model states. (With groups 1 or C the shuffle is the
+        # identity, NumPy's reshape returns a view, and so would torch's contiguous(); torchvision
+        # never shuffles that way.)
+        return shuffled.copy() if np.may_share_memory(shuffled, x) else shuffled
 
 
 class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
@@ -62,6 +77,16 @@ class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["channel_chunk"]
     chunks: PositiveInt
     index: NonNegativeInt
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        start, stop = self._bounds(c)
+        size = -(-c // self.chunks)
+        return [
+            f"chunks of ceil({c} / {self.chunks}) = {size} channels; chunk {self.index} is channels"
+            f" {start} .. {stop - 1} -> {shape(out_shape)}  (a view)",
+            *no_params_lines("a view, nothing is computed"),
+        ]
 
     view: ClassVar[bool] = True
 

@@ -17,6 +17,7 @@ from archspec.ops.base import (
     TrainSaves,
     require_spatial,
 )
+from archspec.ops.explain import no_params_lines, shape
 
 
 def _describe(names: list[str], shapes) -> str:
@@ -28,6 +29,13 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
 
     op: Literal["add"]
     arity: ClassVar[tuple[int, None]] = (2, None)
+
+    def explain(self, in_shapes, out_shape):
+        terms = " + ".join(f"{name} ({shape(s)})" for name, s in zip(self.inputs, in_shapes, strict=True))
+        return [
+            f"shape rule: inputs of equal shape are summed element by element: {terms} -> {shape(out_shape)}",
+            *no_params_lines("additions are not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         if len(set(in_shapes)) != 1:
@@ -54,6 +62,17 @@ class Mul(Plain, NoTensors, OpBase):
 
     op: Literal["mul"]
     arity: ClassVar[int] = 2
+
+    def explain(self, in_shapes, out_shape):
+        a, b = in_shapes
+        rule = "equal shapes, multiplied element by element"
+        if a != b:
+            rule = "a C x 1 x 1 gate scales every position of a C x H x W map"
+        terms = " × ".join(f"{name} ({shape(s)})" for name, s in zip(self.inputs, in_shapes, strict=True))
+        return [
+            f"shape rule: {rule}: {terms} -> {shape(out_shape)}",
+            *no_params_lines("element-wise products are not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         a, b = in_shapes
@@ -97,6 +116,14 @@ class Concat(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["concat"]
     arity: ClassVar[tuple[int, None]] = (2, None)
 
+    def explain(self, in_shapes, out_shape):
+        channels = " + ".join(str(s[0]) for s in in_shapes)
+        return [
+            f"shape rule: channels add up, height and width must agree ({shape(in_shapes[0][1:])}):"
+            f" {channels} = {out_shape[0]} channels -> {shape(out_shape)}",
+            *no_params_lines("a copy into one tensor"),
+        ]
+
     def output_shape(self, in_shapes):
         for s in in_shapes:
             require_spatial(s, "concat")
@@ -119,6 +146,13 @@ class ChannelPad(Plain, NoTensors, OpBase):
 
     op: Literal["channel_pad"]
     out_channels: PositiveInt
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        return [
+            f"output = {c} input channels + {out_shape[0] - c} zero channels = {shape(out_shape)}",
+            *no_params_lines("zeros appended, no weights"),
+        ]
 
     def output_shape(self, in_shapes):
         c, h, w = require_spatial(in_shapes[0], "channel_pad")

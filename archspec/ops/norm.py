@@ -20,6 +20,7 @@ from archspec.ops.base import (
     TrainSaves,
     require_spatial,
 )
+from archspec.ops.explain import no_params_lines, num, same_shape_line
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -35,6 +36,20 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
     affine: bool = True
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        params = (
+            f"params = 2·{c} (gamma and beta per channel) = {num(2 * c)}"
+            if self.affine
+            else "params = 0 (affine: false)"
+        )
+        return [
+            same_shape_line(in_shapes[0], "normalised per channel"),
+            params,
+            f"buffers = 2·{c} running mean and variance = {num(2 * c)} (not trained, not params)",
+            "MACs = 0  (a per-channel scale and shift, not counted; foldable into the conv before it)",
+        ]
 
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "batch_norm")
@@ -86,6 +101,12 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
     beta: PositiveFloat = 0.75
     k: PositiveFloat = 1.0
 
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"each value divided by a term over {self.size} neighbouring channels"),
+            *no_params_lines("normalisation arithmetic is not counted"),
+        ]
+
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "lrn")
         return in_shapes[0]
@@ -133,6 +154,16 @@ class LayerNorm(Plain, OpBase):
     op: Literal["layer_norm"]
     eps: PositiveFloat = 1e-5
     affine: bool = True  # PyTorch's elementwise_affine
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        params = f"params = 2·{c} (weight and bias per channel) = {num(2 * c)}" if self.affine else "params = 0"
+        over = f"the {c} channels of each position" if len(in_shapes[0]) == 3 else f"the {c} features"
+        return [
+            same_shape_line(in_shapes[0], f"normalised over {over}"),
+            params,
+            "MACs = 0  (element-wise work is not counted)",
+        ]
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
 
@@ -190,6 +221,14 @@ class LayerScale(Plain, Pointwise, OpBase):
     (`archspec.ops.base.tensor_key`). Params C, 0 MACs (element-wise)."""
 
     op: Literal["layer_scale"]
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        return [
+            same_shape_line(in_shapes[0], "each channel multiplied by its learned scale"),
+            f"params = {c} scales (one per channel) = {num(c)}",
+            "MACs = 0  (element-wise work is not counted)",
+        ]
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
 

@@ -21,6 +21,7 @@ from archspec.ops.base import (
     require_spatial,
     window_output_size,
 )
+from archspec.ops.explain import no_params_lines, num, shape, window_size_lines
 from archspec.ops.windows import window_view
 
 
@@ -29,6 +30,13 @@ class _WindowPool(Plain, NoTensors, OpBase):
     stride: PositivePair | None = None  # PyTorch's default: the kernel size
     padding: NonNegativePair = 0
     ceil_mode: bool = False
+
+    def explain(self, in_shapes, out_shape):
+        lines = window_size_lines(
+            in_shapes[0], out_shape, self.kernel, self._stride(), self.padding, ceil_mode=self.ceil_mode
+        )
+        lines.append(f"output volume = {shape(out_shape)}  (pooling keeps the {out_shape[0]} channels)")
+        return lines + no_params_lines("a max or mean over each window, no weights to multiply")
 
     def _stride(self) -> tuple[int, int]:
         return pair(self.stride if self.stride is not None else self.kernel)
@@ -105,6 +113,19 @@ class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
     output_size: PositivePair = 1
 
     size_dependent: ClassVar[bool] = True  # its windows follow the input size
+
+    def explain(self, in_shapes, out_shape):
+        _, h, w = in_shapes[0]
+        oh, ow = pair(self.output_size)
+        lines = [
+            f"output size fixed at {oh} x {ow}: cell i averages input rows floor(i·{h}/{oh}) .. ceil((i+1)·{h}/{oh}) − 1"
+        ]
+        if (oh, ow) == (1, 1):
+            lines[0] = f"output size fixed at 1 x 1: the mean of all {h}·{w} = {num(h * w)} positions of each channel"
+        elif h % oh == 0 and w % ow == 0:
+            lines.append(f"  = a {h // oh}x{w // ow} window with stride {h // oh}x{w // ow} ({h}/{oh}, {w}/{ow})")
+        lines.append(f"output volume = {shape(out_shape)}")
+        return lines + no_params_lines("an average over each window, no weights to multiply")
 
     def output_shape(self, in_shapes):
         c, h, w = require_spatial(in_shapes[0], "adaptive_avg_pool2d")

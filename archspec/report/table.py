@@ -82,20 +82,22 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     saved = analysis.training.layer_saved_bytes() if analysis.training is not None else None
     if depth is None:
         return [_layer_row(layer, saved) for layer in layers]
+    # Inputs are shown as the rows they come from: a block's output is named by the block.
+    key_of = {layer.name: ".".join(layer.name.split(".")[:depth]) for layer in layers}
     groups: list[tuple[str, list[LayerStats]]] = []
     for layer in layers:
-        key = ".".join(layer.name.split(".")[:depth])
+        key = key_of[layer.name]
         if groups and groups[-1][0] == key:
             groups[-1][1].append(layer)
         else:
             groups.append((key, [layer]))
     summed = []
     for key, members in groups:
+        outside = tuple(dict.fromkeys(key_of.get(i, i) for m in members for i in m.inputs if key_of.get(i, i) != key))
         if len(members) == 1:
-            summed.append((_layer_row(members[0], saved), ()))
+            summed.append((replace(_layer_row(members[0], saved), inputs=outside), ()))
             continue
         last = members[-1]
-        names = {m.name for m in members}
         summed.append(
             (
                 Row(
@@ -107,7 +109,7 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
                     sum(m.activations for m in members),
                     last.receptive_field,
                     # The block's inputs: what its members read from outside the block.
-                    inputs=tuple(dict.fromkeys(i for m in members for i in m.inputs if i not in names)),
+                    inputs=outside,
                     train_only=all(m.train_only for m in members),
                     saved=None if saved is None else sum(saved[m.name] for m in members),
                 ),
