@@ -54,4 +54,8 @@ class Model:
 
 def load(path: str) -> Model:
     """Load, validate and check a spec; raises archspec.errors.ArchspecError with locations."""
+    if str(path).lower().endswith(".onnx"):  # an ONNX model, imported on the fly (archspec/onnx/)
+        from archspec.onnx.importer import load_onnx
+
+        return load_onnx(path)
     return Model(build_graph(load_spec(path)))

@@ -25,6 +25,9 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
     def forward_in_place(self, x):
         return np.maximum(x, 0, out=x)
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Relu", xs)
+
 
 class Dropout(Plain, Pointwise, NoTensors, OpBase):
     """Identity at inference (PyTorch scales at training time instead)."""
@@ -36,6 +39,9 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Dropout", [xs[0], g.const(self.p, "float32")])  # inference: the identity
+
     def forward(self, xs, w, mm):
         return xs[0]
 
@@ -46,6 +52,9 @@ class Identity(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Identity", xs)
 
     def forward(self, xs, w, mm):
         return xs[0]
@@ -64,6 +73,9 @@ class Softmax(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self, 2  # over one channel a softmax is constant: two differing channels show a change
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Softmax", xs, axis=1)
 
     def forward(self, xs, w, mm):
         x = xs[0]
@@ -85,6 +97,10 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def to_onnx(self, g, xs, in_shapes):
+        # The inference form (scale by survival); the exporter records stochastic nodes in the metadata.
+        g.node("Mul", [xs[0], g.const(1.0 if self.survival is None else self.survival, "float32")])
 
     def forward(self, xs, w, mm):
         survival = 1.0 if self.survival is None else self.survival

@@ -122,5 +122,18 @@ class Conv2d(Plain, OpBase):
             out[..., top * wo : bottom * wo] = part
         return out.reshape(n, self.out_channels, ho, wo)
 
+    def to_onnx(self, g, xs, in_shapes):
+        p = pair(self.padding)
+        tensors = [g.tensor("weight"), *([g.tensor("bias")] if self.bias else [])]
+        g.node(
+            "Conv",
+            [xs[0], *tensors],
+            kernel_shape=list(pair(self.kernel)),
+            strides=list(pair(self.stride)),
+            pads=[p[0], p[1], p[0], p[1]],
+            dilations=list(pair(self.dilation)),
+            group=self.groups,
+        )
+
     def probe(self):
         return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None}), 1

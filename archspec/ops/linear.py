@@ -22,6 +22,9 @@ class Flatten(Plain, NoTensors, OpBase):
     def probe(self):
         return self, 1
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Flatten", xs, axis=1)
+
     def forward(self, xs, w, mm):
         x = xs[0]
         return x.reshape(x.shape[0], -1)
@@ -75,3 +78,7 @@ class Linear(Plain, OpBase):
     def probe(self):
         # Two outputs are enough to show a dependency (a following softmax needs unequal logits).
         return self.model_copy(update={"out_features": 2, "in_features": None}), 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        tensors = [g.tensor("weight"), *([g.tensor("bias")] if self.bias else [])]
+        g.node("Gemm", [xs[0], *tensors], transB=1)  # x W^T + b, W in PyTorch's (out, in) layout

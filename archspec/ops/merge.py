@@ -33,6 +33,9 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
             out = out + x
         return out
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Add" if len(xs) == 2 else "Sum", xs)
+
 
 class Concat(Plain, Pointwise, NoTensors, OpBase):
     """Concatenation along the channel axis; spatial sizes must match."""
@@ -52,6 +55,9 @@ class Concat(Plain, Pointwise, NoTensors, OpBase):
 
     def forward(self, xs, w, mm):
         return np.concatenate(xs, axis=1)
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Concat", xs, axis=1)
 
 
 class ChannelPad(Plain, NoTensors, OpBase):
@@ -75,3 +81,7 @@ class ChannelPad(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1}), 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        extra = self.out_channels - in_shapes[0][0]
+        g.node("Pad", [xs[0], g.const([0, 0, 0, 0, 0, extra, 0, 0])], mode="constant")  # N C H W begins, then ends

@@ -7,7 +7,16 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, PositiveInt, ShapeError, require_spatial
+from archspec.ops.base import (
+    NoOnnxEquivalent,
+    NoTensors,
+    OpBase,
+    Plain,
+    Pointwise,
+    PositiveInt,
+    ShapeError,
+    require_spatial,
+)
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -56,6 +65,15 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
             out = out + w.param("bias", (c,)).reshape(1, c, 1, 1)
         return out.astype(x.dtype, copy=False)
 
+    def to_onnx(self, g, xs, in_shapes):
+        c = in_shapes[0][0]
+        if self.affine:
+            scale, shift = g.tensor("weight"), g.tensor("bias")
+        else:  # constants, not trainable tensors
+            scale, shift = g.const([1.0] * c, "float32"), g.const([0.0] * c, "float32")
+        mean, var = g.tensor("running_mean"), g.tensor("running_var")
+        g.node("BatchNormalization", [xs[0], scale, shift, mean, var], epsilon=self.eps)
+
 
 class LocalResponseNorm(Plain, NoTensors, OpBase):
     """Local response norm across channels (PyTorch's rule, alpha divided by size as in Caffe):
@@ -88,3 +106,13 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
             raise ShapeError("internal: LRN window does not cover every channel")
         div = (self.k + self.alpha / self.size * window_sum) ** self.beta
         return (x / div).astype(x.dtype, copy=False)
+
+    def to_onnx(self, g, xs, in_shapes):
+        if self.size % 2 == 0:
+            # PyTorch's window is [c - size/2, c + size/2 - 1], ONNX's [c - size/2 + 1, c + size/2].
+            raise NoOnnxEquivalent(
+                f"lrn with an even size ({self.size}) has no ONNX equivalent: ONNX's LRN centres even windows"
+                " one channel later than PyTorch's",
+                "use an odd size",
+            )
+        g.node("LRN", xs, size=self.size, alpha=self.alpha, beta=self.beta, bias=self.k)
