@@ -486,7 +486,7 @@ def _concat(c: _Converter, node, attrs):
     raise Unsupported("mixing feature maps and shape values")
 
 
-def _pool(kind: str):
+def _pool(kind: str, average: bool = False):
     def handler(c: _Converter, node, attrs):
         x = c.tensor(node.input[0])
         if len(x.shape) != 3 or (len(node.output) > 1 and c.consumers.get(node.output[1])):
@@ -502,7 +502,7 @@ def _pool(kind: str):
             spec["padding"] = _pair(padding)
         if attrs.get("ceil_mode", 0):
             spec["ceil_mode"] = True
-        if kind == "avg_pool2d":
+        if average:
             spec["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
         return c.emit(node, spec, [x], {})
 
@@ -666,7 +666,7 @@ HANDLERS = {
     "Relu": _unary("relu"),
     "Concat": _concat,
     "MaxPool": _pool("max_pool2d"),
-    "AveragePool": _pool("avg_pool2d"),
+    "AveragePool": _pool("avg_pool2d", average=True),
     "GlobalAveragePool": _global_average_pool,
     "BatchNormalization": _batch_norm,
     "LRN": _lrn,
