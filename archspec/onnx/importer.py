@@ -666,7 +666,7 @@ HANDLERS = {
     "Relu": _unary("relu"),
     "Concat": _concat,
     "MaxPool": _pool("max_pool2d"),
-    "AveragePool": _pool("avg_pool2d", average=True),
+    "AveragePool": _pool(kind="avg_pool2d", average=True),
     "GlobalAveragePool": _global_average_pool,
     "BatchNormalization": _batch_norm,
     "LRN": _lrn,
