@@ -20,8 +20,9 @@ from archspec.reference import forward as reference
 
 DEFAULT_OPSET = 21  # recent, and run by every onnxruntime since 1.18
 MIN_OPSET = 13  # Softmax over one axis, Dropout's ratio as an input, Pad's pads as an input
-# Metadata key listing the nodes whose inference-time scale is a stochastic-depth survival probability
-# (ONNX has no notion of a droppable branch; archspec's importer reads this back).
+# Metadata key mapping the nodes whose inference-time scale is a stochastic-depth survival probability
+# to that probability in full precision (ONNX has no notion of a droppable branch, and its Mul constant
+# is float32; archspec's importer reads this back).
 STOCHASTIC_KEY = "archspec.stochastic_depth"
 
 
@@ -90,7 +91,7 @@ def export_model(
     reference.check_weights(graph, shapes, weights, "weights")
     builder = _Builder(onnx, weights)
     errors: list[Diagnostic] = []
-    stochastic: list[str] = []
+    stochastic: dict[str, float | None] = {}
     needed = graph.inference_nodes
     for name in graph.order:
         if name not in needed:
@@ -105,7 +106,7 @@ def export_model(
             continue
         builder.finish()
         if op.stochastic:
-            stochastic.append(name)
+            stochastic[name] = op.survival
     if errors:
         raise SpecError(errors)
 

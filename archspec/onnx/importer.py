@@ -176,7 +176,7 @@ class _Converter:
     folded: dict[str, int] = field(default_factory=dict)
     consumers: dict[str, int] = field(default_factory=dict)
     pending_bias: dict[str, int] = field(default_factory=dict)  # MatMul output -> index of its linear node
-    stochastic: frozenset[str] = frozenset()
+    stochastic: dict = field(default_factory=dict)  # node -> survival, from archspec's own exports
     opset: int = 1
 
     # ---- helpers ----
@@ -208,7 +208,8 @@ class _Converter:
             for part in parts[:-1]:  # the last part is the op ('Conv', 'Relu_1')
                 path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
             candidates.append(_sanitize(path))
-        candidates.append(_sanitize(node.name or node.op_type.lower()))
+        # torch's dynamo exporter names nodes 'node_<aten op>': the prefix says nothing
+        candidates.append(_sanitize(node.name.removeprefix("node_") or node.op_type.lower()))
         for candidate in candidates:
             if candidate not in self.names and candidate != INPUT:
                 return self._claim(candidate)
@@ -252,9 +253,11 @@ class _Converter:
         graph = self.proto.graph
         props = {p.key: p.value for p in self.proto.metadata_props}
         try:
-            self.stochastic = frozenset(json.loads(props.get(STOCHASTIC_KEY, "[]")))
-        except (ValueError, TypeError):
-            self.stochastic = frozenset()
+            stochastic = json.loads(props.get(STOCHASTIC_KEY, "{}"))
+        except ValueError:
+            stochastic = {}
+        if isinstance(stochastic, dict):
+            self.stochastic = {k: v for k, v in stochastic.items() if isinstance(v, float) and 0 <= v <= 1}
         numpy_helper = self.onnx.numpy_helper
         for init in graph.initializer:
             self.values[init.name] = numpy_helper.to_array(init)
@@ -454,8 +457,9 @@ def _mul(c: _Converter, node, attrs):
         return a * b
     tensor, constant = (a, b) if isinstance(b, np.ndarray) else (b, a)
     if isinstance(tensor, Tensor) and isinstance(constant, np.ndarray) and constant.size == 1:
-        if node.name in c.stochastic and 0 <= float(constant.reshape(())) <= 1:
-            survival = _f32(constant.reshape(()))
+        survival = c.stochastic.get(node.name)
+        if survival is not None and np.float32(survival) == constant.reshape(()):
+            # archspec's export of stochastic depth: the metadata gives the probability in full precision
             return c.emit(node, {"op": "stochastic_depth", "survival": survival}, [tensor], {})
     return _mul_pattern(c, node, a, b)
 
@@ -511,6 +515,17 @@ def _pool(kind: str, average: bool = False):
 
 def _global_average_pool(c: _Converter, node, attrs):
     return c.emit(node, {"op": "adaptive_avg_pool2d", "output_size": 1}, [c.tensor(node.input[0])], {})
+
+
+def _reduce_mean(c: _Converter, node, attrs):
+    x = c.tensor(node.input[0])
+    axes = c.const(node.input[1]) if len(node.input) > 1 else np.asarray(attrs.get("axes", []))
+    if axes is None or len(x.shape) != 3 or sorted(int(a) % 4 for a in axes.reshape(-1)) != [2, 3]:
+        raise Unsupported("a mean over other axes than H and W")
+    if not attrs.get("keepdims", 1):
+        raise Unsupported("a spatial mean that drops the axes")
+    c.fold("ReduceMean over H, W -> global average pooling")
+    return c.emit(node, {"op": "adaptive_avg_pool2d", "output_size": 1}, [x], {})
 
 
 def _batch_norm(c: _Converter, node, attrs):
@@ -668,6 +683,7 @@ HANDLERS = {
     "MaxPool": _pool("max_pool2d"),
     "AveragePool": _pool(kind="avg_pool2d", average=True),
     "GlobalAveragePool": _global_average_pool,
+    "ReduceMean": _reduce_mean,
     "BatchNormalization": _batch_norm,
     "LRN": _lrn,
     "Flatten": _flatten,
@@ -734,7 +750,8 @@ def _check_declared(path: str, info, value: Tensor, onnx) -> None:
         d is not None and d != k for d, k in zip(declared[1:], computed[1:], strict=False)
     ):
         raise ImportError_(
-            f"{path}: error: the model declares '{info.name}' as {['N' if d is None else d for d in declared]},"
+            f"{path}: error: the model declares '{info.name}' as"
+            f" [{', '.join('N' if d is None else str(d) for d in declared)}],"
             f" but its weights and ops give [N, {', '.join(map(str, value.shape))}]"
         )
 
@@ -771,10 +788,10 @@ def _notes(proto, nodes: list[dict], converter: _Converter) -> list[str]:
     conv_biases = sum(1 for n in nodes if "out_channels" in n and "kernel" in n and n.get("bias", True))
     if "batch_norm" not in ops and conv_biases and "pytorch" in proto.producer_name.lower():
         notes.append(
-            f"No BatchNormalization node and {conv_biases} convolutions with biases: PyTorch's exporter folds"
-            " BatchNorm into the preceding convolution in eval mode, so params count those biases instead of"
-            " BatchNorm's weight and bias (and no running statistics); MACs are unchanged. Export with"
-            " training=torch.onnx.TrainingMode.PRESERVE to keep BatchNorm."
+            f"No BatchNormalization node and {conv_biases} convolutions with biases: if the PyTorch model had"
+            " BatchNorm layers, its exporter folded them into the preceding convolutions (eval mode), so params"
+            " count conv biases instead of BatchNorm's weight and bias, and there are no running statistics;"
+            " MACs are unchanged. Export with training=torch.onnx.TrainingMode.PRESERVE to keep BatchNorm."
         )
     if converter.folded:
         folded = ", ".join(f"{what} x{count}" for what, count in sorted(converter.folded.items()))
