@@ -19,6 +19,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,34 @@ class ImportError_(UsageError):  # not the builtin ImportError
     """The ONNX file cannot be read or represented (exit code 2)."""
 
 
+class _Lazy:
+    """A weight read from the file only when its values are wanted: analysis needs its shape alone,
+    and copying a model's weights out of the protobuf takes longer than the whole analysis."""
+
+    def __init__(self, shape: tuple[int, ...], make):
+        self.shape = tuple(int(d) for d in shape)
+        self.ndim = len(self.shape)
+        self.size = math.prod(self.shape)
+        self._make = make
+
+    def array(self) -> np.ndarray:
+        return np.ascontiguousarray(self._make(), dtype=np.float32)
+
+
+def _materialize(value) -> np.ndarray:
+    return value.array() if isinstance(value, _Lazy) else np.ascontiguousarray(value, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class Imported:
     spec: dict  # a plain mapping, exactly what a YAML spec file would hold
-    weights: dict[str, np.ndarray]  # '<layer>.<tensor>' -> float32 array, as `archspec run` takes them
+    lazy_weights: dict  # '<layer>.<tensor>' -> array or _Lazy
     notes: tuple[str, ...]  # what the import summary says (folded BatchNorm, folded patterns)
+
+    @cached_property
+    def weights(self) -> dict[str, np.ndarray]:
+        """'<layer>.<tensor>' -> float32 array, as `archspec run` takes them (read on first use)."""
+        return {key: _materialize(value) for key, value in self.lazy_weights.items()}
 
 
 # ---- reading the file safely ---------------------------------------------------------------------
@@ -82,7 +106,7 @@ def read_model(path: str):
 def _load_external_data(onnx, proto, path: Path) -> None:
     """Read tensors stored beside the model, refusing any location outside the model's folder."""
     folder = path.resolve().parent
-    total = 0
+    total = 0  # bytes of external data (0: none, nothing to load)
     for tensor in _all_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -97,7 +121,8 @@ def _load_external_data(onnx, proto, path: Path) -> None:
         total += target.stat().st_size
         if total > 4 * MAX_ONNX_BYTES:
             raise UsageError(f"{path}: error: external data larger than {4 * MAX_ONNX_BYTES:,} bytes")
-    onnx.external_data_helper.load_external_data_for_model(proto, str(folder))
+    if total:
+        onnx.external_data_helper.load_external_data_for_model(proto, str(folder))
 
 
 def _all_tensors(proto):
@@ -186,9 +211,21 @@ class _Converter:
     def fold(self, what: str) -> None:
         self.folded[what] = self.folded.get(what, 0) + 1
 
-    def const(self, name: str) -> np.ndarray | None:
+    def value(self, name: str):
+        """The value of an ONNX tensor; a constant's values are read here (shapes, pads, a bias...)."""
         value = self.values.get(name)
+        if isinstance(value, _Lazy):
+            value = self.values[name] = value.array()
+        return value
+
+    def const(self, name: str) -> np.ndarray | None:
+        value = self.value(name)
         return value if isinstance(value, np.ndarray) else None
+
+    def weight(self, name: str):
+        """A constant tensor whose values are only read if the weights are asked for."""
+        value = self.values.get(name)
+        return value if isinstance(value, (_Lazy, np.ndarray)) else None
 
     def tensor(self, name: str) -> Tensor:
         value = self.values.get(name)
@@ -243,7 +280,7 @@ class _Converter:
                     f"{self.path}: error: node '{node.name}' ({node.op_type}): its {key} has shape"
                     f" {list(array.shape)}, but its input {list(in_shapes[0])} needs {list(expected.get(key, ()))}"
                 )
-            self.weights[f"{name}.{key}"] = np.ascontiguousarray(array, dtype=np.float32)
+            self.weights[f"{name}.{key}"] = array
         self.nodes.append(entry)
         self.shapes[name] = shape
         return Tensor(name, shape)
@@ -260,7 +297,7 @@ class _Converter:
             self.stochastic = {k: v for k, v in stochastic.items() if isinstance(v, float) and 0 <= v <= 1}
         numpy_helper = self.onnx.numpy_helper
         for init in graph.initializer:
-            self.values[init.name] = numpy_helper.to_array(init)
+            self.values[init.name] = _Lazy(init.dims, lambda t=init: numpy_helper.to_array(t))
         real_inputs = [i for i in graph.input if i.name not in self.values]
         if len(real_inputs) != 1:
             raise ImportError_(
@@ -347,10 +384,10 @@ def _spatial_pads(attrs: dict, kernel: list[int], strides: list[int], dilations:
 
 def _conv(c: _Converter, node, attrs):
     x = c.tensor(node.input[0])
-    weight = c.const(node.input[1]) if len(node.input) > 1 else None
+    weight = c.weight(node.input[1]) if len(node.input) > 1 else None
     if weight is None or weight.ndim != 4 or len(x.shape) != 3:
         raise Unsupported("not a 2-D convolution with constant weights")
-    bias = c.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    bias = c.weight(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if len(node.input) > 2 and node.input[2] and bias is None:
         raise Unsupported("a bias that is not a constant")
     kernel = list(attrs.get("kernel_shape", weight.shape[2:]))
@@ -384,11 +421,14 @@ def _flat(c: _Converter, name: str) -> Tensor:
 
 def _gemm(c: _Converter, node, attrs):
     x = _flat(c, node.input[0])
-    b = c.const(node.input[1])
+    b = c.weight(node.input[1])
     if b is None or b.ndim != 2 or attrs.get("transA", 0):
         raise Unsupported("not x W^T + b with constant weights")
-    weight = (b if attrs.get("transB", 0) else b.T) * np.float32(attrs.get("alpha", 1.0))
-    bias = c.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    alpha, beta, trans = np.float32(attrs.get("alpha", 1.0)), np.float32(attrs.get("beta", 1.0)), attrs.get("transB", 0)
+    weight = _Lazy(
+        b.shape if trans else b.shape[::-1], lambda: (_materialize(b) if trans else _materialize(b).T) * alpha
+    )
+    bias = c.weight(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if len(node.input) > 2 and node.input[2] and bias is None:
         raise Unsupported("a bias that is not a constant")
     spec = {"op": "linear", "out_features": int(weight.shape[0])}
@@ -401,25 +441,26 @@ def _gemm(c: _Converter, node, attrs):
                 f"{c.path}: error: node '{node.name}' (Gemm): bias of shape {list(bias.shape)} for"
                 f" {weight.shape[0]} outputs"
             )
-        tensors["bias"] = np.broadcast_to(bias.reshape(-1), (weight.shape[0],)) * np.float32(attrs.get("beta", 1.0))
+        out = weight.shape[0]
+        tensors["bias"] = _Lazy((out,), lambda: np.broadcast_to(_materialize(bias).reshape(-1), (out,)) * beta)
     return c.emit(node, spec, [x], tensors, node.input[1])
 
 
 def _matmul(c: _Converter, node, attrs):
     x = _flat(c, node.input[0])
-    b = c.const(node.input[1])
+    b = c.weight(node.input[1])
     if b is None or b.ndim != 2:
         raise Unsupported("not x W with constant weights")
-    out = c.emit(
-        node, {"op": "linear", "out_features": int(b.shape[1]), "bias": False}, [x], {"weight": b.T}, node.input[1]
-    )
+    weight = _Lazy(b.shape[::-1], lambda: _materialize(b).T)
+    spec = {"op": "linear", "out_features": int(b.shape[1]), "bias": False}
+    out = c.emit(node, spec, [x], {"weight": weight}, node.input[1])
     if c.consumers.get(node.output[0], 0) == 1:
         c.pending_bias[node.output[0]] = len(c.nodes) - 1  # an Add of a constant may still give its bias
     return out
 
 
 def _add(c: _Converter, node, attrs):
-    a, b = (c.values.get(n) for n in node.input[:2])
+    a, b = (c.value(n) for n in node.input[:2])
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         return c.emit(node, {"op": "add"}, [a, b], {})
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
@@ -451,7 +492,7 @@ def _sum(c: _Converter, node, attrs):
 
 
 def _mul(c: _Converter, node, attrs):
-    a, b = (c.values.get(n) for n in node.input[:2])
+    a, b = (c.value(n) for n in node.input[:2])
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         c.fold("constant arithmetic")
         return a * b
@@ -476,7 +517,7 @@ def _unary(op: str):
 
 
 def _concat(c: _Converter, node, attrs):
-    values = [c.values.get(n) for n in node.input]
+    values = [c.value(n) for n in node.input]
     if all(isinstance(v, Tensor) for v in values):
         rank = len(values[0].shape) + 1
         if int(attrs.get("axis", 0)) % rank != 1:
@@ -530,7 +571,7 @@ def _reduce_mean(c: _Converter, node, attrs):
 
 def _batch_norm(c: _Converter, node, attrs):
     x = c.tensor(node.input[0])
-    arrays = [c.const(n) for n in node.input[1:5]]
+    arrays = [c.weight(n) for n in node.input[1:5]]
     if len(arrays) != 4 or any(a is None for a in arrays):
         raise Unsupported("statistics that are not constants")
     if any(c.consumers.get(n) for n in node.output[1:]):
@@ -602,7 +643,7 @@ def _shape(c: _Converter, node, attrs):
 
 
 def _gather(c: _Converter, node, attrs):
-    data, indices = c.values.get(node.input[0]), c.const(node.input[1])
+    data, indices = c.value(node.input[0]), c.const(node.input[1])
     if not isinstance(data, ShapeVector) or indices is None or int(attrs.get("axis", 0)) != 0:
         raise Unsupported("a gather that is not from a shape")
     picked = tuple(data.dims[int(i)] for i in indices.reshape(-1))
@@ -610,7 +651,7 @@ def _gather(c: _Converter, node, attrs):
 
 
 def _unsqueeze(c: _Converter, node, attrs):
-    data = c.values.get(node.input[0])
+    data = c.value(node.input[0])
     if isinstance(data, ShapeVector) and data.scalar:
         return ShapeVector(data.dims)
     if isinstance(data, np.ndarray):
@@ -623,7 +664,7 @@ def _unsqueeze(c: _Converter, node, attrs):
 
 
 def _cast(c: _Converter, node, attrs):
-    data = c.values.get(node.input[0])
+    data = c.value(node.input[0])
     if isinstance(data, (ShapeVector, np.ndarray)):
         return data
     raise Unsupported("a cast of a feature map")
@@ -631,7 +672,7 @@ def _cast(c: _Converter, node, attrs):
 
 def _reshape(c: _Converter, node, attrs):
     x = c.tensor(node.input[0])
-    target = c.values.get(node.input[1])
+    target = c.value(node.input[1])
     if isinstance(target, np.ndarray):
         target = ShapeVector(tuple(int(d) for d in target.reshape(-1)))
     if not isinstance(target, ShapeVector):
@@ -735,7 +776,8 @@ def import_onnx(path: str, input_shape: tuple[int, int, int] | None = None) -> I
         spec["metadata"]["notes"] = " ".join(notes)
     if outputs != [nodes[-1]["name"]]:
         spec["outputs"] = outputs
-    weights = {k: v for k, v in converter.weights.items() if k.rpartition(".")[0] in {n["name"] for n in nodes}}
+    kept = {n["name"] for n in nodes}
+    weights = {k: v for k, v in converter.weights.items() if k.rpartition(".")[0] in kept}
     return Imported(spec, weights, tuple(notes))
 
 
@@ -799,20 +841,35 @@ def _notes(proto, nodes: list[dict], converter: _Converter) -> list[str]:
     return notes
 
 
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
+
+
+def _flow(value) -> str:
+    """One YAML flow value. Strings that could read as anything else are written as JSON strings (valid
+    YAML); floats keep their shortest round-trip form. (PyYAML's emitter is ten times slower.)"""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        plain = _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS
+        return value if plain else json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flow(k)}: {_flow(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} in a spec")
+
+
 def render_spec(spec: dict) -> str:
     """The spec as readable YAML: top-level keys in block style, one line per node."""
-    import yaml
-
-    def flow(value) -> str:
-        text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, sort_keys=False)
-        return text.removesuffix("\n...\n").strip()  # a scalar ends with a document-end marker
-
-    lines = [f"name: {flow(spec['name'])}", f"input: {flow(spec['input'])}", "metadata:"]
-    lines += [f"  {key}: {flow(value)}" for key, value in spec["metadata"].items()]
+    lines = [f"name: {_flow(spec['name'])}", f"input: {_flow(spec['input'])}", "metadata:"]
+    lines += [f"  {key}: {_flow(value)}" for key, value in spec["metadata"].items()]
     if "outputs" in spec:
-        lines.append(f"outputs: {flow(spec['outputs'])}")
+        lines.append(f"outputs: {_flow(spec['outputs'])}")
     lines.append("nodes:")
-    lines += [f"  - {flow(node)}" for node in spec["nodes"]]
+    lines += [f"  - {_flow(node)}" for node in spec["nodes"]]
     return "\n".join(lines) + "\n"
 
 
