@@ -106,7 +106,7 @@ def read_model(path: str):
 def _load_external_data(onnx, proto, path: Path) -> None:
     """Read tensors stored beside the model, refusing any location outside the model's folder."""
     folder = path.resolve().parent
-    total = 0  # bytes of external data (0: none, nothing to load)
+    total, external = 0, False
     for tensor in _all_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -119,9 +119,10 @@ def _load_external_data(onnx, proto, path: Path) -> None:
                 " (or not a regular file)",
             )
         total += target.stat().st_size
+        external = True
         if total > 4 * MAX_ONNX_BYTES:
             raise UsageError(f"{path}: error: external data larger than {4 * MAX_ONNX_BYTES:,} bytes")
-    if total:
+    if external:
         onnx.external_data_helper.load_external_data_for_model(proto, str(folder))
 
 
