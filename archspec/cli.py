@@ -57,12 +57,22 @@ def _natural(text: str) -> int:
     return int(text)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("archspec")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="archspec",
         description="Exact static analysis of CNN architectures declared as YAML graphs.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"archspec {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("analyze", help="per-layer shapes, params, MACs, memory and receptive fields")
@@ -137,7 +147,7 @@ def cmd_run(args) -> int:
     model = load(args.spec)
     weights = load_weights(args.weights)
     x = load_input(args.input_file)
-    y = model.forward(x, weights)
+    y = model.forward(x, weights, weights_source=args.weights, input_source=args.input_file)
     buffer = _npy_bytes(np, y)
     atomic_write_bytes(Path(args.out), buffer)
     print(f"wrote {args.out}: output {list(y.shape)} ({y.dtype})")

@@ -30,7 +30,9 @@ def test_analyze_table_shows_seed_figures(capsys):
     # The seed notes: conv1 55 x 55 x 96 with (11*11*3)*96 + 96 = 34,944 params; pool1 27 x 27 x 96.
     assert re.search(r"conv1\s+conv2d\s+96 x 55 x 55\s+34,944", out)
     assert re.search(r"pool1\s+max_pool2d\s+96 x 27 x 27\s+0", out)
-    assert "60,965,224" in out  # REFERENCE-NUMBERS.md: the paper AlexNet's total with biases
+    assert (
+        "60,965,224" in out
+    )  # Caffe bvlc_alexnet as taught in CS231n (Krizhevsky et al. 2012, groups 2, 227 input): total with biases
 
 
 def test_analyze_json_contract(capsys):
@@ -172,3 +174,86 @@ def test_compare_lists_models_cheapest_first(capsys):
     assert lines[1].startswith("alexnet,3x227x227,") and lines[2].startswith("vgg16,3x224x224,")
     code, out, _ = run_cli(capsys, "compare", ALEXNET, "--format", "json")
     assert json.loads(out)[0]["params"] == 60_965_224
+
+
+def _small_net(tmp_path):
+    """A conv + linear net (the linear layer fixes the input size) and its weights, saved as w.npz."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text(
+        "name: net\ninput: [3, 8, 8]\nmetadata: {source: test}\nnodes:\n"
+        "  - {name: conv, op: conv2d, out_channels: 4, kernel: 3}\n"
+        "  - {name: flat, op: flatten}\n"
+        "  - {name: fc, op: linear, out_features: 2}\n"
+    )
+    np.savez(tmp_path / "w.npz", **archspec.load(str(spec)).init_weights(seed=1))
+    return str(spec)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((0, 3, 8, 8), np.float32), "x.npy: error: input has batch size 0 (shape [0, 3, 8, 8])"),
+        (np.zeros((1, 3, 8, 8), np.complex64), "x.npy: error: input is complex (complex64)"),
+        (np.zeros((1, 3, 8, 8), np.str_), "x.npy: error: input must be a real numeric array, got dtype <U1"),
+        (np.zeros((1, 1, 8, 8), np.float32), "x.npy: error: the input's images are 1 x 8 x 8 (C x H x W), but net"),
+        (np.zeros((1, 3, 9, 9), np.float32), "hint: resize the input to the spec's input size"),
+    ],
+    ids=["batch0", "complex", "text", "channels", "size"],
+)
+def test_run_refuses_bad_inputs_and_blames_the_input(tmp_path, capsys, array, message):
+    spec = _small_net(tmp_path)
+    np.save(tmp_path / "x.npy", array)
+    code, err = run_saved(capsys, tmp_path, spec)
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err and "Warning" not in err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_run_accepts_other_real_dtypes_as_float32(tmp_path, capsys):
+    spec = _small_net(tmp_path)
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8))
+    np.save(tmp_path / "x.npy", x.astype(">f4"))  # big-endian float32
+    assert run_saved(capsys, tmp_path, spec)[0] == 0
+    big_endian = np.load(tmp_path / "y.npy")
+    np.save(tmp_path / "x.npy", x.astype(">f4").astype(np.float64))  # the same values as float64
+    assert run_saved(capsys, tmp_path, spec)[0] == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), big_endian)
+
+
+def test_corrupt_weights_member_is_a_located_usage_error(tmp_path, capsys):
+    import io
+    import zipfile
+
+    spec = _small_net(tmp_path)
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones((4, 3, 3, 3), np.float32))
+    raw = bytearray(buffer.getvalue())
+    raw[20:30] = b"((((((((((("[:10]  # an unbalanced header: numpy's parser raises TokenError/SyntaxError
+    good = dict(np.load(tmp_path / "w.npz"))
+    with zipfile.ZipFile(tmp_path / "w.npz", "w") as archive:
+        archive.writestr("conv.weight.npy", bytes(raw))
+        for key in ("conv.bias", "fc.weight", "fc.bias"):
+            member = io.BytesIO()
+            np.save(member, good[key])
+            archive.writestr(f"{key}.npy", member.getvalue())
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
+    code, err = run_saved(capsys, tmp_path, spec)
+    assert code == 2, err
+    assert re.search(r"w\.npz: error: tensor 'conv\.weight' cannot be read", err)
+
+
+def test_weights_errors_name_the_weights_file(tmp_path, capsys):
+    spec = _small_net(tmp_path)
+    weights = dict(np.load(tmp_path / "w.npz"))
+    del weights["fc.bias"]
+    np.savez(tmp_path / "w.npz", **weights)
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
+    code, err = run_saved(capsys, tmp_path, spec)
+    assert code == 2
+    assert f"{tmp_path / 'w.npz'}: error: missing tensor 'fc.bias' (shape [2])" in err
+
+
+def test_version(capsys):
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and re.fullmatch(r"archspec \S+.*\n", out)

@@ -15,22 +15,23 @@ from archspec.errors import Diagnostic, SpecError
 from archspec.graph import INPUT
 from archspec.model import Model
 from archspec.onnx import require_onnx
-from archspec.ops.base import NoOnnxEquivalent
+from archspec.ops.base import NoOnnxEquivalent, tensor_key
 from archspec.reference import forward as reference
 
 DEFAULT_OPSET = 21  # recent, and run by every onnxruntime since 1.18
 MIN_OPSET = 13  # Softmax over one axis, Dropout's ratio as an input, Pad's pads as an input
-# Metadata key mapping the nodes whose inference-time scale is a stochastic-depth survival probability
-# to that probability in full precision (ONNX has no notion of a droppable branch, and its Mul constant
-# is float32; archspec's importer reads this back).
+# Metadata key mapping each stochastic node (stochastic depth, drop path) to its archspec parameters:
+# ONNX has no notion of a droppable branch (at inference such a node is an Identity or a Mul by its
+# float32 survival), and archspec's importer reads this back to restore it exactly.
 STOCHASTIC_KEY = "archspec.stochastic_depth"
 
 
 class _Builder:
     """Collects the nodes and initializers of one export; the `g` that ops' `to_onnx` write to."""
 
-    def __init__(self, onnx, weights: dict[str, np.ndarray]):
+    def __init__(self, onnx, weights: dict[str, np.ndarray], opset: int):
         self._onnx = onnx
+        self.opset = opset
         self._weights = weights
         self.nodes: list = []
         self.initializers: dict[str, object] = {}
@@ -52,7 +53,7 @@ class _Builder:
         return out
 
     def tensor(self, key: str) -> str:
-        name = f"{self.layer}.{key}"
+        name = tensor_key(self.layer, key)
         if name not in self.initializers:
             array = np.ascontiguousarray(self._weights[name], dtype=np.float32)
             self.initializers[name] = self._onnx.numpy_helper.from_array(array, name)
@@ -65,13 +66,16 @@ class _Builder:
         self._layer_nodes.append(self.nodes[-1])
         return out
 
-    def finish(self) -> None:
-        """The layer's last node produces the tensor named after the layer."""
+    def finish(self) -> str:
+        """The layer's last node is named after the layer and so is its output tensor, unless an
+        initializer has that name (a layer_scale's tensor is keyed by the node name); returns it."""
         last = self._layer_nodes[-1]
         if last.op_type == "Constant":
             raise AssertionError(f"{self.layer}: to_onnx must end with a computing node")
-        last.output[0] = self.layer
+        out = self.layer if self.layer not in self.initializers else f"{self.layer}/output"
+        last.output[0] = out
         last.name = self.layer
+        return out
 
 
 def export_model(
@@ -89,30 +93,35 @@ def export_model(
     shape = tuple(input_shape or model.input_shape)
     shapes = graph.infer_shapes(shape)
     reference.check_weights(graph, shapes, weights, "weights")
-    builder = _Builder(onnx, weights)
+    builder = _Builder(onnx, weights, opset)
     errors: list[Diagnostic] = []
-    stochastic: dict[str, float | None] = {}
+    stochastic: dict[str, dict] = {}
     needed = graph.inference_nodes
+    tensor_of = {INPUT: INPUT}  # layer -> the ONNX tensor holding its output
     for name in graph.order:
         if name not in needed:
             continue  # training-only heads are not part of the inference graph
         node = graph.nodes[name]
         op = node.op
+        if any(i not in tensor_of for i in op.inputs):
+            continue  # after a node that has no ONNX equivalent (reported)
         builder.start(name)
         try:
-            op.to_onnx(builder, list(op.inputs), [shapes[i] for i in op.inputs])
+            op.to_onnx(builder, [tensor_of[i] for i in op.inputs], [shapes[i] for i in op.inputs])
         except NoOnnxEquivalent as exc:
             errors.append(Diagnostic(node.location, f"node '{name}': {exc}", exc.hint, node.trail))
             continue
-        builder.finish()
+        tensor_of[name] = builder.finish()
         if op.stochastic:
-            stochastic[name] = op.survival
+            stochastic[name] = op.model_dump(mode="json", exclude={"name", "inputs"})
     if errors:
         raise SpecError(errors)
 
     helper = onnx.helper
     inputs = [helper.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, ["N", *shape])]
-    outputs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, ["N", *shapes[o]]) for o in graph.outputs]
+    outputs = [
+        helper.make_tensor_value_info(tensor_of[o], onnx.TensorProto.FLOAT, ["N", *shapes[o]]) for o in graph.outputs
+    ]
     onnx_graph = helper.make_graph(builder.nodes, model.name, inputs, outputs, list(builder.initializers.values()))
     proto = helper.make_model(
         onnx_graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="archspec", doc_string=model.name

@@ -46,12 +46,14 @@ class NoOnnxEquivalent(Exception):
 class OnnxGraph(Protocol):
     """What an op's `to_onnx` may call (implemented by archspec/onnx/export.py, which owns onnx)."""
 
+    opset: int  # the ai.onnx opset being written (newer operators where it allows them)
+
     def node(self, op_type: str, inputs: list[str], **attributes) -> str:
         """Append a node; returns the name of its (single) output."""
         ...
 
     def tensor(self, key: str) -> str:
-        """The initializer holding this node's tensor `key` (named '<layer>.<key>', as in the weights)."""
+        """The initializer holding this node's tensor `key`, named by `tensor_key` as in the weights."""
         ...
 
     def const(self, values, dtype: str = "int64") -> str:
@@ -94,6 +96,14 @@ class MatMul:
         return np.matmul(a, b)
 
 
+def tensor_key(node: str, tensor: str) -> str:
+    """The state_dict key of one of a node's tensors: `<node>.<tensor>` (PyTorch's module path plus
+    the parameter's name), or the node name itself for the tensor named "" (a parameter held by a
+    block rather than a submodule, as ConvNeXt's `features.1.0.layer_scale`). The one place this
+    rule lives: weights I/O, checks, initialisation and messages all use it."""
+    return f"{node}.{tensor}" if tensor else node
+
+
 class Weights:
     """A kernel's view of its tensors. Records what it reads, so params are measured from real arrays."""
 
@@ -105,11 +115,11 @@ class Weights:
 
     def _get(self, key: str, expected: tuple[int, ...], record: dict[str, int]) -> np.ndarray:
         if key not in self._tensors:
-            raise ShapeError(f"missing tensor '{self._node}.{key}'")
+            raise ShapeError(f"missing tensor '{tensor_key(self._node, key)}'")
         array = self._tensors[key]
         if tuple(array.shape) != tuple(expected):
             raise ShapeError(
-                f"tensor '{self._node}.{key}' has shape {tuple(array.shape)}, "
+                f"tensor '{tensor_key(self._node, key)}' has shape {tuple(array.shape)}, "
                 f"but the input arrays need {tuple(expected)}"
             )
         record[key] = int(array.size)

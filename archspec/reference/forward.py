@@ -7,14 +7,15 @@ tensors the kernels read, MACs from the operands of the matrix products they exe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
 
 from archspec.errors import ResourceError, WeightsError
 from archspec.graph import INPUT, Graph
-from archspec.ops import MatMul, ShapeError, Weights
+from archspec.ops import MatMul, Weights
+from archspec.ops.base import tensor_key
 
 DTYPE = np.float32
 
@@ -30,39 +31,51 @@ class Measured:
     activations: int
 
 
-def split_key(key: str) -> tuple[str, str]:
+def split_key(key: str, nodes: Collection[str]) -> tuple[str, str]:
+    """(node, tensor) of a state_dict key: the inverse of `tensor_key` (a key that is a node's name
+    is that node's own tensor "")."""
+    if key in nodes:
+        return key, ""
     node, _, tensor = key.rpartition(".")
     return node, tensor
 
 
-def group_weights(weights: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+def group_weights(weights: dict[str, np.ndarray], graph: Graph) -> dict[str, dict[str, np.ndarray]]:
+    """Flat state_dict -> {node: {tensor: array}}."""
+    nodes = graph.nodes
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, array in weights.items():
-        node, tensor = split_key(key)
+        node, tensor = split_key(key, nodes)
         grouped.setdefault(node, {})[tensor] = array
     return grouped
+
+
+def expected_tensors(graph: Graph, shapes: dict[str, tuple]) -> dict[str, tuple[str, str, tuple]]:
+    """Every tensor the graph needs: key -> (node, tensor, shape), params then buffers per node."""
+    expected: dict[str, tuple[str, str, tuple]] = {}
+    for name in graph.order:
+        op = graph.op(name)
+        in_shapes = [shapes[i] for i in op.inputs]
+        for tensor, shape in {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}.items():
+            key = tensor_key(name, tensor)
+            if key in expected:  # node 'a' with tensor 'b' and a node named 'a.b' with its own tensor
+                raise WeightsError(f"error: two tensors of the spec have the same key '{key}'; rename a node")
+            expected[key] = (name, tensor, tuple(shape))
+    return expected
 
 
 def init_weights(graph: Graph, shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarray]:
     """Random weights in PyTorch's layouts, each op drawing its own (`OpBase.init_tensor`)."""
     rng = np.random.default_rng(seed)
-    weights: dict[str, np.ndarray] = {}
-    for name in graph.order:
-        op = graph.op(name)
-        in_shapes = [shapes[i] for i in op.inputs]
-        for tensor, shape in {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}.items():
-            weights[f"{name}.{tensor}"] = op.init_tensor(tensor, shape, rng).astype(DTYPE)
-    return weights
+    return {
+        key: graph.op(name).init_tensor(tensor, shape, rng).astype(DTYPE)
+        for key, (name, tensor, shape) in expected_tensors(graph, shapes).items()
+    }
 
 
 def check_weights(graph: Graph, shapes: dict[str, tuple], weights: dict[str, np.ndarray], source: str) -> None:
     """Report missing, extra and mis-shaped tensors by name (all of them, not just the first)."""
-    expected: dict[str, tuple] = {}
-    for name in graph.order:
-        op = graph.op(name)
-        in_shapes = [shapes[i] for i in op.inputs]
-        for tensor, shape in {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}.items():
-            expected[f"{name}.{tensor}"] = tuple(shape)
+    expected = {key: shape for key, (_, _, shape) in expected_tensors(graph, shapes).items()}
     problems = []
     for key in expected:
         if key not in weights:
@@ -129,20 +142,19 @@ def run(
     for name in order:
         for i in graph.op(name).inputs:
             last[i] = name
-    grouped = group_weights(weights)
+    grouped = group_weights(weights, graph)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
     caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
     kept: dict[str, np.ndarray] = {}
     for name in order:
         op = graph.op(name)
         w, mm = Weights(grouped.get(name, {}), name), MatMul()
-        try:
-            if op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
-                out = op.forward_in_place(tensors[op.inputs[0]])
-            else:
-                out = op.forward([tensors[i] for i in op.inputs], w, mm)
-        except ShapeError as exc:
-            raise WeightsError(f"error: node '{name}': {exc}") from None
+        # The weights were checked against the spec before the run: a kernel's ShapeError here is a bug
+        # in archspec (exit 3), not a user's weights error.
+        if op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
+            out = op.forward_in_place(tensors[op.inputs[0]])
+        else:
+            out = op.forward([tensors[i] for i in op.inputs], w, mm)
         tensors[name] = out
         if on_output is not None:
             on_output(name, out, w, mm)

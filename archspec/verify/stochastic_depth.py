@@ -23,7 +23,7 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
     rng = np.random.default_rng(seed + 2)
     weights = model.init_weights(seed)
     x = rng.normal(size=(1, *analysis.input_shape)).astype(np.float32)
-    grouped = reference.group_weights(weights)
+    grouped = reference.group_weights(weights, graph)
     drops = [name for name, _, _ in sd.branches]
     survival = np.array([p for _, p, _ in sd.branches])
     macs_seen, active_seen = [], []
