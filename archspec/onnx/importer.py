@@ -30,6 +30,7 @@ from archspec.graph import INPUT
 from archspec.onnx import require_onnx
 from archspec.onnx.export import STOCHASTIC_KEY
 from archspec.ops import OP_ADAPTER, ShapeError
+from archspec.ops.base import tensor_key
 
 MAX_ONNX_BYTES = 2 << 30  # 2 GiB: protobuf's own limit for one message (VGG-19 with weights is 0.55 GiB)
 MAX_ONNX_NODES = 20_000  # as many as a spec may have after expanding blocks
@@ -201,8 +202,10 @@ class _Converter:
     unsupported: dict[str, list[str]] = field(default_factory=dict)
     folded: dict[str, int] = field(default_factory=dict)
     consumers: dict[str, int] = field(default_factory=dict)
-    pending_bias: dict[str, int] = field(default_factory=dict)  # MatMul output -> index of its linear node
-    stochastic: dict = field(default_factory=dict)  # node -> survival, from archspec's own exports
+    pending_bias: dict[str, dict] = field(default_factory=dict)  # MatMul output -> its linear node
+    weight_names: dict[str, str] = field(default_factory=dict)  # a transposed weight -> its initializer
+    stochastic: dict = field(default_factory=dict)  # node -> its archspec parameters, from archspec's exports
+    sigmoid_of: dict = field(default_factory=dict)  # archspec sigmoid node -> its input node (for x * sigmoid(x))
     opset: int = 1
 
     # ---- helpers ----
@@ -223,6 +226,13 @@ class _Converter:
         value = self.value(name)
         return value if isinstance(value, np.ndarray) else None
 
+    def ints(self, name: str) -> np.ndarray | None:
+        """Integer values: a constant, or sizes computed from known shapes."""
+        value = self.value(name)
+        if isinstance(value, ShapeVector) and None not in value.dims:
+            return np.asarray(value.dims, dtype=np.int64)
+        return value if isinstance(value, np.ndarray) else None
+
     def weight(self, name: str):
         """A constant tensor whose values are only read if the weights are asked for."""
         value = self.values.get(name)
@@ -238,6 +248,8 @@ class _Converter:
         """A readable, unique name: the weight's module path ('features.0' for 'features.0.weight'),
         else the module path in the node's name ('/layer1/layer1.0/relu/Relu' -> 'layer1.0.relu')."""
         candidates = []
+        if weight and node.op_type == "Mul":  # a layer_scale's tensor is keyed by the node name itself
+            candidates.append(_sanitize(weight))
         if weight and weight.endswith(".weight"):
             candidates.append(_sanitize(weight[: -len(".weight")]))
         parts = [p for p in node.name.split("/") if p]
@@ -281,7 +293,7 @@ class _Converter:
                     f"{self.path}: error: node '{node.name}' ({node.op_type}): its {key} has shape"
                     f" {list(array.shape)}, but its input {list(in_shapes[0])} needs {list(expected.get(key, ()))}"
                 )
-            self.weights[f"{name}.{key}"] = array
+            self.weights[tensor_key(name, key)] = array
         self.nodes.append(entry)
         self.shapes[name] = shape
         return Tensor(name, shape)
@@ -295,7 +307,7 @@ class _Converter:
         except ValueError:
             stochastic = {}
         if isinstance(stochastic, dict):
-            self.stochastic = {k: v for k, v in stochastic.items() if isinstance(v, float) and 0 <= v <= 1}
+            self.stochastic = {k: v for k, v in stochastic.items() if isinstance(v, dict)}
         numpy_helper = self.onnx.numpy_helper
         for init in graph.initializer:
             self.values[init.name] = _Lazy(init.dims, lambda t=init: numpy_helper.to_array(t))
@@ -327,7 +339,9 @@ class _Converter:
             except Unsupported as exc:
                 self._unsupported(node, f"{node.op_type} ({exc.reason})" if exc.reason else node.op_type)
                 continue
-            if result is not None:
+            if isinstance(result, dict):  # Split: one value per output
+                self.values.update(result)
+            elif result is not None:
                 self.values[node.output[0]] = result
         if self.unsupported:
             total = sum(len(v) for v in self.unsupported.values())
@@ -448,16 +462,20 @@ def _gemm(c: _Converter, node, attrs):
 
 
 def _matmul(c: _Converter, node, attrs):
-    x = _flat(c, node.input[0])
+    x = c.value(node.input[0])
+    channels_last = isinstance(x, Pattern) and x.kind == "channels_last"
+    x = x.source if channels_last else _flat(c, node.input[0])
     b = c.weight(node.input[1])
     if b is None or b.ndim != 2:
         raise Unsupported("not x W with constant weights")
     weight = _Lazy(b.shape[::-1], lambda: _materialize(b).T)
     spec = {"op": "linear", "out_features": int(b.shape[1]), "bias": False}
-    out = c.emit(node, spec, [x], {"weight": weight}, node.input[1])
+    if channels_last:  # ConvNeXt's Permute -> Linear -> Permute: a linear layer at every pixel
+        spec["per_pixel"] = True
+    out = c.emit(node, spec, [x], {"weight": weight}, c.weight_names.get(node.input[1], node.input[1]))
     if c.consumers.get(node.output[0], 0) == 1:
-        c.pending_bias[node.output[0]] = len(c.nodes) - 1  # an Add of a constant may still give its bias
-    return out
+        c.pending_bias[node.output[0]] = c.nodes[-1]  # an Add of a constant may still give its bias
+    return Pattern("channels_last", out) if channels_last else out
 
 
 def _add(c: _Converter, node, attrs):
@@ -470,18 +488,27 @@ def _add(c: _Converter, node, attrs):
     tensor_name, constant = (node.input[0], b) if isinstance(b, np.ndarray) else (node.input[1], a)
     if tensor_name in c.pending_bias and isinstance(constant, np.ndarray):
         # MatMul + Add(bias): one linear layer with a bias (PyTorch's nn.Linear as exported by some paths).
-        entry = c.nodes[c.pending_bias.pop(tensor_name)]
+        entry = c.pending_bias.pop(tensor_name)
         if constant.size != entry["out_features"]:
             raise Unsupported("a constant that is not the MatMul's bias")
         entry.pop("bias")
         c.weights[f"{entry['name']}.bias"] = np.ascontiguousarray(constant.reshape(-1), dtype=np.float32)
         c.fold("MatMul + Add -> linear")
         return c.values[tensor_name]
+    if isinstance(a, ShapeVector) and isinstance(b, np.ndarray):
+        return _shape_arithmetic(a, b, np.add)
     return _add_pattern(c, node, a, b)
 
 
 def _add_pattern(c: _Converter, node, a, b):
+    pattern, constant = (a, b) if isinstance(b, np.ndarray) else (b, a)
+    if isinstance(pattern, Pattern) and pattern.kind == "erf" and _is(constant, 1.0):
+        return Pattern("1+erf", pattern.source)  # GELU's expansion, continued
     raise Unsupported("adding a constant")
+
+
+def _is(value, number: float) -> bool:
+    return isinstance(value, np.ndarray) and value.size == 1 and abs(float(value.reshape(())) - number) < 1e-6
 
 
 def _sum(c: _Converter, node, attrs):
@@ -497,24 +524,243 @@ def _mul(c: _Converter, node, attrs):
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         c.fold("constant arithmetic")
         return a * b
-    tensor, constant = (a, b) if isinstance(b, np.ndarray) else (b, a)
-    if isinstance(tensor, Tensor) and isinstance(constant, np.ndarray) and constant.size == 1:
-        survival = c.stochastic.get(node.name)
-        if survival is not None and np.float32(survival) == constant.reshape(()):
-            # archspec's export of stochastic depth: the metadata gives the probability in full precision
-            return c.emit(node, {"op": "stochastic_depth", "survival": survival}, [tensor], {})
-    return _mul_pattern(c, node, a, b)
+    if isinstance(a, ShapeVector) and isinstance(b, np.ndarray):
+        return _shape_arithmetic(a, b, np.multiply)
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        for x, gate, gate_name in ((a, b, node.input[1]), (b, a, node.input[0])):
+            if c.sigmoid_of.get(gate.node) == x.node:
+                c.fold("x * sigmoid(x) -> silu")
+                if c.consumers.get(gate_name) == 1:  # the sigmoid only fed this product: it is gone
+                    c.nodes = [n for n in c.nodes if n["name"] != gate.node]
+                    c.names.discard(gate.node)
+                return c.emit(node, {"op": "silu"}, [x], {})
+        return c.emit(node, {"op": "mul"}, [a, b], {})
+    tensor, name = (a, node.input[1]) if not isinstance(a, np.ndarray) else (b, node.input[0])
+    constant = c.weight(name) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else None
+    if isinstance(tensor, Tensor) and constant is not None and constant.size == 1:
+        value = float(_materialize(constant).reshape(()))
+        stochastic = _stochastic(c, node, tensor, value)
+        if stochastic is not None:
+            return stochastic
+        if abs(value - 0.5) < 1e-6:
+            return Pattern("half", tensor)
+    if isinstance(tensor, Tensor) and constant is not None and len(tensor.shape) == 3:
+        if tuple(constant.shape) in ((tensor.shape[0], 1, 1), (1, tensor.shape[0], 1, 1)):
+            # a learned per-channel scale (ConvNeXt's layer_scale), keyed by its own name
+            gamma = _Lazy((tensor.shape[0], 1, 1), lambda: _materialize(constant).reshape(-1, 1, 1))
+            return c.emit(node, {"op": "layer_scale"}, [tensor], {"": gamma}, name)
+    return _mul_pattern(c, node, tensor, constant, a, b)
 
 
-def _mul_pattern(c: _Converter, node, a, b):
+def _stochastic(c: _Converter, node, tensor: Tensor, scale: float):
+    """A node archspec exported as stochastic (its metadata): restored if the ONNX node is what that op
+    exports at inference (an Identity, or a Mul by its float32 survival)."""
+    params = c.stochastic.get(node.name)
+    if not isinstance(params, dict):
+        return None
+    try:
+        op = OP_ADAPTER.validate_python({**params, "name": "probe", "inputs": ["input"]})
+    except ValidationError:
+        return None
+    if not op.stochastic:
+        return None
+    expected = 1.0 if op.view else (1.0 if op.survival is None else op.survival)
+    if np.float32(expected) != np.float32(scale):
+        return None
+    c.fold("stochastic node (archspec metadata)")
+    return c.emit(node, dict(params), [tensor], {})
+
+
+def _feature(value) -> bool:
+    """A feature map or flat features, also seen channels-last (between ConvNeXt's Permutes)."""
+    return isinstance(value, Tensor) or (isinstance(value, Pattern) and value.kind == "channels_last")
+
+
+def _emit_on(c: _Converter, node, spec: dict, feature):
+    """Emit an element-wise op on a feature, keeping a channels-last view channels-last."""
+    if isinstance(feature, Pattern):
+        return Pattern("channels_last", c.emit(node, spec, [feature.source], {}))
+    return c.emit(node, spec, [feature], {})
+
+
+def _gelu_from_erf(c: _Converter, node, feature):
+    c.fold("erf expansion -> gelu")
+    return _emit_on(c, node, {"op": "gelu"}, feature)
+
+
+def _mul_pattern(c: _Converter, node, tensor, constant, a, b):
+    """The pieces of GELU's erf expansion, 0.5 * x * (1 + erf(x / sqrt 2)), multiplied in any order
+    (PyTorch's two exporters use different ones)."""
+    for x, y in ((a, b), (b, a)):
+        px = x if isinstance(x, Pattern) else None
+        py = y if isinstance(y, Pattern) else None
+        if _feature(x) and _is(y, 0.5):
+            return Pattern("half", x)
+        if px and px.kind == "1+erf" and _is(y, 0.5):
+            return Pattern("half(1+erf)", px.source)
+        if px and px.kind == "x(1+erf)" and _is(y, 0.5):
+            return _gelu_from_erf(c, node, px.source)
+        if _feature(x) and py and py.kind == "1+erf" and py.source == x:
+            return Pattern("x(1+erf)", x)
+        if _feature(x) and py and py.kind == "half(1+erf)" and py.source == x:
+            return _gelu_from_erf(c, node, x)
+        if px and px.kind == "half" and py and py.kind == "1+erf" and py.source == px.source:
+            return _gelu_from_erf(c, node, px.source)
     raise Unsupported("a product archspec has no op for")
 
 
-def _unary(op: str):
+def _div(c: _Converter, node, attrs):
+    x, d = c.value(node.input[0]), c.value(node.input[1])
+    if _feature(x) and _is(d, math.sqrt(2)):
+        return Pattern("x/sqrt2", x)
+    if isinstance(x, ShapeVector) and isinstance(d, np.ndarray):
+        return _shape_arithmetic(x, d, np.floor_divide)
+    raise Unsupported("a division archspec has no op for")
+
+
+def _erf(c: _Converter, node, attrs):
+    x = c.value(node.input[0])
+    if isinstance(x, Pattern) and x.kind == "x/sqrt2":
+        return Pattern("erf", x.source)
+    raise Unsupported("an erf outside GELU's expansion")
+
+
+def _shape_arithmetic(vector: ShapeVector, other: np.ndarray, fn) -> ShapeVector:
+    """Integer arithmetic on known sizes (torch.chunk's split sizes are computed from the shape)."""
+    if any(d is None for d in vector.dims) or not np.issubdtype(other.dtype, np.integer):
+        raise Unsupported("arithmetic on the batch size")
+    result = fn(np.asarray(vector.dims, dtype=np.int64), other.astype(np.int64).reshape(-1))
+    return ShapeVector(tuple(int(v) for v in np.atleast_1d(result)), scalar=vector.scalar)
+
+
+def _unary(op: str, **fields):
+    """An element-wise op; also inside a channels-last region (ConvNeXt's GELU between Permutes)."""
+
     def handler(c: _Converter, node, attrs):
-        return c.emit(node, {"op": op}, [c.tensor(node.input[0])], {})
+        x = c.value(node.input[0])
+        if isinstance(x, Pattern) and x.kind == "channels_last":
+            return Pattern("channels_last", c.emit(node, {"op": op, **fields}, [x.source], {}))
+        return c.emit(node, {"op": op, **fields}, [c.tensor(node.input[0])], {})
 
     return handler
+
+
+def _sigmoid(c: _Converter, node, attrs):
+    x = c.tensor(node.input[0])
+    out = c.emit(node, {"op": "sigmoid"}, [x], {})
+    c.sigmoid_of[out.node] = x.node  # x * sigmoid(x) becomes one silu (and this node is then unused)
+    return out
+
+
+def _clip(c: _Converter, node, attrs):
+    low = c.const(node.input[1]) if len(node.input) > 1 and node.input[1] else attrs.get("min")
+    high = c.const(node.input[2]) if len(node.input) > 2 and node.input[2] else attrs.get("max")
+    if low is None or high is None or not (_is(np.asarray(low), 0.0) and _is(np.asarray(high), 6.0)):
+        raise Unsupported("a clip other than to [0, 6] (relu6)")
+    return _unary("relu6")(c, node, attrs)
+
+
+def _hard_sigmoid(c: _Converter, node, attrs):
+    if abs(attrs.get("alpha", 0.2) - 1 / 6) > 1e-6 or abs(attrs.get("beta", 0.5) - 0.5) > 1e-6:
+        raise Unsupported("alpha and beta other than PyTorch's 1/6 and 1/2")
+    return _unary("hardsigmoid")(c, node, attrs)
+
+
+def _gelu(c: _Converter, node, attrs):
+    approximate = attrs.get("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    return _unary("gelu", **({} if approximate == "none" else {"approximate": approximate}))(c, node, attrs)
+
+
+def _layer_norm(c: _Converter, node, attrs):
+    x = c.value(node.input[0])
+    channels_last = isinstance(x, Pattern) and x.kind == "channels_last"
+    source = x.source if channels_last else c.tensor(node.input[0])
+    axis = int(attrs.get("axis", -1))
+    if not (channels_last or len(source.shape) == 1) or axis not in (-1, 1 if len(source.shape) == 1 else -1):
+        raise Unsupported("a norm over more than the channels of each position")
+    scale = c.weight(node.input[1])
+    bias = c.weight(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if scale is None or (len(node.input) > 2 and node.input[2] and bias is None):
+        raise Unsupported("scale or bias that is not constant")
+    tensors = {"weight": scale, "bias": bias if bias is not None else np.zeros(scale.shape, np.float32)}
+    spec = {"op": "layer_norm", "eps": _f32(attrs.get("epsilon", 1e-5))}
+    out = c.emit(node, spec, [source], tensors, node.input[1])
+    return Pattern("channels_last", out) if channels_last else out
+
+
+def _transpose(c: _Converter, node, attrs):
+    x = c.value(node.input[0])
+    perm = [int(p) for p in attrs.get("perm", [])]
+    weight = c.weight(node.input[0])
+    if weight is not None and weight.ndim == 2 and perm in ([], [1, 0]):
+        c.weight_names[node.output[0]] = node.input[0]  # keep the initializer's name for the layer
+        return _Lazy(weight.shape[::-1], lambda: _materialize(weight).T)
+    if isinstance(x, Tensor) and len(x.shape) == 3 and perm == [0, 2, 3, 1]:
+        return Pattern("channels_last", x)
+    if isinstance(x, Pattern) and x.kind == "channels_last" and perm == [0, 3, 1, 2]:
+        c.fold("channels-last Transpose pair")
+        return x.source
+    if isinstance(x, Pattern) and x.kind == "grouped" and perm == [0, 2, 1, 3, 4]:
+        return Pattern("shuffled", x.source, x.value)
+    raise Unsupported("a transpose outside a channel shuffle or a channels-last region")
+
+
+def _chunk_of(channels: int, start: int, stop: int) -> tuple[int, int] | None:
+    """(chunks, index) of torch's x.chunk(chunks, 1) whose piece is channels [start, stop), if any."""
+    for chunks in range(1, channels + 1):
+        size = -(-channels // chunks)
+        if start % size == 0 and min(start + size, channels) == stop and start < channels:
+            if -(-channels // size) == chunks:
+                return chunks, start // size
+    return None
+
+
+def _chunk(c: _Converter, node, x: Tensor, start: int, stop: int):
+    found = _chunk_of(x.shape[0], start, stop)
+    if found is None:
+        raise Unsupported("a channel slice that is not one of torch.chunk's pieces")
+    chunks, index = found
+    return c.emit(node, {"op": "channel_chunk", "chunks": chunks, "index": index}, [x], {})
+
+
+def _slice(c: _Converter, node, attrs):
+    x = c.tensor(node.input[0])
+    starts, ends = c.ints(node.input[1]), c.ints(node.input[2])
+    axes = c.ints(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    steps = c.ints(node.input[4]) if len(node.input) > 4 and node.input[4] else None
+    if starts is None or ends is None or starts.size != 1 or len(x.shape) != 3:
+        raise Unsupported("not a slice of channels")
+    axis = int(axes.reshape(-1)[0]) if axes is not None else 0
+    if axis % 4 != 1 or (steps is not None and int(steps.reshape(-1)[0]) != 1):
+        raise Unsupported("not a slice of channels")
+    channels = x.shape[0]
+    start, stop = (int(v.reshape(-1)[0]) for v in (starts, ends))
+    start, stop = (min(max(v + channels if v < 0 else v, 0), channels) for v in (start, stop))
+    return _chunk(c, node, x, start, stop)
+
+
+def _split(c: _Converter, node, attrs):
+    x = c.tensor(node.input[0])
+    if int(attrs.get("axis", 0)) % 4 != 1 or len(x.shape) != 3:
+        raise Unsupported("a split along another axis than the channels")
+    sizes = c.ints(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    if sizes is None:
+        sizes = attrs.get("split")
+    count = len(node.output)
+    if sizes is None:
+        size = -(-x.shape[0] // int(attrs.get("num_outputs", count)))
+        sizes = [min(size, x.shape[0] - i * size) for i in range(count)]
+    sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
+    results, start = {}, 0
+    for output, size in zip(node.output, sizes, strict=True):
+        part = type(node)()
+        part.CopyFrom(node)
+        part.name = f"{node.name}_{len(results)}" if count > 1 else node.name
+        if c.consumers.get(output):
+            results[output] = _chunk(c, part, x, start, start + size)
+        start += size
+    return results
 
 
 def _concat(c: _Converter, node, attrs):
@@ -620,8 +866,13 @@ def _dropout(c: _Converter, node, attrs):
 
 
 def _identity(c: _Converter, node, attrs):
+    x = c.value(node.input[0])
+    if isinstance(x, Tensor) and node.name in c.stochastic:
+        restored = _stochastic(c, node, x, 1.0)  # drop path: the identity at inference
+        if restored is not None:
+            return restored
     c.fold("Identity")
-    return c.values[node.input[0]]
+    return x
 
 
 def _constant(c: _Converter, node, attrs):
@@ -672,8 +923,16 @@ def _cast(c: _Converter, node, attrs):
 
 
 def _reshape(c: _Converter, node, attrs):
-    x = c.tensor(node.input[0])
+    x = c.value(node.input[0])
     target = c.value(node.input[1])
+    if isinstance(x, Pattern) and x.kind == "shuffled":
+        source = x.source
+        dims = list(target.dims if isinstance(target, ShapeVector) else np.asarray(target).reshape(-1))
+        if len(dims) == 4 and [int(d) for d in dims[1:] if d is not None] == list(source.shape):
+            c.fold("Reshape-Transpose-Reshape -> channel_shuffle")
+            return c.emit(node, {"op": "channel_shuffle", "groups": int(x.value)}, [source], {})
+        raise Unsupported("a reshape that is not a flatten or a channel shuffle")
+    x = c.tensor(node.input[0])
     if isinstance(target, np.ndarray):
         target = ShapeVector(tuple(int(d) for d in target.reshape(-1)))
     if not isinstance(target, ShapeVector):
@@ -696,7 +955,10 @@ def _reshape(c: _Converter, node, attrs):
 
 
 def _reshape_pattern(c: _Converter, node, x: Tensor, dims: list):
-    raise Unsupported("a reshape that is not a flatten")
+    c_, h, w = x.shape if len(x.shape) == 3 else (0, 0, 0)
+    if len(dims) == 5 and dims[3:] == [h, w] and dims[1] * dims[2] == c_:
+        return Pattern("grouped", x, dims[1])  # channel shuffle, step 1: (N, groups, C / groups, H, W)
+    raise Unsupported("a reshape that is not a flatten or a channel shuffle")
 
 
 def _pad(c: _Converter, node, attrs):
@@ -721,6 +983,17 @@ HANDLERS = {
     "Sum": _sum,
     "Mul": _mul,
     "Relu": _unary("relu"),
+    "Clip": _clip,
+    "Sigmoid": _sigmoid,
+    "HardSigmoid": _hard_sigmoid,
+    "HardSwish": _unary("hardswish"),
+    "Gelu": _gelu,
+    "Div": _div,
+    "Erf": _erf,
+    "LayerNormalization": _layer_norm,
+    "Transpose": _transpose,
+    "Slice": _slice,
+    "Split": _split,
     "Concat": _concat,
     "MaxPool": _pool("max_pool2d"),
     "AveragePool": _pool(kind="avg_pool2d", average=True),
@@ -778,7 +1051,7 @@ def import_onnx(path: str, input_shape: tuple[int, int, int] | None = None) -> I
     if outputs != [nodes[-1]["name"]]:
         spec["outputs"] = outputs
     kept = {n["name"] for n in nodes}
-    weights = {k: v for k, v in converter.weights.items() if k.rpartition(".")[0] in kept}
+    weights = {k: v for k, v in converter.weights.items() if k in kept or k.rpartition(".")[0] in kept}
     return Imported(spec, weights, tuple(notes))
 
 

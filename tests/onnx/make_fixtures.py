@@ -64,6 +64,43 @@ class Branchy(nn.Module):
         return torch.relu(self.fc1(x)) @ self.w2 + self.b2
 
 
+class Modern(nn.Module):
+    """The newer families: ReLU6, Hardswish, Hardsigmoid, SiLU, GELU (erf), a squeeze-and-excitation
+    gate (mul), a channel shuffle and chunk (ShuffleNetV2), ConvNeXt's Permute-LayerNorm-Linear-GELU-
+    Linear-Permute with a layer scale, and a LayerNorm on flat features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act1 = nn.ReLU6()
+        self.act2 = nn.Hardswish()
+        self.act3 = nn.SiLU()
+        self.se_pool = nn.AdaptiveAvgPool2d(1)
+        self.se_fc = nn.Conv2d(8, 8, 1)
+        self.se_gate = nn.Hardsigmoid()
+        self.norm = nn.LayerNorm(8, eps=1e-6)
+        self.pw1 = nn.Linear(8, 16)
+        self.gelu = nn.GELU()
+        self.pw2 = nn.Linear(16, 8)
+        self.layer_scale = nn.Parameter(torch.rand(8, 1, 1) + 0.5)
+        self.sig = nn.Sigmoid()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat_norm = nn.LayerNorm(8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.act3(self.act2(self.act1(self.conv(x))))
+        x = x * self.se_gate(self.se_fc(self.se_pool(x)))
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, self.sig(b)], 1)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)  # channel shuffle
+        y = x.permute(0, 2, 3, 1)
+        y = self.pw2(self.gelu(self.pw1(self.norm(y))))
+        x = x + self.layer_scale * y.permute(0, 3, 1, 2)
+        return self.fc(self.flat_norm(torch.flatten(self.pool(x), 1)))
+
+
 def randomize_bn(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -105,6 +142,9 @@ def main() -> None:
     torch.manual_seed(0)
     export(Branchy(), "branchy", out, (3, 8, 8), dynamo=False)
     export(Branchy(), "branchy_dynamo", out, (3, 8, 8), dynamo=True)
+    torch.manual_seed(0)
+    export(Modern(), "modern", out, (3, 8, 8), dynamo=False)
+    export(Modern(), "modern_dynamo", out, (3, 8, 8), dynamo=True)
 
 
 if __name__ == "__main__":
