@@ -1037,7 +1037,9 @@ def import_onnx(path: str, input_shape: tuple[int, int, int] | None = None) -> I
         if isinstance(value, Tensor):
             _check_declared(path, info, value, onnx)
     nodes = _needed(converter.nodes, outputs)
-    name = _sanitize(proto.graph.name or Path(path).stem)
+    # PyTorch's exporters name every graph alike ('main_graph', 'torch_jit'): the file says more
+    generic = proto.graph.name in ("", "main_graph", "torch_jit", "torch-jit-export")
+    name = _sanitize(Path(path).stem if generic else proto.graph.name)
     producer = f"{proto.producer_name} {proto.producer_version}".strip() or "unknown"
     notes = _notes(proto, nodes, converter)
     spec = {
