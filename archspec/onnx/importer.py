@@ -766,6 +766,9 @@ def _split(c: _Converter, node, attrs):
 def _concat(c: _Converter, node, attrs):
     values = [c.value(n) for n in node.input]
     if all(isinstance(v, Tensor) for v in values):
+        if len(values) == 1:  # torch.cat of one tensor (DenseNet's first layer of each block)
+            c.fold("Identity")
+            return values[0]
         rank = len(values[0].shape) + 1
         if int(attrs.get("axis", 0)) % rank != 1:
             raise Unsupported("a concatenation along another axis than the channels")
