@@ -247,17 +247,13 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from archspec.onnx.importer import import_onnx, render_spec
+    from archspec.onnx.importer import import_onnx, model_of, render_spec
     from archspec.report.files import atomic_write_bytes
 
     shape = parse_input_shape(args.input) if args.input is not None else None
     imported = import_onnx(args.model, shape)
     text = render_spec(imported.spec)
-    from archspec.graph import build_graph
-    from archspec.model import Model
-    from archspec.spec.load import load_spec
-
-    analysis = Model(build_graph(load_spec(args.out, text.encode()))).analyze()  # the spec must load
+    analysis = model_of(imported, args.model).analyze()  # what is written must load
     atomic_write_bytes(Path(args.out), text.encode())
     print(f"wrote {args.out}: {len(imported.spec['nodes'])} nodes, {analysis.totals.params:,} params")
     if args.weights_out:

@@ -220,7 +220,7 @@ def test_import_writes_a_readable_spec_and_weights_that_run_accepts(tmp_path, ca
     text = spec.read_text()
     nodes = text.split("nodes:\n")[1].splitlines()
     assert all(line.startswith("  - {name: ") and line.endswith("}") for line in nodes)  # one line per node
-    assert "  - {name: stem, op: conv2d, out_channels: 8, kernel: 3, stride: 1, padding: 1}" in nodes
+    assert "  - {name: stem, op: conv2d, out_channels: 8, kernel: 3, padding: 1}" in nodes
     np.save(tmp_path / "x.npy", x)
     assert (
         main(

@@ -20,10 +20,11 @@ from archspec.reference import forward as reference
 
 DEFAULT_OPSET = 21  # recent, and run by every onnxruntime since 1.18
 MIN_OPSET = 13  # Softmax over one axis, Dropout's ratio as an input, Pad's pads as an input
-# Metadata key mapping each stochastic node (stochastic depth, drop path) to its archspec parameters:
-# ONNX has no notion of a droppable branch (at inference such a node is an Identity or a Mul by its
-# float32 survival), and archspec's importer reads this back to restore it exactly.
-STOCHASTIC_KEY = "archspec.stochastic_depth"
+# Metadata key mapping the nodes whose ONNX form does not identify them to their archspec parameters:
+# stochastic ones (ONNX has no droppable branch: at inference they are an Identity or a Mul by their
+# float32 survival) and size-dependent ones (an adaptive pool is a fixed AveragePool at one input size).
+# archspec's importer restores them when the ONNX node computes the same shapes and tensors.
+NODES_KEY = "archspec.nodes"
 
 
 class _Builder:
@@ -95,7 +96,7 @@ def export_model(
     reference.check_weights(graph, shapes, weights, "weights")
     builder = _Builder(onnx, weights, opset)
     errors: list[Diagnostic] = []
-    stochastic: dict[str, dict] = {}
+    recorded: dict[str, dict] = {}
     needed = graph.inference_nodes
     tensor_of = {INPUT: INPUT}  # layer -> the ONNX tensor holding its output
     for name in graph.order:
@@ -112,8 +113,8 @@ def export_model(
             errors.append(Diagnostic(node.location, f"node '{name}': {exc}", exc.hint, node.trail))
             continue
         tensor_of[name] = builder.finish()
-        if op.stochastic:
-            stochastic[name] = op.model_dump(mode="json", exclude={"name", "inputs"})
+        if op.stochastic or op.size_dependent:
+            recorded[name] = op.model_dump(mode="json", exclude={"name", "inputs"})
     if errors:
         raise SpecError(errors)
 
@@ -127,8 +128,8 @@ def export_model(
         onnx_graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="archspec", doc_string=model.name
     )
     proto.ir_version = min(proto.ir_version, _ir_version_for(onnx, opset))
-    if stochastic:
-        helper.set_model_props(proto, {STOCHASTIC_KEY: json.dumps(stochastic)})
+    if recorded:
+        helper.set_model_props(proto, {NODES_KEY: json.dumps(recorded)})
     return proto
 
 

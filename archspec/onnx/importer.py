@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from archspec.errors import UsageError
 from archspec.graph import INPUT
 from archspec.onnx import require_onnx
-from archspec.onnx.export import STOCHASTIC_KEY
+from archspec.onnx.export import NODES_KEY
 from archspec.ops import OP_ADAPTER, ShapeError
 from archspec.ops.base import tensor_key
 
@@ -204,7 +204,7 @@ class _Converter:
     consumers: dict[str, int] = field(default_factory=dict)
     pending_bias: dict[str, dict] = field(default_factory=dict)  # MatMul output -> its linear node
     weight_names: dict[str, str] = field(default_factory=dict)  # a transposed weight -> its initializer
-    stochastic: dict = field(default_factory=dict)  # node -> its archspec parameters, from archspec's exports
+    stochastic: dict = field(default_factory=dict)  # node -> its archspec parameters (NODES_KEY metadata)
     sigmoid_of: dict = field(default_factory=dict)  # archspec sigmoid node -> its input node (for x * sigmoid(x))
     opset: int = 1
 
@@ -282,6 +282,10 @@ class _Converter:
         except ValidationError as exc:
             raise Unsupported(f"parameters archspec refuses: {exc.errors()[0]['msg']}") from None
         in_shapes = [t.shape for t in inputs]
+        op = self._recorded(node, entry, op, in_shapes, tensors) or op
+        # the op as a spec line: name and op first, then the parameters that differ from their defaults
+        fields = op.model_dump(mode="json", exclude={"name", "inputs"}, exclude_defaults=True)
+        entry = {"name": name, "op": op.model_dump(mode="json")["op"], **fields, "inputs": [t.node for t in inputs]}
         try:
             shape = tuple(op.output_shape(in_shapes))
         except ShapeError as exc:
@@ -298,12 +302,28 @@ class _Converter:
         self.shapes[name] = shape
         return Tensor(name, shape)
 
+    def _recorded(self, node, entry: dict, op, in_shapes, tensors):
+        """The archspec op this file's metadata records for the node (an adaptive pool exported as a
+        fixed one), if it computes the same output shape from the same tensors; else None."""
+        params = self.stochastic.get(node.name)
+        if not isinstance(params, dict):
+            return None
+        try:
+            recorded = OP_ADAPTER.validate_python({**params, "name": entry["name"], "inputs": entry["inputs"]})
+            same = recorded.output_shape(in_shapes) == op.output_shape(in_shapes)
+            expected = {**recorded.param_shapes(in_shapes), **recorded.buffer_shapes(in_shapes)}
+        except (ValidationError, ShapeError):
+            return None
+        if not same or expected != {k: tuple(v.shape) for k, v in tensors.items()}:
+            return None
+        return recorded
+
     # ---- the walk ----
     def run(self) -> None:
         graph = self.proto.graph
         props = {p.key: p.value for p in self.proto.metadata_props}
         try:
-            stochastic = json.loads(props.get(STOCHASTIC_KEY, "{}"))
+            stochastic = json.loads(props.get(NODES_KEY, "{}"))
         except ValueError:
             stochastic = {}
         if isinstance(stochastic, dict):
@@ -1153,11 +1173,14 @@ def render_spec(spec: dict) -> str:
 
 
 def load_onnx(path: str, input_shape: tuple[int, int, int] | None = None):
-    """An ONNX file as an archspec Model, through the same loader as YAML specs (the adapter that
-    `archspec.load` of a mapping will replace)."""
+    """An ONNX file as an archspec Model: the imported mapping goes through the same validation as a
+    spec file (errors located as `MODEL.onnx:nodes[3].kernel`)."""
+    return model_of(import_onnx(path, input_shape), path)
+
+
+def model_of(imported: Imported, path: str):
     from archspec.graph import build_graph
     from archspec.model import Model
-    from archspec.spec.load import load_spec
+    from archspec.spec.load import load_mapping
 
-    imported = import_onnx(path, input_shape)
-    return Model(build_graph(load_spec(path, render_spec(imported.spec).encode())))
+    return Model(build_graph(load_mapping(imported.spec, name=path, base_dir=Path(path).resolve().parent)))
