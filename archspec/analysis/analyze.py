@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 from archspec.analysis.memory import DTYPE_BYTES, peak_live_elements
 from archspec.analysis.receptive_field import ReceptiveField, receptive_fields
+from archspec.analysis.training import TrainingMemory, training_memory
 from archspec.graph import INPUT, Graph, numel
 from archspec.ops import Shape
+from archspec.ops.base import Window
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,10 @@ class LayerStats:
     receptive_field: ReceptiveField
     train_only: bool  # only feeds training-time outputs (e.g. GoogLeNet's auxiliary heads)
     weights_without_bias: int  # the lecture's count: conv/linear weights, biases excluded
+    # The sliding window of conv/pool layers (from the op's receptive-field rule), else None; and the
+    # op's `groups` (1 for ops without groups). Tables show them as `11x11 /4 p0 g2`.
+    window: Window | None = None
+    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Analysis:
     outputs: tuple[str, ...]
     train_outputs: tuple[str, ...]
     metadata: dict = field(default_factory=dict)
+    training: TrainingMemory | None = None  # with analyze(..., optimizer=...): PyTorch training memory
 
 
 def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
@@ -104,7 +111,16 @@ def _stochastic_depth(graph: Graph, layers: dict[str, LayerStats]) -> Stochastic
     )
 
 
-def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtype: str = "float32") -> Analysis:
+def analyze(
+    graph: Graph,
+    input_shape: Shape | None = None,
+    batch: int = 1,
+    dtype: str = "float32",
+    optimizer: str | None = None,
+) -> Analysis:
+    """Static figures; with an optimizer ("sgd", "momentum", "adam") also training memory (float32 only)."""
+    if optimizer is not None and dtype != "float32":
+        raise ValueError("training memory is modelled for float32 only")
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
     shapes = graph.infer_shapes(input_shape)
@@ -116,6 +132,7 @@ def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtyp
         in_shapes = [shapes[i] for i in op.inputs]
         out = shapes[name]
         tensors = op.param_shapes(in_shapes)
+        rule = op.rf_rule(in_shapes)
         layers.append(
             LayerStats(
                 name=name,
@@ -130,6 +147,8 @@ def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtyp
                 receptive_field=fields[name],
                 train_only=name not in inference,
                 weights_without_bias=sum(numel(tensors[t]) for t in op.lecture_weights if t in tensors),
+                window=rule if isinstance(rule, Window) else None,
+                groups=getattr(op, "groups", 1),
             )
         )
     main = [layer for layer in layers if not layer.train_only]
@@ -149,4 +168,5 @@ def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtyp
         outputs=graph.outputs,
         train_outputs=graph.train_outputs,
         metadata=spec.metadata.model_dump(exclude_none=True),
+        training=None if optimizer is None else training_memory(graph, shapes, batch, optimizer),
     )

@@ -7,17 +7,18 @@ tensors the kernels read, MACs from the operands of the matrix products they exe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from archspec.errors import ResourceError, WeightsError
-from archspec.graph import INPUT, Graph
+from archspec.graph import INPUT, Graph, last_readers
 from archspec.ops import MatMul, Weights
 from archspec.ops.base import tensor_key
 
 DTYPE = np.float32
+ITEM_BYTES = np.dtype(DTYPE).itemsize  # every array of the forward pass is float32
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def forward_memory_bytes(analysis) -> int:
     """What a reference forward pass needs besides its weights, from a static analysis (its batch):
     twice the peak of live activations, plus kernel temporaries (pooling windows, im2col blocks)
     bounded by ten times the largest output."""
-    largest = max(layer.activations for layer in analysis.layers) * analysis.batch * 4
+    largest = max(layer.activations for layer in analysis.layers) * analysis.batch * ITEM_BYTES
     return 2 * analysis.totals.peak_activation_bytes + 10 * largest
 
 
@@ -128,20 +129,21 @@ def run(
     keep: Callable[[str], bool] | None = None,
     on_output: Callable[[str, np.ndarray, Weights, MatMul], None] | None = None,
     on_live: Callable[[str, int], None] | None = None,
+    dropped: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run `nodes` (default: all, in order) on input x (N, C, H, W).
 
     Tensors are freed after their last reader unless `keep(name)`; `on_output` sees every node's
     output with the Weights/MatMul objects its kernel used (for measurement); `on_live` gets the
-    bytes of all distinct buffers alive just after each node ran (views count once).
+    bytes of all distinct buffers alive just after each node ran (views count once). A node in
+    A node in `dropped` (a stochastic-depth branch skipped at training time, mapped to its output shape)
+    reads nothing and yields zeros.
     Returns the kept tensors (by default the graph outputs).
     """
     order = list(graph.order if nodes is None else nodes)
     keep = keep or (lambda n: n in graph.outputs or n in graph.train_outputs)
-    last: dict[str, str] = {}
-    for name in order:
-        for i in graph.op(name).inputs:
-            last[i] = name
+    dropped = dropped or {}
+    last = last_readers(graph, order, set(dropped))
     grouped = group_weights(weights, graph)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
     caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
@@ -151,7 +153,10 @@ def run(
         w, mm = Weights(grouped.get(name, {}), name), MatMul()
         # The weights were checked against the spec before the run: a kernel's ShapeError here is a bug
         # in archspec (exit 3), not a user's weights error.
-        if op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
+        if name in dropped:
+            # The branch is skipped and yields zeros of the node's shape (not every reader broadcasts).
+            out = np.zeros((len(x), *dropped[name]), dtype=DTYPE)
+        elif op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
             out = op.forward_in_place(tensors[op.inputs[0]])
         else:
             out = op.forward([tensors[i] for i in op.inputs], w, mm)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from archspec.errors import Diagnostic, Location, did_you_mean
-from archspec.spec import expr
+from archspec.spec import INPUT, expr
 from archspec.spec.diagnostics import format_pydantic_errors, short
 from archspec.spec.schema import BlockDef, BlockUse, Repeat
 from archspec.spec.yamlsafe import Document, Path
@@ -17,7 +17,6 @@ from archspec.spec.yamlsafe import Document, Path
 MAX_NODES = 20_000  # after expansion (ResNet-152 has about 500, ResNet-1001 about 3,700); bounds time to seconds
 MAX_BLOCK_DEPTH = 16
 MAX_WORK = 2_000_000  # values walked while substituting block parameters (bounds time, not just nodes)
-RESERVED = "input"
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class Scope:
 
     @classmethod
     def top(cls, doc: Document) -> Scope:
-        return cls(doc, ("nodes",), "", RESERVED, None, None, (), 0)
+        return cls(doc, ("nodes",), "", INPUT, None, None, (), 0)
 
 
 @dataclass
@@ -258,7 +257,7 @@ class Expander:
             not isinstance(name, str)
             or not name
             or any(ch.isspace() or not ch.isprintable() for ch in name)
-            or name == RESERVED
+            or name == INPUT
         ):
             what = "missing 'name'" if name is None else f"invalid node name {short(name)}"
             self._error(
@@ -326,7 +325,7 @@ class Expander:
                 )
 
     def _resolve(self, ref: str, scope_input: str, local: dict[str, str], prefix: str) -> str:
-        if ref == RESERVED:
+        if ref == INPUT:
             return scope_input
         if ref in local:
             return local[ref]
@@ -509,5 +508,5 @@ class Expander:
 def _local(tensor: str, scope: Scope) -> str:
     """A tensor's name as the scope's template writes it."""
     if tensor == scope.input:
-        return RESERVED
+        return INPUT
     return tensor.removeprefix(scope.prefix)

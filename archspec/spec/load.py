@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from archspec.errors import Diagnostic, Location, SpecError, UsageError, did_you_mean
 from archspec.ops import OP_ADAPTER, REGISTRY, OpBase
+from archspec.spec import INPUT
 from archspec.spec.diagnostics import format_pydantic_errors, short
 from archspec.spec.expand import BlockSource, Expander, RawNode, Scope
 from archspec.spec.schema import BlockDef, BlockLibrary, SpecFile
@@ -358,7 +359,7 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
     if spec_errors:
         raise SpecError(spec_errors)
     nodes = _apply_stochastic_depth(spec, nodes)
-    last = nodes[-1].op.name if nodes else "input"
+    last = nodes[-1].op.name if nodes else INPUT
     outputs = tuple(spec.outputs) if spec.outputs else (last,)
     return LoadedSpec(
         spec=spec,
