@@ -689,7 +689,7 @@ def _hard_sigmoid(c: _Converter, node, attrs):
 def _gelu(c: _Converter, node, attrs):
     approximate = attrs.get("approximate", b"none")
     approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
-    return _unary("gelu", **({} if approximate == "none" else {"approximate": approximate}))(c, node, attrs)
+    return _unary(op="gelu", **({} if approximate == "none" else {"approximate": approximate}))(c, node, attrs)
 
 
 def _layer_norm(c: _Converter, node, attrs):
