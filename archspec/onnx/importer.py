@@ -169,11 +169,11 @@ class Unsupported(Exception):
         self.reason = reason
 
 
-_NAME = re.compile(r"[^A-Za-z0-9_.]+")
+_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")  # torchvision's module paths use these ('block1-0')
 
 
 def _sanitize(text: str) -> str:
-    name = _NAME.sub("_", text).strip("._")
+    name = _NAME.sub("_", text).strip("._-")
     return name or "node"
 
 
@@ -1140,7 +1140,7 @@ def _notes(proto, nodes: list[dict], converter: _Converter) -> list[str]:
     return notes
 
 
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
 
 
