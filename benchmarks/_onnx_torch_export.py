@@ -1,12 +1,12 @@
 """Export torchvision models to ONNX with PyTorch's own exporter, for benchmarks/onnx_crosscheck.py.
 Runs under a Python with torch and torchvision, NOT archspec's (this file must not import archspec):
 
-    TORCH_PYTHON benchmarks/_onnx_torch_export.py --out DIR [--dynamo] [--force] BUILDER...
+    TORCH_PYTHON benchmarks/_onnx_torch_export.py --out DIR [--dynamo] [--force] BUILDER[:SIZE]...
 
 Per torchvision builder NAME (weights=None: nothing is downloaded), writes into DIR:
   NAME_eval.onnx       model.eval(), the exporter's defaults: BatchNorm folded into the convolutions
   NAME_preserved.onnx  model.train(), training=TrainingMode.PRESERVE: BatchNorm kept as its own nodes
-Input 1 x 3 x 224 x 224 with a dynamic batch axis; opset 18. Files already there are kept unless --force.
+Input 1 x 3 x SIZE x SIZE (default 224) with a dynamic batch axis; opset 18. Files already there are kept unless --force.
 """
 
 import argparse
@@ -16,11 +16,14 @@ from pathlib import Path
 import torch
 from torchvision import models as tvm
 
-BUILD_KWARGS = {"googlenet": dict(aux_logits=False, init_weights=True, transform_input=False)}
+BUILD_KWARGS = {
+    "googlenet": dict(aux_logits=False, init_weights=True, transform_input=False),
+    "inception_v3": dict(aux_logits=False, init_weights=True, transform_input=False),
+}
 
 
-def export(model, path: Path, dynamo: bool, preserve: bool) -> None:
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+def export(model, path: Path, size: int, dynamo: bool, preserve: bool) -> None:
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     kwargs = {"input_names": ["input"], "output_names": ["logits"], "opset_version": 18, "dynamo": dynamo}
     if preserve:
         model.train()
@@ -46,14 +49,15 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.builders:
+    for entry in args.builders:
+        name, _, size = entry.partition(":")
         for kind, preserve in (("eval", False), ("preserved", True)):
             path = out / f"{name}_{kind}.onnx"
             if path.exists() and not args.force:
                 continue
             torch.manual_seed(0)
             model = getattr(tvm, name)(weights=None, **BUILD_KWARGS.get(name, {}))
-            export(model, path, args.dynamo, preserve)
+            export(model, path, int(size or 224), args.dynamo, preserve)
             print(f"exported {path} ({path.stat().st_size:,} bytes)", flush=True)
 
 

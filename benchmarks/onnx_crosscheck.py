@@ -30,7 +30,7 @@ from archspec.onnx.importer import load_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from torch_crosscheck import TORCHVISION  # noqa: E402
+from torch_crosscheck import MODELS, TORCHVISION  # noqa: E402
 
 EXPORTER = Path(__file__).with_name("_onnx_torch_export.py")
 HEADERS = ("spec", "params (spec)", "params (BN kept)", "params (BN folded)", "MACs (spec)", "MACs (both)")
@@ -75,13 +75,13 @@ def main() -> int:
     parser.add_argument("--force", action="store_true")
     parser.add_argument("specs", nargs="*")
     args = parser.parse_args()
-    specs = args.specs or sorted(TORCHVISION)
+    specs = args.specs or sorted(s for s in TORCHVISION if (ROOT / "specs" / f"{s}.yaml").exists())
     out = Path(args.out)
     if not args.torch_python:
         print("error: give --torch-python (a Python with torch and torchvision)", file=sys.stderr)
         return 2
     cmd = [args.torch_python, str(EXPORTER), "--out", str(out), *(["--dynamo"] if args.dynamo else [])]
-    cmd += [*(["--force"] if args.force else []), *(TORCHVISION[s] for s in specs)]
+    cmd += [*(["--force"] if args.force else []), *(f"{MODELS[s][0]}:{MODELS[s][1]}" for s in specs)]
     if subprocess.run(cmd).returncode:
         print(f"error: {EXPORTER.name} failed", file=sys.stderr)
         return 2
