@@ -16,6 +16,7 @@ from archspec.spec.yamlsafe import MAX_INT
 
 FORMATS = ("table", "markdown", "json", "csv")
 DTYPES = ("float32", "float16", "bfloat16", "int8")
+CHART_FIGURES = ("macs", "params", "peak", "activations", "top1")  # archspec.report.chart.FIGURES
 
 
 _SHAPE = re.compile(r"\s*([0-9]{1,19})\s*[,x]\s*([0-9]{1,19})\s*[,x]\s*([0-9]{1,19})\s*")
@@ -57,26 +58,73 @@ def _natural(text: str) -> int:
     return int(text)
 
 
+def _columns(text: str) -> tuple[str, ...]:
+    from archspec.report.columns import COLUMNS
+
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in keys if k not in COLUMNS]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(
+            f"unknown column {unknown[0] if unknown else text!r}; choose from {','.join(COLUMNS)}"
+        )
+    return keys
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", help="input shape C,H,W (default: the spec's)")
+    p.add_argument("--batch", type=_positive, default=1)
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+
+
+def _analysis_options(args) -> dict:
+    shape = parse_input_shape(args.input) if args.input is not None else None
+    return {"input_shape": shape, "batch": args.batch, "dtype": args.dtype}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("archspec")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from archspec.report import columns, conventions
+
     parser = argparse.ArgumentParser(
         prog="archspec",
         description="Exact static analysis of CNN architectures declared as YAML graphs.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"archspec {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("analyze", help="per-layer shapes, params, MACs, memory and receptive fields")
+    p = sub.add_parser(
+        "analyze",
+        help="per-layer shapes, params, MACs, memory and receptive fields",
+        epilog=conventions.plain(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("spec")
-    p.add_argument("--input", help="input shape C,H,W (default: the spec's)")
-    p.add_argument("--batch", type=_positive, default=1)
-    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    _add_analysis_options(p)
     p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--depth", type=_positive, help="roll layers up to blocks of N name parts")
+    p.add_argument("--depth", type=_positive, help="roll layers up to blocks of N name parts (not with json)")
+    p.add_argument(
+        "--columns",
+        type=_columns,
+        help=f"comma-separated table columns from {','.join(columns.COLUMNS)} (default: {','.join(columns.DEFAULT_COLUMNS)})",
+    )
+    p.add_argument(
+        "--cs231n", action="store_true", help="the lecture's table: H x W x C, weights without biases, input memory"
+    )
 
     p = sub.add_parser("verify", help="prove every static number with the NumPy forward pass")
     p.add_argument("specs", nargs="+")
     p.add_argument("--seed", type=_natural, default=0)
     p.add_argument("--samples", type=_positive, default=400, help="drop masks sampled for stochastic depth")
+    p.add_argument("--input", help="verify at input shape C,H,W instead of the spec's (e.g. a huge model, smaller)")
 
     p = sub.add_parser("run", help="run the reference forward pass with real weights")
     p.add_argument("spec")
@@ -86,11 +134,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="compare models: params, MACs, memory, receptive field, top-1")
     p.add_argument("specs", nargs="+")
+    _add_analysis_options(p)
     p.add_argument("--format", choices=FORMATS, default="table")
 
-    p = sub.add_parser("report", help="write Markdown reports and a comparison index")
+    p = sub.add_parser("report", help="write Markdown reports and a comparison index into --out-dir")
     p.add_argument("specs", nargs="+")
-    p.add_argument("--out-dir", default="reports")
+    # Required: a default folder would let `archspec report one.yaml` replace a repository's reports.
+    p.add_argument("--out-dir", required=True, help="folder to write (created if missing)")
+    p.add_argument("--force", action="store_true", help="replace files another command (or a person) wrote")
+
+    p = sub.add_parser("chart", help="draw models against each other: the lecture's top-1 vs MACs chart")
+    p.add_argument("specs", nargs="+")
+    p.add_argument("--out", required=True, help="FILE.svg or FILE.png")
+    p.add_argument("--x", choices=CHART_FIGURES[:4], default="macs", help="x axis (log scale; default macs)")
+    p.add_argument("--y", choices=CHART_FIGURES, default="top1", help="y axis (default top1, the published figure)")
+    p.add_argument("--size", choices=("params", "peak", "activations", "none"), default="peak", help="circle area")
+    _add_analysis_options(p)
+
+    p = sub.add_parser("diagram", help="the graph as Mermaid (GitHub) or DOT (Graphviz): ops, shapes, blocks")
+    p.add_argument("spec")
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    p.add_argument("--depth", type=_positive, help="collapse blocks of N name parts into one box")
+    _add_analysis_options(p)
 
     p = sub.add_parser("schema", help="print (or write) the JSON Schema for spec files")
     p.add_argument("--out", help="write to this file instead of stdout")
@@ -101,12 +166,19 @@ def cmd_analyze(args) -> int:
     from archspec.model import load
     from archspec.report import table
 
+    if args.format == "json" and args.depth is not None:
+        raise UsageError("error: --depth does not apply to --format json, which always lists every layer")
+    if args.cs231n and (args.format not in ("table", "markdown") or args.depth or args.columns):
+        raise UsageError("error: --cs231n is a table of its own: use it with --format table or markdown only")
+    options = _analysis_options(args)
     model = load(args.spec)
-    shape = parse_input_shape(args.input) if args.input is not None else None
-    analysis = model.analyze(shape, batch=args.batch, dtype=args.dtype)
+    analysis = model.analyze(options["input_shape"], batch=args.batch, dtype=args.dtype)
+    if args.cs231n:
+        sys.stdout.write(table.render_cs231n(analysis, "pipe" if args.format == "markdown" else "simple"))
+        return 0
     render = {
-        "table": lambda: table.render_table(analysis, args.depth),
-        "markdown": lambda: table.render_markdown(analysis, args.depth),
+        "table": lambda: table.render_table(analysis, args.depth, columns=args.columns),
+        "markdown": lambda: table.render_markdown(analysis, args.depth, columns=args.columns),
         "csv": lambda: table.render_csv(analysis, args.depth),
         "json": lambda: table.render_json(analysis),
     }[args.format]
@@ -119,8 +191,9 @@ def cmd_verify(args) -> int:
     from archspec.verify import render_report, verify_model
 
     ok = True
+    shape = parse_input_shape(args.input) if args.input is not None else None
     for path in args.specs:
-        report = verify_model(load(path), path, seed=args.seed, samples=args.samples)
+        report = verify_model(load(path), path, seed=args.seed, samples=args.samples, input_shape=shape)
         sys.stdout.write(render_report(report))
         ok &= report.passed
     return 0 if ok else 1
@@ -136,7 +209,7 @@ def cmd_run(args) -> int:
     model = load(args.spec)
     weights = load_weights(args.weights)
     x = load_input(args.input_file)
-    y = model.forward(x, weights)
+    y = model.forward(x, weights, weights_source=args.weights, input_source=args.input_file)
     buffer = _npy_bytes(np, y)
     atomic_write_bytes(Path(args.out), buffer)
     print(f"wrote {args.out}: output {list(y.shape)} ({y.dtype})")
@@ -152,18 +225,48 @@ def _npy_bytes(np, array) -> bytes:
 
 
 def cmd_compare(args) -> int:
-    from archspec.model import load
+    from archspec.commands import analyze_specs
     from archspec.report.table import render_comparison
 
-    sys.stdout.write(render_comparison([load(path).analyze() for path in args.specs], args.format))
+    sys.stdout.write(render_comparison(analyze_specs(args.specs, **_analysis_options(args)), args.format))
     return 0
 
 
 def cmd_report(args) -> int:
-    from archspec.report.markdown import write_reports
+    from archspec.commands import write_reports
 
-    for path in write_reports(args.specs, Path(args.out_dir)):
+    for path in write_reports(args.specs, Path(args.out_dir), force=args.force):
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_chart(args) -> int:
+    from archspec.commands import analyze_specs
+    from archspec.report import chart
+    from archspec.report.files import atomic_write_bytes
+
+    out = Path(args.out)
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in ("svg", "png"):
+        raise UsageError(f"{args.out}: error: --out must end in .svg or .png")
+    data = chart.chart_data(
+        analyze_specs(args.specs, **_analysis_options(args)), args.x, args.y, None if args.size == "none" else args.size
+    )
+    if not data.points:
+        raise UsageError(f"error: no model has a value for --y {args.y} (no published top-1 in their metadata)")
+    atomic_write_bytes(out, chart.figure_bytes(chart.chart_figure(data), fmt))
+    print("\n".join(chart.describe_points(data)))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_diagram(args) -> int:
+    from archspec.commands import analyze_specs
+    from archspec.report import diagram
+
+    (analysis,) = analyze_specs([args.spec], **_analysis_options(args))
+    graph = diagram.diagram(analysis, args.depth)
+    sys.stdout.write(diagram.render_mermaid(graph) if args.format == "mermaid" else diagram.render_dot(graph))
     return 0
 
 
@@ -188,6 +291,8 @@ COMMANDS = {
     "run": cmd_run,
     "compare": cmd_compare,
     "report": cmd_report,
+    "chart": cmd_chart,
+    "diagram": cmd_diagram,
     "schema": cmd_schema,
 }
 

@@ -1,18 +1,19 @@
-"""The model as a networkx DAG: name checks, cycle detection, order and static shape inference."""
+"""The model as a checked DAG (plain dicts, no graph library on the hot path): name checks, cycle
+detection, order and static shape inference. Every walk here is linear in nodes + edges."""
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from functools import cached_property
 
-import networkx as nx
-
 from archspec.errors import Diagnostic, SpecError, did_you_mean
 from archspec.ops import OpBase, Shape, ShapeError
+from archspec.spec import INPUT
 from archspec.spec.load import LoadedNode, LoadedSpec
 
-INPUT = "input"
+__all__ = ["INPUT", "Graph", "build_graph", "last_readers", "numel", "upstream"]
 
 
 @dataclass(frozen=True)
@@ -20,14 +21,24 @@ class Graph:
     """A checked DAG. `order` is a topological order that keeps the spec's own order where it can."""
 
     spec: LoadedSpec
-    nx_graph: nx.DiGraph
     order: tuple[str, ...]
-    nodes: dict[str, LoadedNode]
+    nodes: dict[str, LoadedNode]  # inputs resolved (bypassed nodes and block names -> their tensor)
     outputs: tuple[str, ...]
     train_outputs: tuple[str, ...]
 
     def op(self, name: str) -> OpBase:
         return self.nodes[name].op
+
+    @cached_property
+    def readers(self) -> dict[str, tuple[str, ...]]:
+        """Tensor (a node or INPUT) -> the nodes that read it, in order."""
+        readers: dict[str, list[str]] = {INPUT: []}
+        for name in self.order:
+            readers[name] = []
+        for name in self.order:
+            for i in dict.fromkeys(self.op(name).inputs):
+                readers[i].append(name)
+        return {k: tuple(v) for k, v in readers.items()}
 
     @cached_property
     def inference_nodes(self) -> frozenset[str]:
@@ -37,14 +48,19 @@ class Graph:
     def needed_nodes(self, dropped: frozenset[str] | set[str] = frozenset()) -> frozenset[str]:
         """Nodes the inference outputs need when the `dropped` nodes do not read their inputs
         (a dropped stochastic-depth branch: the node yields zero and its branch is never run)."""
-        graph = self.nx_graph
-        if dropped:
-            graph = graph.copy()
-            graph.remove_edges_from([edge for d in dropped for edge in list(graph.in_edges(d))])
-        needed: set[str] = set()
-        for out in self.outputs:
-            needed |= nx.ancestors(graph, out) | {out}
-        return frozenset(needed - {INPUT})
+        return frozenset(upstream(self.nodes, self.outputs, dropped))
+
+    def descendants(self, *names: str) -> set[str]:
+        """Every node that reads one of `names`' tensors, directly or through other nodes (one walk)."""
+        seen: set[str] = set()
+        stack = list(names)
+        readers = self.readers
+        while stack:
+            for r in readers[stack.pop()]:
+                if r not in seen:
+                    seen.add(r)
+                    stack.append(r)
+        return seen
 
     def infer_shapes(self, input_shape: Shape, nodes: list[str] | None = None) -> dict[str, Shape]:
         """Static shape of every tensor (or of `nodes`, a subgraph closed under inputs);
@@ -78,8 +94,50 @@ class Graph:
         return shapes
 
 
+def last_readers(graph: Graph, nodes: list[str], dropped: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
+    """Tensor -> the node of `nodes` (in execution order) that reads it last: where it can be freed.
+    Nodes in `dropped` read nothing (a skipped stochastic-depth branch)."""
+    last: dict[str, str] = {}
+    for name in nodes:
+        if name not in dropped:
+            for i in graph.op(name).inputs:
+                last[i] = name
+    return last
+
+
+def upstream(nodes: dict[str, LoadedNode], targets, dropped=frozenset()) -> set[str]:
+    """`targets` and every node they read from, directly or not (INPUT excluded); a node in `dropped`
+    does not read its inputs. One walk over the edges."""
+    seen: set[str] = set()
+    stack = [t for t in targets if t != INPUT]
+    seen.update(stack)
+    while stack:
+        name = stack.pop()
+        if name in dropped:
+            continue
+        for i in nodes[name].op.inputs:
+            if i not in seen and i != INPUT:
+                seen.add(i)
+                stack.append(i)
+    return seen
+
+
 def build_graph(spec: LoadedSpec) -> Graph:
+    """Check a loaded spec's graph and order it. Each stage reports every error it finds; a later
+    stage runs only when the earlier ones are clean."""
     errors: list[Diagnostic] = []
+    nodes = _unique_nodes(spec, errors)
+    resolve = _alias_resolver(spec.aliases)
+    resolved = _resolve_inputs(nodes, resolve, set(nodes) | set(spec.aliases) | {INPUT}, errors)
+    outputs, train_outputs = _resolve_outputs(spec, nodes, resolve, errors)
+    if errors:
+        raise SpecError(errors)
+    order = _topological_order(resolved)
+    _check_dead(resolved, (*outputs, *train_outputs))
+    return Graph(spec, order, resolved, outputs, train_outputs)
+
+
+def _unique_nodes(spec: LoadedSpec, errors: list[Diagnostic]) -> dict[str, LoadedNode]:
     nodes: dict[str, LoadedNode] = {}
     for node in spec.nodes:
         name = node.op.name
@@ -93,21 +151,32 @@ def build_graph(spec: LoadedSpec) -> Graph:
             errors.append(Diagnostic(node.location, message, hint, node.trail))
             continue
         nodes[name] = node
-    aliases = spec.aliases
+    return nodes
+
+
+def _alias_resolver(aliases: dict[str, str]):
+    """ref -> the tensor it names, following bypassed nodes and block names (memoized: chains of
+    bypassed nodes are followed once, not once per reader)."""
+    done: dict[str, str] = {}
 
     def resolve(ref: str) -> str:
-        seen = set()
-        while ref in aliases and ref not in seen:
+        chain, seen = [], set()
+        while ref in aliases and ref not in seen and ref not in done:
             seen.add(ref)
+            chain.append(ref)
             ref = aliases[ref]
+        ref = done.get(ref, ref)
+        for name in chain:
+            done[name] = ref
         return ref
 
-    graph = nx.DiGraph()
-    graph.add_node(INPUT)
+    return resolve
+
+
+def _resolve_inputs(nodes, resolve, known: set[str], errors: list[Diagnostic]) -> dict[str, LoadedNode]:
+    """Inputs resolved to tensors; undefined inputs and wrong input counts reported."""
     resolved_nodes: dict[str, LoadedNode] = {}
-    known = set(nodes) | set(aliases) | {INPUT}
     for name, node in nodes.items():
-        graph.add_node(name)
         inputs = [resolve(i) for i in node.op.inputs]
         for index, (ref, original) in enumerate(zip(inputs, node.op.inputs, strict=True)):
             if ref != INPUT and ref not in nodes:
@@ -133,14 +202,16 @@ def build_graph(spec: LoadedSpec) -> Graph:
                     node.trail,
                 )
             )
-        for ref in inputs:
-            graph.add_edge(ref, name)
         if inputs != node.op.inputs:  # a bypassed node or block name resolved to its tensor
             node = LoadedNode(node.op.model_copy(update={"inputs": inputs}), node.location, node.trail, node.raw)
         resolved_nodes[name] = node
+    return resolved_nodes
 
+
+def _resolve_outputs(spec, nodes, resolve, errors: list[Diagnostic]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     outputs = tuple(resolve(o) for o in spec.outputs)
     train_outputs = tuple(resolve(o) for o in spec.train_outputs)
+    known = set(nodes) | set(spec.aliases)
     for key, names in (("outputs", outputs), ("train_outputs", train_outputs)):
         for index, out in enumerate(names):
             if out not in nodes:
@@ -148,53 +219,79 @@ def build_graph(spec: LoadedSpec) -> Graph:
                     Diagnostic(
                         spec.document.locate((key, index)),
                         f"output '{out}' is not a node" if out != INPUT else "the graph input cannot be an output",
-                        did_you_mean(out, known - {INPUT}) or f"'{key}' lists node names",
+                        did_you_mean(out, known) or f"'{key}' lists node names",
                     )
                 )
-    if errors:
-        raise SpecError(errors)
+    return outputs, train_outputs
 
-    cycle = None
-    if not nx.is_directed_acyclic_graph(graph):  # fast; find_cycle only when there is one to show
-        cycle = nx.find_cycle(graph)
-    if cycle:
-        # Point at the node that takes an input from later in the file: the edge that closes the loop.
-        position = {name: i for i, name in enumerate(nodes)}
-        back = [k for k, (u, v) in enumerate(cycle) if position.get(u, -1) >= position.get(v, -1)]
-        start = min(back or [0], key=lambda k: position.get(cycle[k][1], 0))
-        cycle = cycle[start + 1 :] + cycle[: start + 1]  # rotate so the path starts at that node
-        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-        first = resolved_nodes[cycle[0][0]]
-        raise SpecError(
-            Diagnostic(
-                first.locate(("inputs",)),
-                f"the graph has a cycle: {path}",
-                "a node's inputs must not depend on its own output",
-                first.trail,
-            )
+
+def _topological_order(nodes: dict[str, LoadedNode]) -> tuple[str, ...]:
+    """Kahn's algorithm, always taking the ready node that comes first in the file (so the spec's own
+    order is kept where it can be); raises SpecError with the cycle's path when there is one."""
+    position = {name: i for i, name in enumerate(nodes)}
+    waiting = {}  # node -> inputs not yet computed
+    readers: dict[str, list[str]] = {name: [] for name in nodes}
+    ready: list[int] = []
+    names = list(nodes)
+    for name, node in nodes.items():
+        inputs = {i for i in node.op.inputs if i != INPUT}
+        waiting[name] = len(inputs)
+        for i in inputs:
+            readers[i].append(name)
+        if not inputs:
+            ready.append(position[name])
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for r in readers[name]:
+            waiting[r] -= 1
+            if waiting[r] == 0:
+                heapq.heappush(ready, position[r])
+    if len(order) < len(nodes):
+        _raise_cycle(nodes, position)
+    return tuple(order)
+
+
+def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None:
+    import networkx as nx  # only to show a cycle's path: not worth its import time on valid specs
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from([INPUT, *nodes])  # the search starts in file order, as it always has
+    graph.add_edges_from((i, name) for name, node in nodes.items() for i in node.op.inputs)
+    cycle = nx.find_cycle(graph)
+    # Point at the node that takes an input from later in the file: the edge that closes the loop.
+    back = [k for k, (u, v) in enumerate(cycle) if position.get(u, -1) >= position.get(v, -1)]
+    start = min(back or [0], key=lambda k: position.get(cycle[k][1], 0))
+    cycle = cycle[start + 1 :] + cycle[: start + 1]  # rotate so the path starts at that node
+    path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+    first = nodes[cycle[0][0]]
+    raise SpecError(
+        Diagnostic(
+            first.locate(("inputs",)),
+            f"the graph has a cycle: {path}",
+            "a node's inputs must not depend on its own output",
+            first.trail,
         )
+    )
 
-    used = set()
-    for out in (*outputs, *train_outputs):
-        used |= nx.ancestors(graph, out) | {out}
+
+def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> None:
+    used = upstream(nodes, outputs)
     dead = [n for n in nodes if n not in used]
     if dead:
         raise SpecError(
             [
                 Diagnostic(
-                    resolved_nodes[n].location,
+                    nodes[n].location,
                     f"node '{n}' does not lead to any output",
                     "remove it, or list it under 'outputs:'",
-                    resolved_nodes[n].trail,
+                    nodes[n].trail,
                 )
                 for n in dead
             ]
         )
-
-    position = {name: i for i, name in enumerate(nodes)}
-    position[INPUT] = -1
-    order = tuple(n for n in nx.lexicographical_topological_sort(graph, key=lambda n: position[n]) if n != INPUT)
-    return Graph(spec, graph, order, resolved_nodes, outputs, train_outputs)
 
 
 def numel(shape: Shape) -> int:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from archspec.analysis.analyze import Analysis, analyze
-from archspec.errors import UsageError
+from archspec.errors import SpecError, UsageError, WeightsError
 from archspec.graph import Graph, build_graph
 from archspec.reference import forward as reference
-from archspec.spec.load import load_spec
+from archspec.spec.load import load_mapping, load_spec, load_text
 
 
 @dataclass(frozen=True)
@@ -39,19 +41,70 @@ class Model:
         shapes = self.graph.infer_shapes(tuple(input_shape or self.input_shape))
         return reference.init_weights(self.graph, shapes, seed)
 
-    def forward(self, x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
-        """Inference-mode forward pass of the first output for x of shape (N, C, H, W)."""
+    def forward(
+        self, x: np.ndarray, weights: dict[str, np.ndarray], *, weights_source: str = "weights", input_source="input"
+    ) -> np.ndarray:
+        """Inference-mode forward pass of the first output for x of shape (N, C, H, W).
+
+        x may have another H x W than the spec's input if the weights still fit (a fully convolutional
+        net); a mismatch is reported against the input, not the weights. The *_source names are what
+        error messages call the two arrays (their file names, for `archspec run`)."""
         x = np.asarray(x)
         if x.ndim != 4:
-            raise UsageError(f"error: input must be N x C x H x W, got shape {list(x.shape)}")
-        shapes = self.graph.infer_shapes(tuple(int(d) for d in x.shape[1:]))
-        reference.check_weights(self.graph, shapes, weights, "weights")
+            raise UsageError(f"{input_source}: error: input must be N x C x H x W, got shape {list(x.shape)}")
+        if x.shape[0] == 0:
+            raise UsageError(f"{input_source}: error: input has batch size 0; give at least one image")
+        if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise UsageError(f"{input_source}: error: input must be real numbers, got dtype {x.dtype}")
+        image = tuple(int(d) for d in x.shape[1:])
+        try:
+            shapes = self.graph.infer_shapes(image)
+            reference.check_weights(self.graph, shapes, weights, weights_source)
+        except (SpecError, WeightsError):
+            if image == tuple(self.input_shape):
+                raise
+            raise UsageError(
+                f"{input_source}: error: the input's images are {' x '.join(map(str, image))} (C x H x W), but "
+                f"{self.name} takes {' x '.join(map(str, self.input_shape))}\n"
+                + (
+                    f"  hint: give {self.input_shape[0]}-channel images"
+                    if image[0] != self.input_shape[0]
+                    else "  hint: resize the input to the spec's input size (the weights were made for it)"
+                )
+            ) from None
         analysis = self.analyze(tuple(x.shape[1:]), batch=x.shape[0])
         reference.guard_memory(reference.forward_memory_bytes(analysis), "this forward pass")
         outputs = reference.run(self.graph, x, weights, keep=lambda n: n == self.graph.outputs[0])
         return outputs[self.graph.outputs[0]]
 
 
-def load(path: str) -> Model:
-    """Load, validate and check a spec; raises archspec.errors.ArchspecError with locations."""
-    return Model(build_graph(load_spec(path)))
+def load(
+    source: str | os.PathLike | Mapping | None = None,
+    *,
+    text: str | None = None,
+    base_dir: str | os.PathLike | None = None,
+) -> Model:
+    """Load, validate and check a spec; raises archspec.ArchspecError with located diagnostics.
+
+    - `load("specs/vgg16.yaml")`: a spec file (a str or path is always a file name);
+    - `load({"name": ..., "nodes": [...]})`: a spec as Python data; errors are located by key path
+      (`<mapping>:nodes[2].out_channels`);
+    - `load(text=yaml_text)` (or `loads(yaml_text)`): YAML text; errors as `<string>:line:col`.
+
+    For data and text, relative includes resolve in `base_dir` (default: the current directory) and
+    stay confined to it; `archspec:<name>` includes work everywhere.
+    """
+    if (source is None) == (text is None):
+        raise UsageError("error: archspec.load takes a spec path or mapping, or text=..., exactly one of them")
+    if text is not None:
+        return Model(build_graph(load_text(text, base_dir=base_dir)))
+    if isinstance(source, Mapping):
+        return Model(build_graph(load_mapping(dict(source), base_dir=base_dir)))
+    if isinstance(source, (str, os.PathLike)):
+        return Model(build_graph(load_spec(os.fspath(source))))
+    raise UsageError(f"error: archspec.load takes a path, a mapping or text=..., not {type(source).__name__}")
+
+
+def loads(text: str, *, base_dir: str | os.PathLike | None = None) -> Model:
+    """`load(text=...)`: a spec given as YAML text."""
+    return load(text=text, base_dir=base_dir)

@@ -21,8 +21,8 @@ TVREF_HOW = (
 )
 
 # spec -> (torchvision builder, num_params, GFLOPS as published, node holding the logits).
-# Source: ../shared/docs/REFERENCE-NUMBERS.md, "torchvision ImageNet models" (each builder's IMAGENET1K_V1
-# weights metadata, `num_params` and `_ops`). torchvision's GFLOPS are GMACs of conv + linear weights,
+# Source: torchvision 0.29's weights metadata (each builder's IMAGENET1K_V1 weights: `meta["num_params"]`
+# and `meta["_ops"]`, also printed in torchvision's model documentation tables). torchvision's GFLOPS are GMACs of conv + linear weights,
 # bias excluded -- archspec's `macs`. GoogLeNet's figures exclude the auxiliary heads (aux_logits=False).
 TORCHVISION = {
     "alexnet_torchvision": ("alexnet", 61_100_840, "0.714", "classifier.6"),

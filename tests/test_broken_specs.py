@@ -4,6 +4,7 @@ at the right spot, and no traceback.
 The corpus lives in tests/broken/: one small spec per kind of mistake. Each file starts with comments
   # expect: <substring of the expected message>
   # expect-line: <line the first matching diagnostic points at>     (optional)
+  # expect-col: <column it points at (expressions: the offending token inside the scalar)>  (optional)
   # expect-file: <file it points at, relative to tests/broken/>      (optional; default: the spec itself)
   # expect-count: <number of diagnostics: several independent mistakes, all reported in one run>  (optional)
 Files under tests/broken/lib/ are block libraries used by the corpus, not cases.
@@ -40,7 +41,7 @@ nodes:
 
 def directives(path: Path) -> dict[str, str]:
     found = {}
-    for line in path.read_bytes().decode("utf-8", "replace").splitlines()[:5]:
+    for line in path.read_bytes().decode("utf-8", "replace").splitlines()[:6]:
         match = re.match(r"# (expect(?:-\w+)?): (.*)", line)
         if match:
             found[match.group(1)] = match.group(2).strip()
@@ -86,6 +87,9 @@ def test_broken_spec(path, capsys):
         expected_file = BROKEN / want.get("expect-file", path.name)
         assert Path(where).resolve() == expected_file.resolve(), err
         assert line == int(want["expect-line"]), err
+    if "expect-col" in want:
+        _, _, col, _ = next(d for d in found if want["expect"] in d[3])
+        assert col == int(want["expect-col"]), err
     if "expect-count" in want:
         assert len(found) == int(want["expect-count"]), err
 

@@ -28,9 +28,12 @@ def test_analyze_table_shows_seed_figures(capsys):
     code, out, _ = run_cli(capsys, "analyze", ALEXNET)
     assert code == 0
     # The seed notes: conv1 55 x 55 x 96 with (11*11*3)*96 + 96 = 34,944 params; pool1 27 x 27 x 96.
-    assert re.search(r"conv1\s+conv2d\s+96 x 55 x 55\s+34,944", out)
-    assert re.search(r"pool1\s+max_pool2d\s+96 x 27 x 27\s+0", out)
-    assert "60,965,224" in out  # REFERENCE-NUMBERS.md: the paper AlexNet's total with biases
+    # Kernel column: conv1 11x11 stride 4 no padding, pool1 3x3 stride 2 (Krizhevsky et al. 2012).
+    assert re.search(r"conv1\s+conv2d\s+11x11 /4 p0\s+96 x 55 x 55\s+34,944", out)
+    assert re.search(r"pool1\s+max_pool2d\s+3x3 /2 p0\s+96 x 27 x 27\s+0", out)
+    assert (
+        "60,965,224" in out
+    )  # Caffe bvlc_alexnet as taught in CS231n (Krizhevsky et al. 2012, groups 2, 227 input): total with biases
 
 
 def test_analyze_json_contract(capsys):
@@ -167,8 +170,174 @@ def test_compare_lists_models_cheapest_first(capsys):
     code, out, _ = run_cli(capsys, "compare", vgg16, ALEXNET, "--format", "csv")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("model,input,params,MACs")
+    assert lines[0].startswith("model,input_c,input_h,input_w,batch,dtype,params,macs")
     # AlexNet (724,406,816 MACs by hand from the seed table) before VGG16 (15.47 GMACs, torchvision).
-    assert lines[1].startswith("alexnet,3x227x227,") and lines[2].startswith("vgg16,3x224x224,")
+    assert lines[1].startswith("alexnet,3,227,227,1,float32,60965224,") and lines[2].startswith("vgg16,3,224,224,")
     code, out, _ = run_cli(capsys, "compare", ALEXNET, "--format", "json")
     assert json.loads(out)[0]["params"] == 60_965_224
+
+
+def test_compare_formats_agree(capsys):
+    """JSON has everything the table has (input, receptive field, top-1), in the same order; CSV is raw integers."""
+    specs = [str(SPECS / "vgg16.yaml"), ALEXNET]
+    _, table_out, _ = run_cli(capsys, "compare", *specs)
+    _, json_out, _ = run_cli(capsys, "compare", *specs, "--format", "json")
+    _, csv_out, _ = run_cli(capsys, "compare", *specs, "--format", "csv")
+    records = json.loads(json_out)
+    table_names = [line.split()[0] for line in table_out.splitlines()[2:]]
+    assert [r["name"] for r in records] == table_names == ["alexnet", "vgg16"]
+    alex = records[0]
+    assert alex["input_shape"] == [3, 227, 227]
+    # pool5: 195 pixels, stride 32, padding 64 (Araujo et al. 2019); top-1 59.3 is the spec's cited figure.
+    assert alex["receptive_field"]["size"] == [195, 195] and alex["receptive_field"]["stride"] == [32, 32]
+    assert alex["receptive_field"]["padding"] == [64, 64] and alex["receptive_field"]["layer"] == "pool5"
+    assert alex["top1"] == 59.3 and "59.3" in table_out
+    row = csv_out.splitlines()[1].split(",")
+    assert all(cell.lstrip("-").replace(".", "", 1).isdigit() for cell in row[1:5] + row[6:10] + row[11:])
+
+
+def test_compare_takes_input_batch_dtype(capsys):
+    _, out, _ = run_cli(
+        capsys,
+        "compare",
+        str(SPECS / "vgg16.yaml"),
+        "--input",
+        "3,32,32",
+        "--batch",
+        "4",
+        "--dtype",
+        "float16",
+        "--format",
+        "json",
+    )
+    record = json.loads(out)[0]
+    assert record["input_shape"] == [3, 32, 32] and record["batch"] == 4 and record["dtype"] == "float16"
+
+
+def test_analyze_csv_has_totals_and_numeric_receptive_field(capsys):
+    _, out, _ = run_cli(capsys, "analyze", ALEXNET, "--format", "csv")
+    lines = out.splitlines()
+    header = lines[0].split(",")
+    conv1 = dict(zip(header, lines[1].split(","), strict=True))
+    # conv1: 11x11 kernel, stride 4, no padding -> field 11, stride 4, padding 0.
+    assert (conv1["rf_size_h"], conv1["rf_stride_w"], conv1["rf_padding_h"]) == ("11", "4", "0")
+    assert conv1["kernel"] == "11x11 /4 p0" and conv1["train_only"] == "0"
+    total = dict(zip(header, lines[-1].split(","), strict=True))
+    assert total["name"] == "TOTAL" and total["params"] == "60965224"  # REFERENCE-NUMBERS.md
+
+
+def test_json_with_depth_is_an_error(capsys):
+    code, _, err = run_cli(capsys, "analyze", ALEXNET, "--format", "json", "--depth", "1")
+    assert code == 2 and "--depth" in err and "Traceback" not in err
+
+
+def test_training_only_is_its_own_column(capsys):
+    _, out, _ = run_cli(capsys, "analyze", str(SPECS / "googlenet.yaml"), "--depth", "1")
+    aux = next(line for line in out.splitlines() if line.startswith("aux1"))
+    assert aux.split()[1] == "block(9" and aux.rstrip().endswith("yes") and "[train]" not in out
+
+
+def test_batch_says_what_is_per_image(capsys):
+    _, out, _ = run_cli(capsys, "analyze", ALEXNET, "--batch", "8")
+    assert "per image" in out.splitlines()[1] and "batch of 8" in out.splitlines()[1]
+
+
+def test_markdown_totals_are_a_right_aligned_table(capsys):
+    _, out, _ = run_cli(capsys, "analyze", ALEXNET, "--format", "markdown")
+    table, totals = out.split("\n\n")[1:3]
+    assert table.splitlines()[1].count("--:|") == 4  # output, params, MACs, activations right-aligned
+    assert totals.splitlines()[0].startswith("| total") and totals.splitlines()[1].count("--:|") == 1
+    assert re.search(r"\|\s+60,965,224 \| ", totals)  # the total params (REFERENCE-NUMBERS.md) in its own cell
+
+
+def test_columns_choose_what_is_shown(capsys):
+    _, out, _ = run_cli(capsys, "analyze", str(SPECS / "resnet18.yaml"), "--columns", "layer,inputs,kernel")
+    header = out.splitlines()[2].split()
+    assert header == ["layer", "inputs", "kernel"]
+    add = next(line for line in out.splitlines() if line.startswith("layer1.0.add"))
+    assert "layer1.0.bn2" in add and "maxpool" in add  # the residual add's two inputs
+    code, _, err = run_cli(capsys, "analyze", ALEXNET, "--columns", "layer,bogus")
+    assert code == 2 and "bogus" in err
+
+
+def _small_net(tmp_path):
+    """A conv + linear net (the linear layer fixes the input size) and its weights, saved as w.npz."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text(
+        "name: net\ninput: [3, 8, 8]\nmetadata: {source: test}\nnodes:\n"
+        "  - {name: conv, op: conv2d, out_channels: 4, kernel: 3}\n"
+        "  - {name: flat, op: flatten}\n"
+        "  - {name: fc, op: linear, out_features: 2}\n"
+    )
+    np.savez(tmp_path / "w.npz", **archspec.load(str(spec)).init_weights(seed=1))
+    return str(spec)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((0, 3, 8, 8), np.float32), "x.npy: error: input has batch size 0 (shape [0, 3, 8, 8])"),
+        (np.zeros((1, 3, 8, 8), np.complex64), "x.npy: error: input is complex (complex64)"),
+        (np.zeros((1, 3, 8, 8), np.str_), "x.npy: error: input must be a real numeric array, got dtype <U1"),
+        (np.zeros((1, 1, 8, 8), np.float32), "x.npy: error: the input's images are 1 x 8 x 8 (C x H x W), but net"),
+        (np.zeros((1, 3, 9, 9), np.float32), "hint: resize the input to the spec's input size"),
+    ],
+    ids=["batch0", "complex", "text", "channels", "size"],
+)
+def test_run_refuses_bad_inputs_and_blames_the_input(tmp_path, capsys, array, message):
+    spec = _small_net(tmp_path)
+    np.save(tmp_path / "x.npy", array)
+    code, err = run_saved(capsys, tmp_path, spec)
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err and "Warning" not in err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_run_accepts_other_real_dtypes_as_float32(tmp_path, capsys):
+    spec = _small_net(tmp_path)
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8))
+    np.save(tmp_path / "x.npy", x.astype(">f4"))  # big-endian float32
+    assert run_saved(capsys, tmp_path, spec)[0] == 0
+    big_endian = np.load(tmp_path / "y.npy")
+    np.save(tmp_path / "x.npy", x.astype(">f4").astype(np.float64))  # the same values as float64
+    assert run_saved(capsys, tmp_path, spec)[0] == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), big_endian)
+
+
+def test_corrupt_weights_member_is_a_located_usage_error(tmp_path, capsys):
+    import io
+    import zipfile
+
+    spec = _small_net(tmp_path)
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones((4, 3, 3, 3), np.float32))
+    raw = bytearray(buffer.getvalue())
+    raw[20:30] = b"((((((((((("[:10]  # an unbalanced header: numpy's parser raises TokenError/SyntaxError
+    good = dict(np.load(tmp_path / "w.npz"))
+    with zipfile.ZipFile(tmp_path / "w.npz", "w") as archive:
+        archive.writestr("conv.weight.npy", bytes(raw))
+        for key in ("conv.bias", "fc.weight", "fc.bias"):
+            member = io.BytesIO()
+            np.save(member, good[key])
+            archive.writestr(f"{key}.npy", member.getvalue())
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
+    code, err = run_saved(capsys, tmp_path, spec)
+    assert code == 2, err
+    assert re.search(r"w\.npz: error: tensor 'conv\.weight' cannot be read", err)
+
+
+def test_weights_errors_name_the_weights_file(tmp_path, capsys):
+    spec = _small_net(tmp_path)
+    weights = dict(np.load(tmp_path / "w.npz"))
+    del weights["fc.bias"]
+    np.savez(tmp_path / "w.npz", **weights)
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
+    code, err = run_saved(capsys, tmp_path, spec)
+    assert code == 2
+    assert f"{tmp_path / 'w.npz'}: error: missing tensor 'fc.bias' (shape [2])" in err
+
+
+def test_version(capsys):
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and re.fullmatch(r"archspec \S+.*\n", out)

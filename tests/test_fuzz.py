@@ -30,7 +30,7 @@ import archspec
 from archspec.errors import ArchspecError, SpecError
 from archspec.ops import REGISTRY
 from archspec.report import table
-from conftest import SPECS
+from conftest import ROOT, SPECS
 
 TOTAL = int(os.environ.get("ARCHSPEC_FUZZ_EXAMPLES", "300"))
 EXPLORE = "ARCHSPEC_FUZZ_EXAMPLES" in os.environ  # a long run: fresh randomness instead of a fixed seed
@@ -48,12 +48,14 @@ def fuzz_settings(test: str):
 
 
 SPEC_FILES = sorted(p.name for p in SPECS.glob("*.yaml"))
-LIBRARIES = sorted(str(p.relative_to(SPECS)) for p in (SPECS / "blocks").glob("*.yaml"))
+BLOCKS = ROOT / "archspec" / "blocks"  # shipped block libraries, included as `archspec:<name>`
+LIBRARIES = sorted(f"archspec:{p.stem}" for p in BLOCKS.glob("*.yaml"))
 NODE_KEYS = sorted(
     {key for cls in REGISTRY.values() for key in cls.model_fields} | {"block", "args", "repeat", "first"}
 )
 TOP_KEYS = ["name", "input", "metadata", "include", "blocks", "stochastic_depth", "nodes", "outputs", "train_outputs"]
 NUMBERS = [0, -1, 1, 2, 3, 10**12, 10**18, 2.5, 1e3, -0.5, "x", "3", True, None, [], {}, [3, 3], [0, 1]]
+NUMBERS += ["=3 * 4", "=max(1, 64 // 0)", "=make_divisible(32 * 0.75, 8)", "=1 / 3", "$x * 2", "=(((", "n_$x"]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def workdir(tmp_path_factory) -> Path:
     """A private copy of specs/ (so includes resolve), where each example writes its spec."""
     root = tmp_path_factory.mktemp("fuzz") / "specs"
     shutil.copytree(SPECS, root)
-    shutil.copytree(SPECS / "blocks", root / "mutant_blocks")  # a mutated library keeps its sibling includes
+    shutil.copytree(BLOCKS, root / "mutant_blocks")  # a mutated library keeps its sibling includes
     return root
 
 
@@ -189,19 +191,19 @@ def mutation(draw, data):
 @fuzz_settings("mutate")
 @given(data=st.data(), spec=st.sampled_from(SPEC_FILES + LIBRARIES))
 def test_mutated_shipped_specs(workdir, data, spec):
-    source = SPECS / spec
+    source = BLOCKS / f"{spec.removeprefix('archspec:')}.yaml" if spec in LIBRARIES else SPECS / spec
     tree = yaml.safe_load(source.read_text())  # trusted shipped file; the mutant goes through archspec's loader
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
         data.draw(mutation(tree), label="mutation")
     text = yaml.safe_dump(tree, sort_keys=False, allow_unicode=True)
     if spec in LIBRARIES:
         # Mutate the library in a copy of its folder, and load a shipped spec that includes it.
-        library = workdir / "mutant_blocks" / Path(spec).name
+        library = workdir / "mutant_blocks" / source.name
         library.write_text(text)
-        users = [s for s in SPEC_FILES if Path(spec).as_posix() in (SPECS / s).read_text()] or SPEC_FILES[:1]
+        users = [s for s in SPEC_FILES if f"[{spec}]" in (SPECS / s).read_text()] or SPEC_FILES[:1]
         user = data.draw(st.sampled_from(users), label="spec using the library")
         target = workdir / f"mutant_{user}"
-        target.write_text((SPECS / user).read_text().replace(Path(spec).as_posix(), f"mutant_blocks/{library.name}"))
+        target.write_text((SPECS / user).read_text().replace(f"[{spec}]", f"[mutant_blocks/{library.name}]"))
     else:
         target = workdir / f"mutant_{spec}"
         target.write_text(text)

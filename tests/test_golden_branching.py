@@ -26,7 +26,7 @@ def test_squeezenet1_0_has_the_papers_1_24m_params():
 
 def test_squeezenet1_0_has_about_50x_fewer_params_than_alexnet():
     # The paper's "50x fewer parameters than AlexNet": specs/alexnet.yaml (Krizhevsky et al. 2012,
-    # 60,965,224 params per REFERENCE-NUMBERS.md) / 1,248,424 = 48.8, which the paper rounds to 50x.
+    # 60,965,224 params: Caffe's bvlc_alexnet, CS231n's AlexNet) / 1,248,424 = 48.8, which the paper rounds to 50x.
     ratio = analysis("alexnet").totals.params / analysis("squeezenet1_0").totals.params
     assert 48 < ratio < 52
 

@@ -1,7 +1,8 @@
 """Golden figures for the chain CNNs: torchvision's AlexNet and VGGs, the seed AlexNet, ZFNet and NiN.
 
-Every expected number is typed from a published source (docs/REFERENCE-NUMBERS.md: torchvision's weights
-metadata, the CS231n VGG16 table, Distill 2019; the papers' figures) or computed by hand in the comments
+Every expected number is typed from a published source (torchvision's weights metadata `num_params` and
+`_ops`; the CS231n course notes' VGG16 table, "VGGNet in detail"; Araujo et al., Distill 2019; the papers'
+figures) or computed by hand in the comments
 beside it, never copied from archspec's output. Static analysis only (no forward passes), so it runs fast.
 """
 
@@ -67,7 +68,7 @@ def cs231n_rows():
 
 
 def test_cs231n_typed_table_sums_to_its_true_totals():
-    # A check on the typed table itself (REFERENCE-NUMBERS.md caveat): the rows, input included, sum to
+    # A check on the typed table itself (the course notes print "TOTAL memory: 24M"): the rows, input included, sum to
     # 15,237,608 values (not the lecture's "24M"); weights without biases to 138,344,128.
     assert CS231N_INPUT_MEMORY + sum(row[2] for row in CS231N_VGG16) == 15_237_608
     assert sum(row[3] for row in CS231N_VGG16) == 138_344_128

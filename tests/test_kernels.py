@@ -61,6 +61,49 @@ def test_conv2d_matches_naive_loops(case):
     assert mm.macs == 2 * want[0].size * (cin // groups) * k[0] * k[1]
 
 
+@SETTINGS
+@given(
+    channels=st.integers(1, 6),
+    multiplier=st.integers(1, 3),
+    kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    extra=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_depthwise_conv2d_matches_naive_loops(
+    channels, multiplier, kernel, stride, dilation, padding, extra, bias, seed
+):
+    """groups == in_channels (MobileNet/EfficientNet depthwise, with a channel multiplier): the
+    tap-by-tap vectorized kernel equals the loops, and every product it formed was counted."""
+    extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
+    h, w = (max(1, extent[a] - 2 * padding[a]) + extra[a] for a in range(2))
+    cout = channels * multiplier
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2, channels, h, w)).astype(np.float32)
+    weight = rng.normal(size=(cout, 1, *kernel)).astype(np.float32)
+    b = rng.normal(size=(cout,)).astype(np.float32)
+    op = make(
+        op="conv2d",
+        out_channels=cout,
+        kernel=list(kernel),
+        stride=list(stride),
+        padding=list(padding),
+        dilation=list(dilation),
+        groups=channels,
+        bias=bias,
+    )
+    mm = MatMul()
+    got = op.forward([x], Weights({"weight": weight, **({"bias": b} if bias else {})}, "n"), mm)
+    want = naive.conv2d(x, weight, b if bias else None, stride, padding, dilation, channels)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # One multiply-add per output element and kernel tap (in_channels / groups = 1), batch of 2.
+    assert mm.macs == 2 * want[0].size * kernel[0] * kernel[1]
+
+
 @st.composite
 def pool_case(draw):
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))

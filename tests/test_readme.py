@@ -37,3 +37,13 @@ def test_readme_starts_with_the_two_commands_ci_runs():
     ]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest\n" in ci and "pip install --quiet -e '.[test]'" in ci
+
+
+def test_python_api_snippet_runs(monkeypatch):
+    """The README's Python API example is real code: run it as written, from the repository root."""
+    section = README[README.index("## Python API") :]
+    snippet = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md (Python API)", "exec"), namespace)
+    assert namespace["logits"].shape == (1, 1000)

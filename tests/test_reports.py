@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archspec.report.markdown import write_reports
+from archspec.commands import report_command, write_reports
 from conftest import ROOT, SPECS
 
 
 def test_reports_are_not_stale(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     specs = sorted(str(p.relative_to(ROOT)) for p in SPECS.glob("*.yaml"))
-    write_reports(specs, tmp_path)
+    write_reports(specs, tmp_path, command=report_command(specs, "reports"), charts=False)
     committed = ROOT / "reports"
     stale = []
     for fresh in sorted(tmp_path.glob("*.md")):
@@ -32,3 +32,30 @@ def test_report_refuses_to_write_outside_its_folder(tmp_path):
 
     with pytest.raises(UsageError):
         inside(Path(tmp_path), "../escape.md")
+
+
+def test_readme_reports_and_help_share_the_conventions(capsys):
+    """Each convention is written once (archspec/report/conventions.py) and used everywhere."""
+    from archspec.cli import main
+    from archspec.ops import Dropout, ReLU
+    from archspec.report import conventions
+
+    assert conventions.markdown() in (ROOT / "README.md").read_text()
+    assert conventions.markdown() in (ROOT / "reports" / "alexnet.md").read_text()
+    assert main(["analyze", "--help"]) == 0
+    assert conventions.plain() in capsys.readouterr().out
+    # The text states what the code does: dropout is a view of its input, ReLU the op that runs in place.
+    assert Dropout.view and not Dropout.in_place and ReLU.in_place
+    text = " ".join(conventions.markdown().split())
+    assert "flatten, dropout and identity are views" in text and "ReLU runs in place" in text
+
+
+def test_committed_reports_link_committed_charts():
+    import re
+
+    committed = ROOT / "reports"
+    linked = set()
+    for page in committed.glob("*.md"):
+        linked |= set(re.findall(r"\]\(([^)]+\.svg)\)", page.read_text()))
+    assert linked and all((committed / name).is_file() for name in linked), sorted(linked)
+    assert {p.name for p in committed.glob("*.svg")} == linked  # no orphaned charts

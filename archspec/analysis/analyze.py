@@ -8,6 +8,7 @@ from archspec.analysis.memory import DTYPE_BYTES, peak_live_elements
 from archspec.analysis.receptive_field import ReceptiveField, receptive_fields
 from archspec.graph import INPUT, Graph, numel
 from archspec.ops import Shape
+from archspec.ops.base import Window
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class LayerStats:
     receptive_field: ReceptiveField
     train_only: bool  # only feeds training-time outputs (e.g. GoogLeNet's auxiliary heads)
     weights_without_bias: int  # the lecture's count: conv/linear weights, biases excluded
+    # The sliding window of conv/pool layers (from the op's receptive-field rule), else None; and the
+    # op's `groups` (1 for ops without groups). Tables show them as `11x11 /4 p0 g2`.
+    window: Window | None = None
+    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtyp
         in_shapes = [shapes[i] for i in op.inputs]
         out = shapes[name]
         tensors = op.param_shapes(in_shapes)
+        rule = op.rf_rule(in_shapes)
         layers.append(
             LayerStats(
                 name=name,
@@ -130,6 +136,8 @@ def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtyp
                 receptive_field=fields[name],
                 train_only=name not in inference,
                 weights_without_bias=sum(numel(tensors[t]) for t in op.lecture_weights if t in tensors),
+                window=rule if isinstance(rule, Window) else None,
+                groups=getattr(op, "groups", 1),
             )
         )
     main = [layer for layer in layers if not layer.train_only]

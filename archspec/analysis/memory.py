@@ -9,32 +9,35 @@ pass follows the same rules, and `verify` compares its live buffers with this sc
 
 from __future__ import annotations
 
-from archspec.graph import INPUT, Graph, numel
+from archspec.graph import INPUT, Graph, last_readers, numel
 from archspec.ops import Shape
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
-
-
-def last_uses(graph: Graph, nodes: list[str]) -> dict[str, str]:
-    """Tensor -> the node at which it is read for the last time (in execution order)."""
-    last: dict[str, str] = {}
-    for name in nodes:
-        for i in graph.op(name).inputs:
-            last[i] = name
-    return last
 
 
 def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_place: bool = True) -> dict[str, int]:
     """Live activation elements (per image) just after each node ran, before its inputs are released.
 
     A buffer is live while any tensor using it has a reader still to run, or is a graph output.
+    The live total is kept as a running sum (a buffer is added when created, removed when its last
+    tensor dies), so the curve costs O(nodes + edges), not O(nodes x buffers).
     """
     keep = set(graph.outputs) | set(graph.train_outputs)
-    last = last_uses(graph, nodes)
+    last = last_readers(graph, nodes)
     buffer_of = {INPUT: INPUT}
     size = {INPUT: numel(shapes[INPUT])}
     users = {INPUT: {INPUT}}  # buffer -> live tensors in it
     curve = {INPUT: size[INPUT]}
+    live = size[INPUT]
+
+    def release(tensor: str) -> None:
+        nonlocal live
+        buffer = users[buffer_of[tensor]]
+        if tensor in buffer:
+            buffer.discard(tensor)
+            if not buffer:
+                live -= size[buffer_of[tensor]]
+
     for name in nodes:
         op = graph.op(name)
         source = op.inputs[0] if len(op.inputs) == 1 else None
@@ -55,13 +58,14 @@ def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_p
             buffer_of[name] = name
             size[name] = numel(shapes[name])
             users[name] = set()
+            live += size[name]
         users[buffer_of[name]].add(name)
-        curve[name] = sum(size[b] for b, live in users.items() if live)
+        curve[name] = live
         for i in set(op.inputs):
             if last.get(i) == name and i not in keep:
-                users[buffer_of[i]].discard(i)
+                release(i)
         if name not in keep and name not in last:  # read by nobody
-            users[buffer_of[name]].discard(name)
+            release(name)
     return curve
 
 

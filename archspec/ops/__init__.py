@@ -6,12 +6,26 @@ from typing import Annotated, Union
 
 from pydantic import Field, TypeAdapter
 
-from archspec.ops.activation import Dropout, Identity, ReLU, Softmax, StochasticDepth
+from archspec.ops.activation import (
+    GELU,
+    Dropout,
+    DropPath,
+    Hardsigmoid,
+    Hardswish,
+    Identity,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    StochasticDepth,
+)
 from archspec.ops.base import OP_CONTRACT, MatMul, OpBase, Shape, ShapeError, Weights, Window, contract_gaps
+from archspec.ops.channels import ChannelChunk, ChannelShuffle
 from archspec.ops.conv import Conv2d
 from archspec.ops.linear import Flatten, Linear
-from archspec.ops.merge import Add, ChannelPad, Concat
-from archspec.ops.norm import BatchNorm2d, LocalResponseNorm
+from archspec.ops.merge import Add, ChannelPad, Concat, Mul
+from archspec.ops.norm import BatchNorm2d, LayerNorm, LayerScale, LocalResponseNorm
 from archspec.ops.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 OP_CLASSES: tuple[type[OpBase], ...] = (
@@ -21,16 +35,28 @@ OP_CLASSES: tuple[type[OpBase], ...] = (
     AdaptiveAvgPool2d,
     BatchNorm2d,
     LocalResponseNorm,
+    LayerNorm,
+    LayerScale,
     ReLU,
+    ReLU6,
+    Sigmoid,
+    Hardsigmoid,
+    Hardswish,
+    SiLU,
+    GELU,
     Dropout,
     Identity,
     Softmax,
     StochasticDepth,
+    DropPath,
     Flatten,
     Linear,
     Add,
+    Mul,
     Concat,
     ChannelPad,
+    ChannelShuffle,
+    ChannelChunk,
 )
 
 

@@ -1,7 +1,9 @@
-"""Element-wise ops and inference-time identities: ReLU, dropout, softmax, stochastic depth."""
+"""Element-wise ops and inference-time identities: ReLU and the other activations, dropout, softmax,
+stochastic depth (Huang et al.'s and torchvision's)."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
@@ -24,6 +26,130 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
 
     def forward_in_place(self, x):
         return np.maximum(x, 0, out=x)
+
+
+class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
+    """An activation applied to every element on its own; `f` is its float32 formula."""
+
+    def output_shape(self, in_shapes):
+        return in_shapes[0]
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        return self.f(x).astype(x.dtype, copy=False)
+
+
+class _InPlace:
+    """Mixin for activations torchvision builds with inplace=True: the result is written into x when
+    the memory model allows it (see ReLU)."""
+
+    in_place: ClassVar[bool] = True
+
+    def forward_in_place(self, x):
+        x[...] = self.f(x)
+        return x
+
+
+class ReLU6(_InPlace, _Elementwise):
+    """min(max(x, 0), 6) (MobileNetV2; torchvision builds it with inplace=True)."""
+
+    op: Literal["relu6"]
+
+    def f(self, x):
+        return np.clip(x, 0, 6)
+
+    def forward_in_place(self, x):
+        return np.clip(x, 0, 6, out=x)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow: exp is only taken of -|x|."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Sigmoid(_Elementwise):
+    """1 / (1 + exp(-x)) (EfficientNet's and RegNet's squeeze-and-excitation gates)."""
+
+    op: Literal["sigmoid"]
+
+    def f(self, x):
+        return _sigmoid(x)
+
+
+class Hardsigmoid(_Elementwise):
+    """relu6(x + 3) / 6 (MobileNetV3's gates; torchvision leaves it out of place)."""
+
+    op: Literal["hardsigmoid"]
+
+    def f(self, x):
+        return np.clip(x + 3, 0, 6) / 6
+
+
+class Hardswish(_InPlace, _Elementwise):
+    """x * relu6(x + 3) / 6 (MobileNetV3; torchvision builds it with inplace=True)."""
+
+    op: Literal["hardswish"]
+
+    def f(self, x):
+        return x * (np.clip(x + 3, 0, 6) / 6)
+
+
+class SiLU(_InPlace, _Elementwise):
+    """x * sigmoid(x), also called swish (EfficientNet; torchvision builds it with inplace=True)."""
+
+    op: Literal["silu"]
+
+    def f(self, x):
+        return x * _sigmoid(x)
+
+
+# Numerical Recipes' Chebyshev fit of erfc (Press et al., "erfcc"): relative error below 1.2e-7 for
+# every x >= 0, i.e. float32 round-off; NumPy has no erf and SciPy is not a dependency.
+_ERFC_COEFFICIENTS = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
+
+
+def erfc(x: np.ndarray) -> np.ndarray:
+    """Complementary error function, float64, vectorized (erfc(-x) = 2 - erfc(x))."""
+    x = np.asarray(x, dtype=np.float64)
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = np.zeros_like(t)
+    for c in reversed(_ERFC_COEFFICIENTS):
+        poly = poly * t + c
+    value = t * np.exp(-z * z + poly)
+    return np.where(x >= 0, value, 2.0 - value)
+
+
+class GELU(_Elementwise):
+    """x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (ConvNeXt), or with approximate: tanh
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (PyTorch's two forms).
+
+    1 + erf(z) is computed as erfc(-z), so the result keeps its relative accuracy for negative x.
+    """
+
+    op: Literal["gelu"]
+    approximate: Literal["none", "tanh"] = "none"
+
+    def f(self, x):
+        if self.approximate == "tanh":
+            inner = np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x * x * x)
+            return np.float32(0.5) * x * (1 + np.tanh(inner))
+        return 0.5 * x * erfc(-x / math.sqrt(2))
 
 
 class Dropout(Plain, Pointwise, NoTensors, OpBase):
@@ -81,7 +207,9 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
 
     op: Literal["stochastic_depth"]
     stochastic: ClassVar[bool] = True
-    survival: Probability | None = None  # every op with stochastic = True has this field
+    # Every op with stochastic = True has `survival` (training-time probability that its branch runs;
+    # None = not yet assigned) and `with_drop_probability(p)`, which spec schedules use.
+    survival: Probability | None = None
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -89,3 +217,36 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
     def forward(self, xs, w, mm):
         survival = 1.0 if self.survival is None else self.survival
         return (xs[0] * np.float32(survival)).astype(xs[0].dtype, copy=False)
+
+    def with_drop_probability(self, p: float) -> StochasticDepth:
+        """This node with the drop probability a spec-level schedule assigns it."""
+        return self.model_copy(update={"survival": 1.0 - p})
+
+
+class DropPath(Plain, Pointwise, NoTensors, OpBase):
+    """torchvision's StochasticDepth(p, mode="row") (EfficientNet, ConvNeXt): at training time each
+    sample's residual branch is dropped with probability p and survivors are scaled by 1 / (1 - p);
+    at inference it returns its input itself (a view, no scaling).
+
+    `p` may be left out when the spec's `stochastic_depth:` schedule assigns it (torchvision's rule
+    p_i = prob * i / N over the blocks in order; see the README).
+    """
+
+    op: Literal["drop_path"]
+    view: ClassVar[bool] = True  # torchvision returns the input tensor itself at inference
+    stochastic: ClassVar[bool] = True
+    p: Probability | None = None
+
+    @property
+    def survival(self) -> float | None:
+        """Probability that the branch runs at training time (every stochastic op has `survival`)."""
+        return None if self.p is None else 1.0 - self.p
+
+    def output_shape(self, in_shapes):
+        return in_shapes[0]
+
+    def forward(self, xs, w, mm):
+        return xs[0]
+
+    def with_drop_probability(self, p: float) -> DropPath:
+        return self.model_copy(update={"p": p})

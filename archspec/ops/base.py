@@ -69,6 +69,27 @@ class MatMul:
         self.macs += int(np.prod(batch, dtype=np.int64)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
         return np.matmul(a, b)
 
+    def multiply_accumulate(self, out: np.ndarray, a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> None:
+        """out += a * b elementwise (broadcasting), counting one MAC per product actually formed.
+
+        For kernels that are a sum of scaled shifted views rather than a matrix product (a depthwise
+        convolution: per-channel weights times the input shifted by one kernel tap). `scratch` is an
+        array of out's shape that receives the products (so no temporary is allocated per call)."""
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        if shape != out.shape or scratch.shape != out.shape:
+            raise ShapeError(f"multiply-accumulate of {a.shape} and {b.shape} into {out.shape}: shapes differ")
+        self.macs += math.prod(shape)
+        np.multiply(a, b, out=scratch)
+        out += scratch
+
+
+def tensor_key(node: str, tensor: str) -> str:
+    """The state_dict key of one of a node's tensors: `<node>.<tensor>` (PyTorch's module path plus
+    the parameter's name), or the node name itself for the tensor named "" (a parameter held by a
+    block rather than a submodule, as ConvNeXt's `features.1.0.layer_scale`). The one place this
+    rule lives: weights I/O, checks, initialisation and messages all use it."""
+    return f"{node}.{tensor}" if tensor else node
+
 
 class Weights:
     """A kernel's view of its tensors. Records what it reads, so params are measured from real arrays."""
@@ -81,11 +102,11 @@ class Weights:
 
     def _get(self, key: str, expected: tuple[int, ...], record: dict[str, int]) -> np.ndarray:
         if key not in self._tensors:
-            raise ShapeError(f"missing tensor '{self._node}.{key}'")
+            raise ShapeError(f"missing tensor '{tensor_key(self._node, key)}'")
         array = self._tensors[key]
         if tuple(array.shape) != tuple(expected):
             raise ShapeError(
-                f"tensor '{self._node}.{key}' has shape {tuple(array.shape)}, "
+                f"tensor '{tensor_key(self._node, key)}' has shape {tuple(array.shape)}, "
                 f"but the input arrays need {tuple(expected)}"
             )
         record[key] = int(array.size)

@@ -102,6 +102,8 @@ class Conv2d(Plain, OpBase):
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
         kernel = weight.reshape(g, self.out_channels // g, depth)
         bias = w.param("bias", (self.out_channels,)).reshape(g, -1, 1) if self.bias else None
+        if c == g:  # depthwise (each output channel reads one input channel): no matrix product to batch
+            return self._depthwise(padded, weight, bias, (ho, wo), stride, dilation, mm)
         if (kh, kw) == (1, 1) and stride == (1, 1):
             # A 1x1 stride-1 conv's im2col matrix is the (padded) input itself: no copy at all.
             out = mm(kernel, padded.reshape(n, g, depth, ho * wo))  # (N, G, O/G, Ho*Wo)
@@ -121,6 +123,27 @@ class Conv2d(Plain, OpBase):
                 part += bias
             out[..., top * wo : bottom * wo] = part
         return out.reshape(n, self.out_channels, ho, wo)
+
+    def _depthwise(self, padded, weight, bias, size, stride, dilation, mm: MatMul):
+        """groups == input channels (MobileNet, EfficientNet): out[:, o] = sum over kernel taps of the
+        input channel o // m (m = out/in channels), shifted by the tap, times weight[o, 0, tap].
+        One vectorized multiply-accumulate per tap over all channels, not one tiny product per group."""
+        n, c = padded.shape[:2]
+        (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
+        kh, kw = weight.shape[2:]
+        source = padded if self.out_channels == c else np.repeat(padded, self.out_channels // c, axis=1)
+        out = np.zeros((n, self.out_channels, ho, wo), dtype=np.result_type(padded, weight))
+        scratch = np.empty_like(out)
+        taps = weight.reshape(1, self.out_channels, kh, kw)
+        for i in range(kh):
+            for j in range(kw):
+                shifted = source[
+                    :, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw
+                ]
+                mm.multiply_accumulate(out, shifted, taps[:, :, i : i + 1, j : j + 1], scratch)
+        if bias is not None:
+            out += bias.reshape(1, self.out_channels, 1, 1)
+        return out
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None}), 1

@@ -28,26 +28,48 @@ class Flatten(Plain, NoTensors, OpBase):
 
 
 class Linear(Plain, OpBase):
-    """y = x W^T + b; MACs = in_features x out_features, bias excluded."""
+    """y = x W^T + b; MACs = in_features x out_features, bias excluded.
+
+    With `per_pixel: true` the layer is applied at every position of a C x H x W map: (C, H, W) ->
+    (out_features, H, W), MACs = H x W x C x out_features. This is ConvNeXt's nn.Linear between its
+    two Permutes (channels-last and back), with torchvision's weight layout (out, in), so its
+    state_dict loads unchanged. The Permutes (`block.1`, `block.6`) only reorder axes and are not
+    nodes: name the Linear nodes `block.3` and `block.5` as torchvision does. (A 1x1 conv computes
+    the same numbers but its weight has shape (out, in, 1, 1).)
+    """
 
     op: Literal["linear"]
     out_features: PositiveInt
     bias: bool = True
     in_features: PositiveInt | None = None  # optional check; inferred otherwise
+    per_pixel: bool = False
 
-    size_dependent: ClassVar[bool] = True  # its weights fix the input size
     lecture_weights: ClassVar[tuple[str, ...]] = ("weight",)
 
+    @property
+    def size_dependent(self) -> bool:
+        """A plain linear layer's weights fix the input size; applied per pixel they do not."""
+        return not self.per_pixel
+
     def output_shape(self, in_shapes):
-        if len(in_shapes[0]) != 1:
-            raise ShapeError(f"linear needs a flat input, got shape {list(in_shapes[0])}; add a 'flatten' node first")
-        if self.in_features is not None and self.in_features != in_shapes[0][0]:
+        shape = in_shapes[0]
+        if self.per_pixel and len(shape) != 3:
             raise ShapeError(
-                f"in_features is {self.in_features} but the input has {in_shapes[0][0]} features",
+                f"linear with per_pixel: true needs a C x H x W input, got shape {list(shape)}",
+                "remove per_pixel for a layer on flat features",
+            )
+        if not self.per_pixel and len(shape) != 1:
+            raise ShapeError(
+                f"linear needs a flat input, got shape {list(shape)}; add a 'flatten' node first",
+                "or set per_pixel: true to apply it at every position (ConvNeXt's Linear after a Permute)",
+            )
+        if self.in_features is not None and self.in_features != shape[0]:
+            raise ShapeError(
+                f"in_features is {self.in_features} but the input has {shape[0]} features",
                 "in_features pins the size the layer's weights were made for: check the layers before it and"
                 " the --input size, or remove in_features to let it follow the input",
             )
-        return (self.out_features,)
+        return (self.out_features, *shape[1:])
 
     def param_shapes(self, in_shapes):
         shapes = {"weight": (self.out_features, in_shapes[0][0])}
@@ -59,14 +81,20 @@ class Linear(Plain, OpBase):
         return {}
 
     def macs(self, in_shapes, out_shape):
-        return in_shapes[0][0] * self.out_features
+        return math.prod(in_shapes[0]) * self.out_features  # in_features x out_features per position
 
     def rf_rule(self, in_shapes):
-        return "global"
+        return "pointwise" if self.per_pixel else "global"
 
     def forward(self, xs, w, mm):
         x = xs[0]
         weight = w.param("weight", (self.out_features, x.shape[1]))
+        if self.per_pixel:  # (out, C) @ (N, C, H*W): channel-first, no transpose of the map
+            n, c, h, width = x.shape
+            out = mm(weight, x.reshape(n, c, h * width)).reshape(n, self.out_features, h, width)
+            if self.bias:
+                out = out + w.param("bias", (self.out_features,)).reshape(1, -1, 1, 1)
+            return out
         out = mm(x, weight.T)
         if self.bias:
             out = out + w.param("bias", (self.out_features,))

@@ -1,4 +1,4 @@
-"""Merges of several tensors (add, concat) and the parameter-free channel-padding shortcut."""
+"""Merges of several tensors (add, mul, concat) and the parameter-free channel-padding shortcut."""
 
 from __future__ import annotations
 
@@ -32,6 +32,41 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
         for x in xs[1:]:
             out = out + x
         return out
+
+
+class Mul(Plain, NoTensors, OpBase):
+    """Element-wise product of two tensors of the same shape, or of a (C, 1, 1) gate and a (C, H, W)
+    map, the gate broadcast over every position (squeeze-and-excitation: `scale * x`). Either input
+    may be the gate. 0 MACs: element-wise work is not counted in `macs`."""
+
+    op: Literal["mul"]
+    arity: ClassVar[int] = 2
+
+    def output_shape(self, in_shapes):
+        a, b = in_shapes
+        if a == b:
+            return a
+        if len(a) == len(b) == 3 and a[0] == b[0] and (a[1:] == (1, 1) or b[1:] == (1, 1)):
+            return a if b[1:] == (1, 1) else b
+        raise ShapeError(
+            f"mul needs inputs of the same shape, or a C x 1 x 1 gate and a C x H x W map, got"
+            f" {_describe(self.inputs, in_shapes)}",
+            "a squeeze-and-excitation gate must end with as many channels as the map it scales",
+        )
+
+    def rf_rule(self, in_shapes):
+        return "pointwise"  # a broadcast gate adds the 'global context' flag (broadcast_inputs)
+
+    def forward(self, xs, w, mm):
+        return xs[0] * xs[1]
+
+    def probe(self):
+        """The probe runs a sum instead of the product. It compares each output with the output on
+        all-zero inputs, and a product hides a dependence behind zeros: with the gate at 0 (its
+        baseline) a lit map pixel gives 0 * x = 0, unchanged, and the other way round. A sum of the
+        same inputs changes wherever either input changes, which is exactly which input units the
+        product depends on (for generic values, where neither factor is 0)."""
+        return Add(name=self.name, op="add", inputs=self.inputs), 1
 
 
 class Concat(Plain, Pointwise, NoTensors, OpBase):

@@ -1,4 +1,5 @@
-"""Normalization: batch norm (inference, running statistics) and local response norm."""
+"""Normalization: batch norm (inference, running statistics), local response norm, layer norm over
+channels, and ConvNeXt's learnable per-channel scale."""
 
 from __future__ import annotations
 
@@ -88,3 +89,88 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
             raise ShapeError("internal: LRN window does not cover every channel")
         div = (self.k + self.alpha / self.size * window_sum) ** self.beta
         return (x / div).astype(x.dtype, copy=False)
+
+
+class LayerNorm(Plain, OpBase):
+    """Layer norm over the channels at every position of a C x H x W map, or over the features of a
+    flat input: (x - mean) / sqrt(var + eps) * weight + bias, mean and biased variance taken over the
+    C channels of one pixel. This is torchvision's LayerNorm2d, and also ConvNeXt's nn.LayerNorm
+    applied channels-last between its Permutes (the same numbers on the permuted tensor). Params:
+    weight and bias of shape (C,). ConvNeXt uses eps = 1e-6."""
+
+    op: Literal["layer_norm"]
+    eps: PositiveFloat = 1e-5
+    affine: bool = True  # PyTorch's elementwise_affine
+
+    lecture_weights: ClassVar[tuple[str, ...]] = ()
+
+    def output_shape(self, in_shapes):
+        return in_shapes[0]
+
+    def param_shapes(self, in_shapes):
+        c = in_shapes[0][0]
+        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+
+    def buffer_shapes(self, in_shapes):
+        return {}
+
+    def macs(self, in_shapes, out_shape):
+        return 0  # element-wise work, not counted in `macs`
+
+    def rf_rule(self, in_shapes):
+        return "global" if len(in_shapes[0]) == 1 else "pointwise"
+
+    def probe(self):
+        # It mixes channels: over one channel it is constant, two differing channels show a change.
+        return self, 2
+
+    def init_tensor(self, tensor, shape, rng):
+        if tensor == "weight":  # around 1, as trained scales are, but not the identity
+            return rng.uniform(0.5, 1.5, shape)
+        return rng.normal(0, 0.1, shape)
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        c = x.shape[1]
+        mean = x.mean(axis=1, keepdims=True)
+        centred = x - mean
+        var = (centred * centred).mean(axis=1, keepdims=True)
+        out = centred / np.sqrt(var + np.float32(self.eps))
+        if self.affine:
+            shape = (1, c) + (1,) * (x.ndim - 2)
+            out = out * w.param("weight", (c,)).reshape(shape) + w.param("bias", (c,)).reshape(shape)
+        return out.astype(x.dtype, copy=False)
+
+
+class LayerScale(Plain, Pointwise, OpBase):
+    """A learnable per-channel scale, x * gamma with gamma of shape (C, 1, 1): ConvNeXt's layer_scale.
+
+    torchvision keeps gamma as a Parameter of the block itself, so its state_dict key is the block's
+    path plus `layer_scale` (`features.1.0.layer_scale`), not `<module>.weight`. Name the node that
+    way: its one tensor is the node's own ("" in param_shapes), whose key is the node name itself
+    (`archspec.ops.base.tensor_key`). Params C, 0 MACs (element-wise)."""
+
+    op: Literal["layer_scale"]
+
+    lecture_weights: ClassVar[tuple[str, ...]] = ()
+
+    def output_shape(self, in_shapes):
+        require_spatial(in_shapes[0], "layer_scale")
+        return in_shapes[0]
+
+    def param_shapes(self, in_shapes):
+        return {"": (in_shapes[0][0], 1, 1)}
+
+    def buffer_shapes(self, in_shapes):
+        return {}
+
+    def macs(self, in_shapes, out_shape):
+        return 0
+
+    def init_tensor(self, tensor, shape, rng):
+        return rng.uniform(0.5, 1.5, shape)  # ConvNeXt starts at 1e-6; any positive scale tests the kernel
+
+    def forward(self, xs, w, mm):
+        x = xs[0]
+        gamma = w.param("", (x.shape[1], 1, 1))
+        return (x * gamma).astype(x.dtype, copy=False)

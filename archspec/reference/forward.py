@@ -7,16 +7,18 @@ tensors the kernels read, MACs from the operands of the matrix products they exe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from archspec.errors import ResourceError, WeightsError
-from archspec.graph import INPUT, Graph
-from archspec.ops import MatMul, ShapeError, Weights
+from archspec.graph import INPUT, Graph, last_readers
+from archspec.ops import MatMul, Weights
+from archspec.ops.base import tensor_key
 
 DTYPE = np.float32
+ITEM_BYTES = np.dtype(DTYPE).itemsize  # every array of the forward pass is float32
 
 
 @dataclass(frozen=True)
@@ -30,39 +32,51 @@ class Measured:
     activations: int
 
 
-def split_key(key: str) -> tuple[str, str]:
+def split_key(key: str, nodes: Collection[str]) -> tuple[str, str]:
+    """(node, tensor) of a state_dict key: the inverse of `tensor_key` (a key that is a node's name
+    is that node's own tensor "")."""
+    if key in nodes:
+        return key, ""
     node, _, tensor = key.rpartition(".")
     return node, tensor
 
 
-def group_weights(weights: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+def group_weights(weights: dict[str, np.ndarray], graph: Graph) -> dict[str, dict[str, np.ndarray]]:
+    """Flat state_dict -> {node: {tensor: array}}."""
+    nodes = graph.nodes
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, array in weights.items():
-        node, tensor = split_key(key)
+        node, tensor = split_key(key, nodes)
         grouped.setdefault(node, {})[tensor] = array
     return grouped
+
+
+def expected_tensors(graph: Graph, shapes: dict[str, tuple]) -> dict[str, tuple[str, str, tuple]]:
+    """Every tensor the graph needs: key -> (node, tensor, shape), params then buffers per node."""
+    expected: dict[str, tuple[str, str, tuple]] = {}
+    for name in graph.order:
+        op = graph.op(name)
+        in_shapes = [shapes[i] for i in op.inputs]
+        for tensor, shape in {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}.items():
+            key = tensor_key(name, tensor)
+            if key in expected:  # node 'a' with tensor 'b' and a node named 'a.b' with its own tensor
+                raise WeightsError(f"error: two tensors of the spec have the same key '{key}'; rename a node")
+            expected[key] = (name, tensor, tuple(shape))
+    return expected
 
 
 def init_weights(graph: Graph, shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarray]:
     """Random weights in PyTorch's layouts, each op drawing its own (`OpBase.init_tensor`)."""
     rng = np.random.default_rng(seed)
-    weights: dict[str, np.ndarray] = {}
-    for name in graph.order:
-        op = graph.op(name)
-        in_shapes = [shapes[i] for i in op.inputs]
-        for tensor, shape in {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}.items():
-            weights[f"{name}.{tensor}"] = op.init_tensor(tensor, shape, rng).astype(DTYPE)
-    return weights
+    return {
+        key: graph.op(name).init_tensor(tensor, shape, rng).astype(DTYPE)
+        for key, (name, tensor, shape) in expected_tensors(graph, shapes).items()
+    }
 
 
 def check_weights(graph: Graph, shapes: dict[str, tuple], weights: dict[str, np.ndarray], source: str) -> None:
     """Report missing, extra and mis-shaped tensors by name (all of them, not just the first)."""
-    expected: dict[str, tuple] = {}
-    for name in graph.order:
-        op = graph.op(name)
-        in_shapes = [shapes[i] for i in op.inputs]
-        for tensor, shape in {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}.items():
-            expected[f"{name}.{tensor}"] = tuple(shape)
+    expected = {key: shape for key, (_, _, shape) in expected_tensors(graph, shapes).items()}
     problems = []
     for key in expected:
         if key not in weights:
@@ -93,7 +107,7 @@ def forward_memory_bytes(analysis) -> int:
     """What a reference forward pass needs besides its weights, from a static analysis (its batch):
     twice the peak of live activations, plus kernel temporaries (pooling windows, im2col blocks)
     bounded by ten times the largest output."""
-    largest = max(layer.activations for layer in analysis.layers) * analysis.batch * 4
+    largest = max(layer.activations for layer in analysis.layers) * analysis.batch * ITEM_BYTES
     return 2 * analysis.totals.peak_activation_bytes + 10 * largest
 
 
@@ -115,34 +129,37 @@ def run(
     keep: Callable[[str], bool] | None = None,
     on_output: Callable[[str, np.ndarray, Weights, MatMul], None] | None = None,
     on_live: Callable[[str, int], None] | None = None,
+    dropped: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run `nodes` (default: all, in order) on input x (N, C, H, W).
 
     Tensors are freed after their last reader unless `keep(name)`; `on_output` sees every node's
     output with the Weights/MatMul objects its kernel used (for measurement); `on_live` gets the
-    bytes of all distinct buffers alive just after each node ran (views count once).
+    bytes of all distinct buffers alive just after each node ran (views count once). A node in
+    A node in `dropped` (a stochastic-depth branch skipped at training time, mapped to its output shape)
+    reads nothing and yields zeros.
     Returns the kept tensors (by default the graph outputs).
     """
     order = list(graph.order if nodes is None else nodes)
     keep = keep or (lambda n: n in graph.outputs or n in graph.train_outputs)
-    last: dict[str, str] = {}
-    for name in order:
-        for i in graph.op(name).inputs:
-            last[i] = name
-    grouped = group_weights(weights)
+    dropped = dropped or {}
+    last = last_readers(graph, order, set(dropped))
+    grouped = group_weights(weights, graph)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
     caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
     kept: dict[str, np.ndarray] = {}
     for name in order:
         op = graph.op(name)
         w, mm = Weights(grouped.get(name, {}), name), MatMul()
-        try:
-            if op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
-                out = op.forward_in_place(tensors[op.inputs[0]])
-            else:
-                out = op.forward([tensors[i] for i in op.inputs], w, mm)
-        except ShapeError as exc:
-            raise WeightsError(f"error: node '{name}': {exc}") from None
+        # The weights were checked against the spec before the run: a kernel's ShapeError here is a bug
+        # in archspec (exit 3), not a user's weights error.
+        if name in dropped:
+            # The branch is skipped and yields zeros of the node's shape (not every reader broadcasts).
+            out = np.zeros((len(x), *dropped[name]), dtype=DTYPE)
+        elif op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
+            out = op.forward_in_place(tensors[op.inputs[0]])
+        else:
+            out = op.forward([tensors[i] for i in op.inputs], w, mm)
         tensors[name] = out
         if on_output is not None:
             on_output(name, out, w, mm)

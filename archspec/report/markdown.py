@@ -1,41 +1,27 @@
-"""`archspec report`: one Markdown file per spec and an index comparing them. Deterministic output
-(no dates, no timings), so a test can regenerate the committed reports and diff them."""
+"""Markdown reports: one page per model and an index comparing them. Formatting only: the command layer
+(archspec/commands.py) loads, analyses and writes. Deterministic output (no dates, no timings), so a test
+can regenerate the committed reports and diff them."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from tabulate import tabulate
 
 from archspec.analysis.analyze import Analysis
-from archspec.model import load
-from archspec.report.files import atomic_write_text, inside
+from archspec.report import conventions
 from archspec.report.table import (
+    COMPARE_ALIGN,
     COMPARE_HEADERS,
     comparison_rows,
     final_local_rf,
     fmt_int,
-    render_markdown,
+    layer_table,
     totals_lines,
 )
 
-CONVENTIONS = """\
-## Conventions
+# First line of every file `archspec report` writes: it only ever overwrites files that start with it.
+MARKER = "<!-- written by `archspec report`; regenerate, do not edit -->"
 
-- **MACs** count the multiply-accumulates of conv and linear weights only, one fused multiply-add = 1,
-  bias excluded; BatchNorm, ReLU, pooling, adds and concats are not counted. This is torchvision's
-  "GFLOPS" metadata and fvcore's conv/linear rule. **FLOPs = 2 x MACs** is the convention of most
-  papers since 2017.
-- **Params** are trainable tensors: weights, biases and BatchNorm gamma/beta. BatchNorm running
-  statistics are buffers, shown separately (torchvision's `num_params` rule). CS231n counts conv
-  weights without biases; that figure is given below too.
-- **Activations** are output elements per image, summed over every node (ReLU outputs included).
-  **Peak live activations** simulate inference: each tensor is freed after its last reader, graph
-  outputs stay alive, and ReLU/dropout run in place when their input dies there.
-- **Receptive field** `r /s pP`: size r, effective stride s and effective padding P per axis
-  (Araujo et al., Distill 2019); unit u sees input pixels [s*u - P, s*u - P + r - 1]. "global" means
-  the unit sees the whole input (after global pooling, flatten or a linear layer).
-"""
+CONVENTIONS = "## Conventions\n\n" + conventions.markdown()
 
 
 def _final_local_rf(analysis: Analysis) -> str:
@@ -99,9 +85,18 @@ def _module_table(analysis: Analysis, table: dict) -> str:
     )
 
 
-def render_report(analysis: Analysis, spec_path: str) -> str:
+def render_report(
+    analysis: Analysis,
+    spec_path: str,
+    *,
+    profile: str | None = None,
+    diagram: str | None = None,
+    explanations: list[tuple[str, str]] | None = None,
+) -> str:
+    """One model's page. `profile`: file name of its layer-profile chart; `diagram`: a Mermaid graph;
+    `explanations`: (layer, derivation text) pairs shown as collapsible sections."""
     meta = analysis.metadata or {}
-    lines = [f"# {analysis.name}", ""]
+    lines = [MARKER, f"# {analysis.name}", ""]
     lines.append(f"Spec: `{spec_path}`  ")
     lines.append(f"Source: {meta.get('source', 'n/a')}  ")
     if meta.get("citation"):
@@ -139,60 +134,61 @@ def render_report(analysis: Analysis, spec_path: str) -> str:
             " the diff column shows where the table's own figures differ from the architecture it describes."
         )
         lines += ["", _module_table(analysis, table), ""]
+    if profile:
+        lines += [
+            "## Layer profile",
+            "",
+            "Activation memory, params and MACs per layer (log scales; `archspec chart` draws the model comparisons).",
+            "",
+            f"![layer profile of {analysis.name}]({profile})",
+            "",
+        ]
+    if diagram:
+        lines += ["## Graph", "", diagram.rstrip("\n"), ""]
     lines.append(CONVENTIONS)
     if len(analysis.layers) > 60:
         lines += ["## Blocks", "", "Layers summed per block (`analyze --depth 2`).", ""]
-        lines.append(_table_only(render_markdown(analysis, depth=2)))
+        lines.append(layer_table(analysis, depth=2, tablefmt="pipe"))
         lines.append("")
     lines += ["## Layers", ""]
-    lines.append(_table_only(render_markdown(analysis)))
+    lines.append(layer_table(analysis, tablefmt="pipe"))
     lines.append("")
+    if explanations:
+        lines += ["## How each number is computed", "", "`archspec explain` prints the same text.", ""]
+        for name, text in explanations:
+            lines += [f"<details><summary>{name}</summary>", "", "```", text.rstrip("\n"), "```", "", "</details>", ""]
     return "\n".join(lines)
 
 
-def _table_only(text: str) -> str:
-    # render_markdown prints a title, the table and the totals; keep the table.
-    parts = text.split("\n\n")
-    return parts[1] if len(parts) > 1 else text
-
-
-def render_index(entries: list[tuple[str, Analysis]]) -> str:
-    rows = comparison_rows([a for _, a in entries])
+def render_index(analyses: list[Analysis], command: str, charts: list[tuple[str, str, str]] = ()) -> str:
+    """The comparison page; `command` is the exact command line that wrote it (checked before overwriting).
+    `charts`: (title, file name, note) of the comparison charts to embed."""
+    rows = comparison_rows(analyses)
     for row in rows:
         row[0] = f"[{row[0]}]({row[0]}.md)"
-    table = tabulate(rows, headers=COMPARE_HEADERS, tablefmt="github", disable_numparse=True)
+    table = tabulate(rows, headers=COMPARE_HEADERS, tablefmt="pipe", colalign=COMPARE_ALIGN, disable_numparse=True)
     return (
+        f"{MARKER}\n"
         "# archspec model comparison\n\n"
-        "Generated by `archspec report specs/*.yaml --out-dir reports/` (the same table prints with\n"
-        "`archspec compare specs/*.yaml`); every figure is static and proven by `archspec verify`. Batch 1,\n"
-        "float32. MACs: conv + linear multiply-accumulates (torchvision's GFLOPS). Activation memory: the sum\n"
-        "of every node's output; peak live: what inference needs with buffers freed after their last use.\n"
-        "Receptive field: the last spatial layer's, `size /stride pPadding`. Top-1 is the published figure\n"
-        "from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's).\n\n"
-        f"{table}\n"
+        f"{GENERATED_BY}`{command}`\n\n"
+        "The same table prints with `archspec compare` on the same specs; every figure is static and proven by\n"
+        "`archspec verify`. Batch 1, float32. MACs: conv + linear multiply-accumulates (torchvision's GFLOPS).\n"
+        "Activation memory: the sum of every node's output; peak live: what inference needs with buffers freed\n"
+        "after their last use. Receptive field: the last spatial layer's, `size /stride pPadding`. Top-1 is the\n"
+        "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's).\n\n"
+        f"{table}\n" + "".join(f"\n## {title}\n\n![{title}]({name})\n\n{note}\n" for title, name, note in charts)
     )
 
 
-def write_reports(spec_paths: list[str], out_dir: Path) -> list[Path]:
-    """Analyze every spec first and check every target name; only then create the folder and write,
-    so a bad spec or name leaves nothing behind."""
-    from archspec.errors import UsageError
+GENERATED_BY = "Generated by "
 
-    out_dir = Path(out_dir)
-    entries = []
-    seen: dict[str, str] = {}
-    for spec_path in spec_paths:
-        analysis = load(spec_path).analyze()
-        if analysis.name in seen:
-            raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
-        seen[analysis.name] = spec_path
-        entries.append((spec_path, analysis, inside(out_dir, f"{analysis.name}.md")))
-    index = inside(out_dir, "index.md")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for spec_path, analysis, target in entries:
-        atomic_write_text(target, render_report(analysis, spec_path))
-        written.append(out_dir / target.name)
-    atomic_write_text(index, render_index([(p, a) for p, a, _ in entries]))
-    written.append(out_dir / index.name)
-    return written
+
+def generated_by(index_text: str) -> str | None:
+    """The command recorded in an index page, or None when the file is not one of ours."""
+    lines = index_text.splitlines()
+    if not lines or lines[0] != MARKER:
+        return None
+    for line in lines:
+        if line.startswith(GENERATED_BY + "`") and line.endswith("`"):
+            return line[len(GENERATED_BY) + 1 : -1]
+    return None

@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tabulate import tabulate
 
 from archspec.analysis.analyze import Analysis, LayerStats, Totals
+from archspec.analysis.receptive_field import ReceptiveField
+from archspec.ops.base import Window
+from archspec.report.columns import COLUMNS, DEFAULT_COLUMNS
 
 
 def fmt_int(n: int | float) -> str:
@@ -45,29 +48,34 @@ class Row:
     params: int
     macs: int
     activations: int
-    rf: str
+    rf: ReceptiveField
     count: int = 1  # > 1 when identical consecutive blocks are shown once
-
-
-TRAIN_MARK = " [train]"  # rows that only feed training-time outputs (auxiliary heads)
+    window: Window | None = None  # conv/pool sliding window (single layers only)
+    groups: int = 1
+    inputs: tuple[str, ...] = ()
+    train_only: bool = False  # only feeds training-time outputs (auxiliary heads)
 
 
 def _layer_row(layer: LayerStats) -> Row:
     return Row(
         layer.name,
-        layer.op + (TRAIN_MARK if layer.train_only else ""),
+        layer.op,
         layer.output_shape,
         layer.params,
         layer.macs,
         layer.activations,
-        layer.receptive_field.describe(),
+        layer.receptive_field,
+        window=layer.window,
+        groups=layer.groups,
+        inputs=layer.inputs,
+        train_only=layer.train_only,
     )
 
 
 def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     """Per-layer rows; with depth N, layers are summed per name prefix of N dotted parts and
     consecutive groups with identical structure are shown once with a count ('x N')."""
-    layers = [layer for layer in analysis.layers]
+    layers = list(analysis.layers)
     if depth is None:
         return [_layer_row(layer) for layer in layers]
     groups: list[tuple[str, list[LayerStats]]] = []
@@ -79,22 +87,27 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
             groups.append((key, [layer]))
     summed = []
     for key, members in groups:
+        if len(members) == 1:
+            summed.append((_layer_row(members[0]), ()))
+            continue
         last = members[-1]
-        ops = {m.op for m in members}
+        names = {m.name for m in members}
         summed.append(
             (
                 Row(
                     key,
-                    (last.op if len(members) == 1 else f"block({len(members)} layers)")
-                    + (TRAIN_MARK if all(m.train_only for m in members) else ""),
+                    f"block({len(members)} layers)",
                     last.output_shape,
                     sum(m.params for m in members),
                     sum(m.macs for m in members),
                     sum(m.activations for m in members),
-                    last.receptive_field.describe(),
+                    last.receptive_field,
+                    # The block's inputs: what its members read from outside the block.
+                    inputs=tuple(dict.fromkeys(i for m in members for i in m.inputs if i not in names)),
+                    train_only=all(m.train_only for m in members),
                 ),
                 # Structure signature: same ops, shapes and params in the same order.
-                tuple((m.op, m.output_shape, m.params, m.macs) for m in members) if len(ops) else (),
+                tuple((m.op, m.output_shape, m.params, m.macs) for m in members),
             )
         )
     merged: list[tuple[Row, tuple, list[str]]] = []
@@ -103,15 +116,14 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
             prev, sig, names = merged[-1]
             names.append(row.name)
             merged[-1] = (
-                Row(
-                    f"{names[0]} .. {row.name.split('.')[-1]}",
-                    prev.op,
-                    row.output_shape,
-                    prev.params + row.params,
-                    prev.macs + row.macs,
-                    prev.activations + row.activations,
-                    row.rf,
-                    prev.count + 1,
+                replace(
+                    row,
+                    name=f"{names[0]} .. {row.name.split('.')[-1]}",
+                    params=prev.params + row.params,
+                    macs=prev.macs + row.macs,
+                    activations=prev.activations + row.activations,
+                    count=prev.count + 1,
+                    inputs=prev.inputs,
                 ),
                 sig,
                 names,
@@ -121,22 +133,66 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     return [r for r, _, _ in merged]
 
 
-def _table_rows(rs: list[Row]) -> list[list[str]]:
-    return [
-        [
-            r.name + (f"  (x{r.count})" if r.count > 1 else ""),
-            r.op,
-            shape_text(r.output_shape),
-            fmt_int(r.params),
-            fmt_int(r.macs),
-            fmt_int(r.activations),
-            r.rf,
-        ]
-        for r in rs
-    ]
+def _axes(values: tuple[int, int], sep: str = "x") -> str:
+    return str(values[0]) if values[0] == values[1] else f"{values[0]}{sep}{values[1]}"
 
 
-HEADERS = ["layer", "op", "output (C x H x W)", "params", "MACs", "activations", "receptive field"]
+def window_text(window: Window | None, groups: int = 1) -> str:
+    """`11x11 /4 p0` (kernel, stride, padding), plus ` d2` for dilation and ` g2` for groups."""
+    if window is None:
+        return "" if groups == 1 else f"g{groups}"
+    d = window.dilation
+    k = tuple((window.kernel[a] - 1) // d[a] + 1 for a in range(2))  # the kernel before dilation
+    text = f"{k[0]}x{k[1]} /{_axes(window.stride)} p{_axes(window.padding)}"
+    if d != (1, 1):
+        text += f" d{_axes(d)}"
+    if groups != 1:
+        text += f" g{groups}"
+    return text
+
+
+def _inputs_text(row: Row, previous: str | None) -> str:
+    # Shown when the data does not simply come from the row above: merges and branch starts.
+    if len(row.inputs) == 1 and row.inputs[0] == previous:
+        return ""
+    return ", ".join(row.inputs)
+
+
+def _cell(key: str, row: Row, previous: str | None) -> str:
+    if key == "layer":
+        return row.name + (f"  (x{row.count})" if row.count > 1 else "")
+    return {
+        "op": lambda: row.op,
+        "kernel": lambda: window_text(row.window, row.groups),
+        "inputs": lambda: _inputs_text(row, previous),
+        "output": lambda: shape_text(row.output_shape),
+        "params": lambda: fmt_int(row.params),
+        "macs": lambda: fmt_int(row.macs),
+        "activations": lambda: fmt_int(row.activations),
+        "rf": lambda: row.rf.describe(),
+        "train": lambda: "yes" if row.train_only else "",
+    }[key]()
+
+
+def layer_table(
+    analysis: Analysis, depth: int | None = None, tablefmt: str = "simple", columns: tuple[str, ...] | None = None
+) -> str:
+    """The per-layer table alone. Training-only layers get a `train-only` column when the model has any."""
+    rs = rows(analysis, depth)
+    if columns is None:
+        columns = DEFAULT_COLUMNS + (("train",) if any(r.train_only for r in rs) else ())
+    body = []
+    previous = "input"
+    for r in rs:
+        body.append([_cell(key, r, previous) for key in columns])
+        previous = r.name
+    return tabulate(
+        body,
+        headers=[COLUMNS[k][0] for k in columns],
+        tablefmt=tablefmt,
+        colalign=tuple(COLUMNS[k][1] for k in columns),
+        disable_numparse=True,
+    )
 
 
 def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
@@ -179,32 +235,164 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     return lines
 
 
-def render_table(analysis: Analysis, depth: int | None = None, tablefmt: str = "simple") -> str:
+def title_line(analysis: Analysis) -> str:
     title = f"{analysis.name}: input {shape_text(analysis.input_shape)}, batch {analysis.batch}, {analysis.dtype}"
-    body = tabulate(
-        _table_rows(rows(analysis, depth)),
-        headers=HEADERS,
-        tablefmt=tablefmt,
-        colalign=("left", "left", "right", "right", "right", "right", "left"),
+    if analysis.batch > 1:
+        title += (
+            f"\n(params, MACs and activations are per image; activation memory and peak live"
+            f" are for the batch of {analysis.batch})"
+        )
+    return title
+
+
+def render_table(
+    analysis: Analysis, depth: int | None = None, tablefmt: str = "simple", columns: tuple[str, ...] | None = None
+) -> str:
+    body = layer_table(analysis, depth, tablefmt, columns)
+    totals = tabulate(totals_lines(analysis), tablefmt="plain")
+    return f"{title_line(analysis)}\n\n{body}\n\n{totals}\n"
+
+
+def render_markdown(analysis: Analysis, depth: int | None = None, columns: tuple[str, ...] | None = None) -> str:
+    """Markdown: pipe tables with numeric columns right-aligned, and the totals as a table of their own."""
+    body = layer_table(analysis, depth, "pipe", columns)
+    totals = totals_table(analysis)
+    title = title_line(analysis).replace("\n", " ")
+    return f"**{title}**\n\n{body}\n\n{totals}\n"
+
+
+def totals_table(analysis: Analysis) -> str:
+    """The totals as a Markdown table: the figure right-aligned, its unit and note beside it."""
+    body = []
+    for label, text in totals_lines(analysis):
+        figure, _, note = text.partition(" ")
+        body.append([label, figure, note.strip()])
+    return tabulate(
+        body,
+        headers=["total", "value", "unit and note"],
+        tablefmt="pipe",
+        colalign=("left", "right", "left"),
         disable_numparse=True,
     )
-    totals = tabulate(totals_lines(analysis), tablefmt="plain")
-    return f"{title}\n\n{body}\n\n{totals}\n"
 
 
-def render_markdown(analysis: Analysis, depth: int | None = None) -> str:
-    return render_table(analysis, depth, tablefmt="github")
+def _rf_numbers(rf: ReceptiveField) -> list:
+    if rf.kind != "local":
+        return ["", "", "", "", "", ""]
+    return [*rf.size(), *rf.stride(), *rf.padding()]
+
+
+CSV_HEADERS = [
+    "name",
+    "op",
+    "output_shape",
+    "params",
+    "macs",
+    "activations",
+    "rf_size_h",
+    "rf_size_w",
+    "rf_stride_h",
+    "rf_stride_w",
+    "rf_padding_h",
+    "rf_padding_w",
+    "rf_kind",  # local, global or irregular
+    "kernel",
+    "inputs",
+    "train_only",
+    "count",
+]
 
 
 def render_csv(analysis: Analysis, depth: int | None = None) -> str:
+    """One row per layer (or block), raw integers, then a `TOTAL` row (inference path, per image)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "op", "output_shape", "params", "macs", "activations", "receptive_field", "count"])
+    writer.writerow(CSV_HEADERS)
     for r in rows(analysis, depth):
         writer.writerow(
-            [r.name, r.op, "x".join(map(str, r.output_shape)), r.params, r.macs, r.activations, r.rf, r.count]
+            [
+                r.name,
+                r.op,
+                "x".join(map(str, r.output_shape)),
+                r.params,
+                r.macs,
+                r.activations,
+                *_rf_numbers(r.rf),
+                r.rf.kind,
+                window_text(r.window, r.groups),
+                " ".join(r.inputs),
+                int(r.train_only),
+                r.count,
+            ]
         )
+    t = analysis.totals
+    writer.writerow(["TOTAL", "", "", t.params, t.macs, t.activations] + [""] * 7 + ["", "", 0, ""])
     return buffer.getvalue()
+
+
+# ---- the CS231n view: the lecture's VGG16 table, reproducible line by line ----------------------
+
+
+@dataclass(frozen=True)
+class Cs231nRow:
+    name: str
+    op: str
+    volume: tuple  # H x W x C (or (F,) for flat features)
+    memory: int  # values
+    weights: int  # conv/linear weights without biases
+
+
+def cs231n_rows(analysis: Analysis) -> list[Cs231nRow]:
+    """The input, then every inference layer that has weights or changes the number of values; the
+    parameter-free layers that keep it (ReLU, dropout, flatten, same-size pooling) fold into the row
+    before, as the lecture's table does."""
+
+    def hwc(shape):
+        return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+    values = {"input": analysis.totals.input_elements}
+    out = [Cs231nRow("input", "input", hwc(analysis.input_shape), analysis.totals.input_elements, 0)]
+    for layer in analysis.layers:
+        values[layer.name] = layer.activations
+        if layer.train_only:
+            continue
+        keeps_values = len(layer.inputs) == 1 and values[layer.inputs[0]] == layer.activations
+        if layer.params == 0 and keeps_values:
+            continue
+        out.append(
+            Cs231nRow(layer.name, layer.op, hwc(layer.output_shape), layer.activations, layer.weights_without_bias)
+        )
+    return out
+
+
+def render_cs231n(analysis: Analysis, tablefmt: str = "simple") -> str:
+    from archspec.report.conventions import CS231N_FOOTNOTE
+
+    rs = cs231n_rows(analysis)
+    body = tabulate(
+        [[r.name, r.op, f"[{'x'.join(map(str, r.volume))}]", fmt_int(r.memory), fmt_int(r.weights)] for r in rs],
+        headers=["layer", "op", "volume (H x W x C)", "memory (values)", "weights (no bias)"],
+        tablefmt=tablefmt,
+        colalign=("left", "left", "right", "right", "right"),
+        disable_numparse=True,
+    )
+    memory = sum(r.memory for r in rs)
+    weights = sum(r.weights for r in rs)
+    from archspec.analysis.memory import DTYPE_BYTES
+
+    nbytes = memory * DTYPE_BYTES[analysis.dtype]
+    totals = tabulate(
+        [
+            (
+                "TOTAL memory",
+                f"{fmt_int(memory)} values x {DTYPE_BYTES[analysis.dtype]} B = {human_bytes(nbytes)} per image (forward only)",
+            ),
+            ("TOTAL weights", f"{fmt_int(weights)}  ({human(weights)})"),
+        ],
+        tablefmt="plain",
+    )
+    note = "\n".join("  " + line for line in CS231N_FOOTNOTE.splitlines())
+    return f"{analysis.name} (CS231n view): input {shape_text(analysis.input_shape)}, {analysis.dtype}\n\n{body}\n\n{totals}\n\n*{note.strip()}\n"
 
 
 def _totals_json(t: Totals) -> dict:
@@ -279,6 +467,9 @@ COMPARE_HEADERS = [
 ]
 
 
+COMPARE_ALIGN = ("left", "left", "right", "right", "right", "right", "right", "left", "right")
+
+
 def final_local_rf(analysis: Analysis) -> tuple[str, str] | None:
     """The receptive field of the last spatial layer on the inference path, and that layer's name."""
     for layer in reversed(analysis.layers):
@@ -287,11 +478,20 @@ def final_local_rf(analysis: Analysis) -> tuple[str, str] | None:
     return None
 
 
+def compare_order(analyses: list[Analysis]) -> list[Analysis]:
+    """The order every compare format uses: cheapest (fewest MACs) first, then by name."""
+    return sorted(analyses, key=lambda a: (a.totals.macs, a.name))
+
+
+def top1(analysis: Analysis):
+    """The published top-1 accuracy (%) from the spec's metadata, or None."""
+    return ((analysis.metadata or {}).get("reference") or {}).get("top1")
+
+
 def comparison_rows(analyses: list[Analysis]) -> list[list[str]]:
-    """One row per model, cheapest (fewest MACs) first."""
+    """One row per model, in compare_order."""
     rows = []
-    for a in sorted(analyses, key=lambda a: a.totals.macs):
-        ref = (a.metadata.get("reference") or {}) if a.metadata else {}
+    for a in compare_order(analyses):
         rf = final_local_rf(a)
         rows.append(
             [
@@ -303,22 +503,79 @@ def comparison_rows(analyses: list[Analysis]) -> list[list[str]]:
                 human_bytes(a.totals.activation_bytes),
                 human_bytes(a.totals.peak_activation_bytes),
                 rf[0] if rf else "n/a",
-                str(ref.get("top1", "")),
+                "" if top1(a) is None else str(top1(a)),
             ]
         )
     return rows
 
 
+def comparison_record(a: Analysis) -> dict:
+    """Everything the compare table shows, as raw numbers (JSON; CSV flattens it)."""
+    layer = final_local_rf(a)
+    rf = next(x.receptive_field for x in a.layers if x.name == layer[1]) if layer else None
+    return {
+        "name": a.name,
+        "input_shape": list(a.input_shape),
+        "batch": a.batch,
+        "dtype": a.dtype,
+        **_totals_json(a.totals),
+        "receptive_field": None if rf is None else {"layer": layer[1], **rf.to_json()},
+        "top1": top1(a),
+    }
+
+
+COMPARE_CSV_HEADERS = [
+    "model",
+    "input_c",
+    "input_h",
+    "input_w",
+    "batch",
+    "dtype",
+    "params",
+    "macs",
+    "activation_bytes",
+    "peak_activation_bytes",
+    "rf_layer",
+    "rf_size_h",
+    "rf_size_w",
+    "rf_stride_h",
+    "rf_stride_w",
+    "rf_padding_h",
+    "rf_padding_w",
+    "top1",
+]
+
+
 def render_comparison(analyses: list[Analysis], fmt: str = "table") -> str:
+    ordered = compare_order(analyses)
     if fmt == "json":
-        return json.dumps([{**to_json_dict(a)["totals"], "name": a.name} for a in analyses], indent=2) + "\n"
-    rows = comparison_rows(analyses)
+        return json.dumps([comparison_record(a) for a in ordered], indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(COMPARE_HEADERS)
-        writer.writerows(rows)
+        writer.writerow(COMPARE_CSV_HEADERS)
+        for a in ordered:
+            r = comparison_record(a)
+            rf = r["receptive_field"]
+            rf_cells = [rf["layer"], *rf["size"], *rf["stride"], *rf["padding"]] if rf else [""] * 7
+            t = a.totals
+            writer.writerow(
+                [
+                    a.name,
+                    *a.input_shape,
+                    a.batch,
+                    a.dtype,
+                    t.params,
+                    t.macs,
+                    t.activation_bytes,
+                    t.peak_activation_bytes,
+                    *rf_cells,
+                    "" if r["top1"] is None else r["top1"],
+                ]
+            )
         return buffer.getvalue()
-    tablefmt = "github" if fmt == "markdown" else "simple"
-    align = ("left", "left", "right", "right", "right", "right", "right", "left", "right")
-    return tabulate(rows, headers=COMPARE_HEADERS, tablefmt=tablefmt, disable_numparse=True, colalign=align) + "\n"
+    rows = comparison_rows(ordered)
+    tablefmt = "pipe" if fmt == "markdown" else "simple"
+    return (
+        tabulate(rows, headers=COMPARE_HEADERS, tablefmt=tablefmt, disable_numparse=True, colalign=COMPARE_ALIGN) + "\n"
+    )

@@ -23,7 +23,7 @@ class SpecSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", title="archspec spec")
     name: str
     input: list[int] = Field(min_length=3, max_length=3, description="C, H, W")
-    metadata: Metadata
+    metadata: Metadata | None = None
     include: list[str] = Field(default_factory=list, description="Block libraries, relative paths")
     blocks: dict[str, _EditorBlockDef] = Field(default_factory=dict)
     stochastic_depth: StochasticDepthSchedule | None = None

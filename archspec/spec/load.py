@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -12,9 +14,11 @@ from pydantic import ValidationError
 
 from archspec.errors import Diagnostic, Location, SpecError, UsageError, did_you_mean
 from archspec.ops import OP_ADAPTER, REGISTRY, OpBase
-from archspec.spec.expand import BlockSource, Expander, RawNode, _short, format_pydantic_errors
+from archspec.spec import INPUT
+from archspec.spec.diagnostics import format_pydantic_errors, short
+from archspec.spec.expand import BlockSource, Expander, RawNode, Scope
 from archspec.spec.schema import BlockDef, BlockLibrary, SpecFile
-from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, parse_yaml
+from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, document_from_data, parse_yaml
 
 MAX_INCLUDES = 64
 
@@ -93,6 +97,7 @@ class _IncludeResolver:
         # Blocks that could not be loaded (their error is already reported): uses of them stay quiet.
         self.unavailable: set[str] = set()
         self.incomplete = False  # an include failed: any block might have come from it
+        self.too_many = False  # the include limit was reported
 
     def add_blocks(self, doc: Document, blocks: dict, base: tuple) -> None:
         for name, definition in blocks.items():
@@ -108,16 +113,59 @@ class _IncludeResolver:
                 continue
             self.blocks[name] = BlockSource(definition, _at(doc.data, (*base, name)), doc, (*base, name))
 
-    def include(self, doc: Document, includes: list[str], stack: tuple[FsPath, ...]) -> None:
-        here = FsPath(doc.path).resolve().parent
+    def include(self, doc: Document, includes: list[str], stack: tuple, here: FsPath | None = None) -> None:
+        """Load `doc`'s includes: `archspec:<name>` from the package, else paths relative to `here`
+        (default: the folder of `doc`)."""
+        here = here if here is not None else FsPath(doc.path).resolve().parent
         for i, rel in enumerate(includes):
             loc = doc.locate(("include", i))
             before = len(self.errors)
-            self._include_one(doc, rel, loc, here, stack)
+            if rel.startswith(SHIPPED_PREFIX):
+                self._include_shipped(rel, loc, stack)
+            else:
+                self._include_one(rel, loc, here, stack)
             if len(self.errors) > before:
                 self.incomplete = True
 
-    def _include_one(self, doc: Document, rel: str, loc: Location, here: FsPath, stack: tuple[FsPath, ...]) -> None:
+    def _room_for(self, key, loc: Location, stack: tuple) -> bool:
+        """False (after reporting a cycle or the limit) when the file `key` is not to be loaded now."""
+        if key in stack:
+            cycle = " -> ".join(_short_name(p) for p in (*stack, key))
+            self.errors.append(Diagnostic(loc, f"include cycle: {cycle}", "remove one of the includes"))
+            return False
+        if key in self.loaded:
+            return False
+        if len(self.loaded) >= MAX_INCLUDES:
+            if not self.too_many:  # said once, at the first include past the limit
+                self.too_many = True
+                self.errors.append(Diagnostic(loc, f"more than {MAX_INCLUDES} included files", "merge block libraries"))
+            return False
+        return True
+
+    def _include_shipped(self, rel: str, loc: Location, stack: tuple) -> None:
+        """`archspec:<name>`: a block library shipped inside the package (archspec/blocks/<name>.yaml)."""
+        name = rel[len(SHIPPED_PREFIX) :]
+        shipped = shipped_libraries()
+        if name not in shipped:
+            shown = rel if len(rel) <= 80 else rel[:77] + "..."
+            self.errors.append(
+                Diagnostic(
+                    loc,
+                    f"unknown block library '{shown}'",
+                    did_you_mean(rel, [SHIPPED_PREFIX + n for n in shipped])
+                    or f"shipped libraries: {', '.join(SHIPPED_PREFIX + n for n in sorted(shipped))}",
+                )
+            )
+            return
+        key = SHIPPED_PREFIX + name
+        if not self._room_for(key, loc, stack):
+            return
+        self.loaded.add(key)
+        resource = shipped[name]
+        shown = _display(FsPath(str(resource))) if isinstance(resource, FsPath) else key
+        self._load_library(resource.read_bytes(), str(shown), (*stack, key))
+
+    def _include_one(self, rel: str, loc: Location, here: FsPath, stack: tuple) -> None:
         shown = rel if len(rel) <= 80 else rel[:77] + "..."
         if os.path.isabs(rel) or rel.startswith("~"):
             self.errors.append(
@@ -131,18 +179,12 @@ class _IncludeResolver:
                     Diagnostic(
                         loc,
                         f"include '{shown}' points outside the spec folder {self.root}",
-                        "keep block libraries inside the folder of the spec (no '..' or symlinks out of it)",
+                        "keep block libraries inside the folder of the spec (no '..' or symlinks out of it); "
+                        "include the shipped ones by name, e.g. 'archspec:resnet'",
                     )
                 )
                 return
-            if target in stack:
-                cycle = " -> ".join(p.name for p in (*stack, target))
-                self.errors.append(Diagnostic(loc, f"include cycle: {cycle}", "remove one of the includes"))
-                return
-            if target in self.loaded:
-                return
-            if len(self.loaded) >= MAX_INCLUDES:
-                self.errors.append(Diagnostic(loc, f"more than {MAX_INCLUDES} included files"))
+            if not self._room_for(target, loc, stack):
                 return
             if not target.exists():
                 self.errors.append(Diagnostic(loc, f"included file '{shown}' does not exist"))
@@ -157,20 +199,32 @@ class _IncludeResolver:
                 Diagnostic(loc, f"cannot read include '{shown}' ({getattr(exc, 'strerror', None) or exc})")
             )
             return
+        self._load_library(raw, str(_display(target)), (*stack, target))
+
+    def _load_library(self, raw: bytes, shown: str, stack: tuple) -> None:
+        """Parse and validate one block library, then load its own includes and keep its blocks."""
         try:
-            included = parse_yaml(raw, str(_display(target)))
+            included = parse_yaml(raw, shown, what="library")
         except SpecError as exc:
             self.errors.extend(exc.diagnostics)
             return
         if not isinstance(included.data, dict):
-            self.errors.append(Diagnostic(included.locate(()), "a block library must be a mapping with 'blocks:'"))
+            self.errors.append(
+                Diagnostic(
+                    included.locate(()),
+                    "a block library must be a mapping with 'blocks:'",
+                    "e.g. blocks: {unit: {params: {width: null}, nodes: [...]}}",
+                )
+            )
             return
         library, errors = _validate(BlockLibrary, included)
         self.errors.extend(errors)
         if library is None:
             self.add_valid_blocks(included)
             return
-        self.include(included, library.include, (*stack, target))
+        # A shipped library's relative includes resolve in the package folder; they are confined to the
+        # user's spec folder like any other, so shipped libraries include each other by 'archspec:' name.
+        self.include(included, library.include, stack)
         self.add_blocks(included, library.blocks, ("blocks",))
 
     def add_valid_blocks(self, doc: Document) -> None:
@@ -189,6 +243,25 @@ class _IncludeResolver:
         self.add_blocks(doc, good, ("blocks",))
 
 
+SHIPPED_PREFIX = "archspec:"
+_LIBRARY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
+def shipped_libraries() -> dict[str, Any]:
+    """Name -> resource of every block library shipped in archspec/blocks/ (package data). Only plain
+    names of files in that one folder can be included, so 'archspec:../x' cannot reach anything else."""
+    folder = resources.files("archspec.blocks")
+    return {
+        entry.name[: -len(".yaml")]: entry
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml") and _LIBRARY_NAME.fullmatch(entry.name[: -len(".yaml")]) and entry.is_file()
+    }
+
+
+def _short_name(key) -> str:
+    return key.name if isinstance(key, FsPath) else str(key)
+
+
 def _display(path: FsPath) -> FsPath:
     try:
         return path.relative_to(FsPath.cwd())
@@ -197,14 +270,37 @@ def _display(path: FsPath) -> FsPath:
 
 
 def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
-    """Parse, validate and expand a spec. Raises SpecError listing every problem found."""
+    """Parse, validate and expand a spec file. Raises SpecError listing every problem found."""
     if raw is None:
         raw = read_spec_bytes(path)
     doc = parse_yaml(raw, path)
+    return load_document(doc, FsPath(path).resolve().parent, (FsPath(path).resolve(),))
+
+
+def load_text(text: str, name: str = "<string>", base_dir: str | os.PathLike | None = None) -> LoadedSpec:
+    """A spec given as YAML text. Relative includes resolve in `base_dir` (default: the current
+    directory), confined to it; errors are located as `<name>:line:col`."""
+    if not isinstance(text, str):
+        raise UsageError(f"error: the spec text must be a str, not {type(text).__name__}")
+    raw = text.encode("utf-8", "surrogatepass")  # a lone surrogate is then reported as invalid UTF-8
+    return load_document(parse_yaml(raw, name), _base(base_dir), ())
+
+
+def load_mapping(data: Any, name: str = "<mapping>", base_dir: str | os.PathLike | None = None) -> LoadedSpec:
+    """A spec given as Python data (dicts, lists, str, int, float, bool, None). Errors are located by
+    key path: `<mapping>:nodes[2].out_channels`."""
+    return load_document(document_from_data(data, name), _base(base_dir), ())
+
+
+def _base(base_dir) -> FsPath:
+    return FsPath(base_dir if base_dir is not None else os.getcwd()).resolve()
+
+
+def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
+    """Validate and expand a parsed spec; `root` is the folder relative includes are confined to."""
+    path = doc.path
     if not isinstance(doc.data, dict):
-        raise SpecError(
-            Diagnostic(doc.locate(()), "a spec must be a mapping with 'name', 'input', 'metadata' and 'nodes'")
-        )
+        raise SpecError(Diagnostic(doc.locate(()), "a spec must be a mapping with 'name', 'input' and 'nodes'"))
     spec, diagnostics = _validate(SpecFile, doc)
     data = doc.data
     if isinstance(data.get("name"), str) and not data["name"].isprintable():
@@ -213,10 +309,10 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
         )
 
     # Even when the top level has errors, check the nodes too: every error in one run.
-    resolver = _IncludeResolver(FsPath(path).resolve().parent)
+    resolver = _IncludeResolver(root)
     includes = spec.include if spec else data.get("include")
     if isinstance(includes, list) and all(isinstance(i, str) for i in includes):
-        resolver.include(doc, includes, (FsPath(path).resolve(),))
+        resolver.include(doc, includes, stack, root)
     elif includes is not None:
         resolver.incomplete = True
     if spec is not None:
@@ -232,7 +328,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     if isinstance(data.get("nodes"), list):
         # After a failed include any block might have come from it: unknown blocks are not guessed at.
         expander = Expander(resolver.blocks, resolver.unavailable, quiet_unknown=resolver.incomplete)
-        expander.expand(data["nodes"], doc, ("nodes",), "", "input", None, None, (), 0)
+        expander.expand(data["nodes"], Scope.top(doc))
         expansion = expander.out
         diagnostics.extend(expansion.errors)
         seen: set[tuple[Location, str]] = set()
@@ -259,8 +355,11 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
         )
         raise SpecError(diagnostics)
 
+    spec_errors = _check_outputs(spec, doc) + _check_survival(spec, nodes)
+    if spec_errors:
+        raise SpecError(spec_errors)
     nodes = _apply_stochastic_depth(spec, nodes)
-    last = nodes[-1].op.name if nodes else "input"
+    last = nodes[-1].op.name if nodes else INPUT
     outputs = tuple(spec.outputs) if spec.outputs else (last,)
     return LoadedSpec(
         spec=spec,
@@ -298,7 +397,7 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
             [
                 Diagnostic(
                     node.locate(("op",)),
-                    f"node '{name}': unknown op {_short(op)}"
+                    f"node '{name}': unknown op {short(op)}"
                     if text is not None
                     else f"node '{name}': 'op' must be an op name",
                     (did_you_mean(text, REGISTRY) if text else None) or f"known ops: {', '.join(sorted(REGISTRY))}",
@@ -323,18 +422,84 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
         return None
 
 
+def _check_outputs(spec: SpecFile, doc: Document) -> list[Diagnostic]:
+    """`outputs: []` would silently mean "the last node": refuse it."""
+    if spec.outputs == []:
+        return [
+            Diagnostic(
+                doc.locate(("outputs",)),
+                "'outputs' is empty",
+                "list the output nodes, or leave 'outputs' out to use the last node",
+            )
+        ]
+    return []
+
+
+def _check_survival(spec: SpecFile, nodes: list[LoadedNode]) -> list[Diagnostic]:
+    """A stochastic node needs a survival probability: its own, or the spec's `stochastic_depth:` schedule.
+    (Silently taking 1.0 would report a stochastic-depth network as an ordinary one.)"""
+    if spec.stochastic_depth is not None:
+        return []
+    errors = []
+    seen: set[Location] = set()
+    for node in nodes:
+        if node.op.stochastic and node.op.survival is None and node.location not in seen:
+            seen.add(node.location)  # one template line used by many block instances: say it once
+            errors.append(
+                Diagnostic(
+                    node.location,
+                    f"node '{node.op.name}': {node.op.op} has no survival probability",
+                    "give it 'survival: 0.8', or add 'stochastic_depth: {schedule: linear, final_survival: 0.5}' "
+                    "at the top level to assign a linearly decaying one to every such node",
+                    node.trail,
+                )
+            )
+    return errors
+
+
 def _apply_stochastic_depth(spec: SpecFile, nodes: list[LoadedNode]) -> list[LoadedNode]:
-    """Give every stochastic_depth node without its own survival probability its scheduled one."""
+    """Give every stochastic node without its own probability the one its block's rank gets from the
+    spec's `stochastic_depth:` schedule (see StochasticDepthSchedule)."""
     schedule = spec.stochastic_depth
     if schedule is None:
         return nodes
     pending = [i for i, n in enumerate(nodes) if n.op.stochastic and n.op.survival is None]
-    total = len(pending)
+    if schedule.blocks is None:
+        block_of = {i: rank for rank, i in enumerate(pending)}
+        total = len(pending)
+    else:
+        pattern = schedule.blocks.split(".")
+        blocks: dict[str, int] = {}  # block name -> index, in graph order
+        for node in nodes:
+            parts = node.op.name.split(".")
+            if len(parts) > len(pattern) and all(p in ("*", q) for p, q in zip(pattern, parts, strict=False)):
+                blocks.setdefault(".".join(parts[: len(pattern)]), len(blocks))
+        block_of = {}
+        outside = []
+        for i in pending:
+            block = ".".join(nodes[i].op.name.split(".")[: len(pattern)])
+            if block in blocks and len(nodes[i].op.name.split(".")) > len(pattern):
+                block_of[i] = blocks[block]
+            else:
+                outside.append(i)
+        if outside:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        nodes[i].location,
+                        f"node '{nodes[i].op.name}' is not inside a block matching"
+                        f" stochastic_depth.blocks '{schedule.blocks}'",
+                        "give the node its own probability, or a 'blocks' pattern (one '*' per name component)"
+                        " that matches the block it is in",
+                        nodes[i].trail,
+                    )
+                    for i in outside
+                ]
+            )
+        total = len(blocks)
     result = list(nodes)
-    for rank, index in enumerate(pending, start=1):
-        survival = 1.0 - rank / total * (1.0 - schedule.final_survival)
-        node = result[index]
-        result[index] = LoadedNode(
-            node.op.model_copy(update={"survival": survival}), node.location, node.trail, node.raw
-        )
+    for i in pending:
+        drop = schedule.drop_probability(block_of[i], total)
+        node = result[i]
+        result[i] = LoadedNode(node.op.with_drop_probability(drop), node.location, node.trail, node.raw)
     return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from archspec.ops.base import PositiveInt
 
@@ -43,7 +43,10 @@ class Reference(Strict):
 
 
 class Metadata(Strict):
-    source: str = Field(description="Paper or code this spec reproduces")
+    """Where the architecture comes from. Optional for a user's own network; every shipped spec cites
+    its source (tests/test_blocks.py checks it)."""
+
+    source: str | None = Field(default=None, description="Paper or code this spec reproduces")
     citation: str | None = None
     url: str | None = None
     notes: str | None = None
@@ -51,11 +54,47 @@ class Metadata(Strict):
 
 
 class StochasticDepthSchedule(Strict):
-    """Survival probabilities for every `stochastic_depth` node without its own, in graph order:
-    p_l = 1 - (l / L) * (1 - final_survival)  (Huang et al. 2016, linear decay)."""
+    """Drop probabilities for every stochastic node (`stochastic_depth`, `drop_path`) without its own,
+    one per residual block, blocks in graph order:
 
-    schedule: Literal["linear"] = "linear"
-    final_survival: Annotated[float, Field(ge=0, le=1)]
+    - `schedule: linear` (Huang et al. 2016): block l of L (l = 1..L) survives with probability
+      p_l = 1 - (l / L) * (1 - final_survival);
+    - `schedule: torchvision` (EfficientNet, ConvNeXt): block i of N (i = 0..N-1) is dropped with
+      probability prob * i / N (EfficientNet), or prob * i / (N - 1) with `denominator:
+      blocks_minus_one` (ConvNeXt).
+
+    The blocks are the stochastic nodes themselves, unless `blocks` names them by a pattern of node
+    name components, `*` matching one component: `features.*.*` makes every `features.<s>.<b>` with
+    nodes inside it a block, counted whether or not it has a stochastic node (torchvision counts
+    EfficientNet's blocks without a residual connection too).
+    """
+
+    schedule: Literal["linear", "torchvision"] = "linear"
+    final_survival: Annotated[float, Field(ge=0, le=1)] | None = None  # linear
+    prob: Annotated[float, Field(ge=0, le=1)] | None = None  # torchvision
+    denominator: Literal["blocks", "blocks_minus_one"] = "blocks"  # torchvision
+    blocks: Annotated[str, Field(min_length=1)] | None = None
+
+    def _is_huang(self) -> bool:
+        return self.schedule != "torchvision"
+
+    @model_validator(mode="after")
+    def _fields_of_the_schedule(self):
+        needed, other = ("final_survival", "prob") if self._is_huang() else ("prob", "final_survival")
+        if getattr(self, needed) is None:
+            raise ValueError(f"a mapping with '{needed}' (schedule '{self.schedule}' needs it)")
+        if getattr(self, other) is not None:
+            raise ValueError(f"a mapping without '{other}' (schedule '{self.schedule}' uses '{needed}')")
+        if self._is_huang() and self.denominator != "blocks":
+            raise ValueError("a mapping without 'denominator' (it belongs to schedule 'torchvision')")
+        return self
+
+    def drop_probability(self, rank: int, total: int) -> float:
+        """Drop probability of block `rank` (0-based, graph order) of `total`."""
+        if self._is_huang():  # Huang et al. count blocks from 1
+            return (rank + 1) / total * (1.0 - self.final_survival)
+        denominator = total - 1 if self.denominator == "blocks_minus_one" else total
+        return self.prob * rank / denominator if denominator > 0 else 0.0
 
 
 class Repeat(Strict):
@@ -94,7 +133,7 @@ class BlockDef(Strict):
 class SpecFile(Strict):
     name: str
     input: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] = Field(description="Input shape C, H, W")
-    metadata: Metadata
+    metadata: Metadata = Field(default_factory=Metadata)
     include: list[str] = Field(default_factory=list)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     stochastic_depth: StochasticDepthSchedule | None = None

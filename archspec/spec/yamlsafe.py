@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -63,6 +63,16 @@ class Document:
     key_at: dict[Path, Location] = field(default_factory=dict)
     # Problems that do not stop parsing (duplicate keys, ambiguous scalars): all reported together.
     errors: list[Diagnostic] = field(default_factory=list)
+    # Scalars written in quotes: their text starts one column after the quote.
+    quoted: set[Path] = field(default_factory=set)
+
+    def locate_in(self, where: Path, offset: int) -> Location:
+        """The column `offset` characters into the scalar at `where` (for a token of an expression).
+        Exact for one-line scalars without escapes, which is how expressions are written."""
+        start = self.locate(where)
+        if where not in self.value_at:
+            return start
+        return replace(start, col=start.col + offset + (1 if tuple(where) in self.quoted else 0))
 
     def locate(self, where: Path, *, key: bool = False) -> Location:
         """The most precise known location for `where` (falls back to its parents)."""
@@ -75,6 +85,81 @@ class Document:
                 return self.value_at[probe]
             probe = probe[:-1]
         return self.value_at.get((), Location(self.path, 1, 1))
+
+
+@dataclass(frozen=True)
+class KeyPathLocation(Location):
+    """A place in a spec given as Python data: its key path (`nodes[2].out_channels`), not a line.
+    `line` keeps the data's order for sorting; `col` > 1 is a character inside a string value."""
+
+    key_path: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.key_path}" if self.key_path else self.path
+        return f"{where}:{self.col}" if self.col > 1 else where
+
+
+def _key_path(where: Path) -> str:
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def document_from_data(data: Any, name: str = "<mapping>") -> Document:
+    """A `Document` for a spec given as Python data, with the same limits and scalar rules as a file
+    (depth, value count, integer size, finite floats); every value is located by its key path."""
+    doc = Document(None, name)
+    count = 0
+    errors: list[Diagnostic] = []
+
+    def build(value: Any, where: Path, depth: int) -> Any:
+        nonlocal count
+        count += 1
+        loc = KeyPathLocation(name, count, 1, _key_path(where))
+        doc.value_at[where] = loc
+        if depth > MAX_DEPTH:
+            raise SpecError(Diagnostic(loc, f"nesting deeper than {MAX_DEPTH} levels"))
+        if count > MAX_YAML_NODES:
+            raise SpecError(Diagnostic(loc, f"more than {MAX_YAML_NODES:,} values in one spec"))
+        if isinstance(value, dict):
+            result = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    errors.append(Diagnostic(loc, f"key {key!r} is not a string", "spec keys are names"))
+                    continue
+                doc.key_at[(*where, key)] = KeyPathLocation(name, count, 1, _key_path((*where, key)))
+                result[key] = build(item, (*where, key), depth + 1)
+            return result
+        if isinstance(value, (list, tuple)):
+            return [build(item, (*where, i), depth + 1) for i, item in enumerate(value)]
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int):
+            if abs(value) > MAX_INT:
+                errors.append(Diagnostic(loc, "number is too large (the limit is 10**18)"))
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                errors.append(Diagnostic(loc, f"'{value}' is not a finite number", "use a finite value"))
+            return value
+        errors.append(
+            Diagnostic(
+                loc,
+                f"unsupported value of type {type(value).__name__}",
+                "use dicts, lists, str, int, float, bool and None",
+            )
+        )
+        return None
+
+    if not isinstance(data, dict):
+        raise SpecError(
+            Diagnostic(KeyPathLocation(name, 1, 1), "a spec must be a mapping with 'name', 'input' and 'nodes'")
+        )
+    doc.data = build(data, (), 1)
+    if errors:
+        raise SpecError(errors)
+    return doc
 
 
 def _loc(path: str, mark: yaml.Mark) -> Location:
@@ -150,6 +235,8 @@ class _Builder:
         loc = _loc(self.doc.path, event.start_mark)
         self.doc.value_at[where] = loc
         if isinstance(event, ScalarEvent):
+            if event.style in ("'", '"'):
+                self.doc.quoted.add(where)
             try:
                 return _scalar(event.value, event.style, loc)
             except SpecError as exc:  # keep going: report every bad scalar in one run
@@ -266,8 +353,15 @@ def _decode(raw: bytes, path: str) -> str:
         ) from None
 
 
-def parse_yaml(raw: bytes, path: str) -> Document:
-    """Parse untrusted bytes into a `Document`; raise `SpecError` with a location on any problem."""
+_EMPTY_HINTS = {
+    "spec": ("spec file is empty", "a spec needs at least 'name', 'input' and 'nodes'"),
+    "library": ("block library is empty", "a block library needs 'blocks:', e.g. blocks: {unit: {nodes: [...]}}"),
+}
+
+
+def parse_yaml(raw: bytes, path: str, what: str = "spec") -> Document:
+    """Parse untrusted bytes into a `Document`; raise `SpecError` with a location on any problem.
+    `what` ("spec" or "library") words the messages about an empty file."""
     if len(raw) > MAX_FILE_BYTES:
         raise SpecError(
             Diagnostic(
@@ -290,13 +384,7 @@ def parse_yaml(raw: bytes, path: str) -> Document:
             )
         )
     if not text.strip():
-        raise SpecError(
-            Diagnostic(
-                Location(path, 1, 1),
-                "spec file is empty",
-                "a spec needs at least 'name', 'input' and 'nodes'",
-            )
-        )
+        raise SpecError(Diagnostic(Location(path, 1, 1), *_EMPTY_HINTS[what]))
     doc = Document(None, path)
     try:
         data = _Builder(text, doc).document()
@@ -315,7 +403,8 @@ def parse_yaml(raw: bytes, path: str) -> Document:
     except yaml.YAMLError as exc:  # e.g. a character YAML does not allow, without a position
         raise SpecError(Diagnostic(Location(path, 1, 1), f"invalid YAML: {exc}")) from None
     if data is _EMPTY:
-        raise SpecError(Diagnostic(Location(path, 1, 1), "spec file has no content"))
+        message, hint = _EMPTY_HINTS[what]
+        raise SpecError(Diagnostic(Location(path, 1, 1), message.replace("is empty", "has no content"), hint))
     doc.data = data
     if doc.errors:
         raise SpecError(doc.errors)

@@ -21,7 +21,6 @@ class VerifyReport:
     path: str
     name: str
     checks: list[Check]
-    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:

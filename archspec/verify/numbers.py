@@ -18,7 +18,7 @@ def check_forward(model: Model, analysis: Analysis, seed: int) -> list[Check]:
     estimate = 3 * analysis.totals.param_bytes + reference.forward_memory_bytes(batch2)
     reference.guard_memory(estimate, f"verifying {analysis.name}")
     rng = np.random.default_rng(seed + 1)
-    weights = model.init_weights(seed)
+    weights = model.init_weights(seed, analysis.input_shape)
     x = rng.normal(size=(2, *analysis.input_shape)).astype(np.float32)  # batch 2: per-image counts
     live: dict[str, int] = {}
     measured = reference.measure(model.graph, x, weights, live)
@@ -55,6 +55,7 @@ def _check_peak_memory(model: Model, analysis: Analysis, live: dict[str, int], b
     curve = live_curve(model.graph, shapes, list(model.graph.order))
     for name, real in live.items():
         check.checked += 1
-        if curve[name] * batch * 4 != real:
-            check.fail(f"after {name}: static {curve[name] * batch * 4:,} B live, measured {real:,} B")
+        static = curve[name] * batch * reference.ITEM_BYTES
+        if static != real:
+            check.fail(f"after {name}: static {static:,} B live, measured {real:,} B")
     return check

@@ -6,13 +6,12 @@ output differs from the output on an all-zero input. See `probe_spans` and `_che
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 
 from archspec.analysis.analyze import Analysis
 from archspec.analysis.receptive_field import EMPTY, ReceptiveField, exact_spans
 from archspec.errors import SpecError
-from archspec.graph import INPUT, Graph
+from archspec.graph import INPUT, Graph, last_readers, upstream
 from archspec.ops import MatMul, Weights
 from archspec.ops.base import broadcast_inputs
 from archspec.verify.checks import Check
@@ -48,7 +47,7 @@ def probe_masks(graph: Graph, images: np.ndarray, nodes: list[str], *, context: 
     gate is fed zeros in both runs, so only the local field is measured.
     """
     masks: dict[str, np.ndarray] = {INPUT: images[:, None].astype(np.float32)}
-    last = {i: n for n in nodes for i in graph.op(n).inputs}
+    last = last_readers(graph, nodes)
     out: dict[str, np.ndarray] = {}
     for name in nodes:
         node_op = graph.op(name)
@@ -132,8 +131,7 @@ def _compare_exact(static: np.ndarray, measured: np.ndarray) -> list[str]:
 def _agnostic_nodes(graph: Graph) -> list[str]:
     """Nodes whose receptive field does not depend on the input size (nothing size-dependent upstream)."""
     bad = {n for n in graph.order if graph.op(n).size_dependent}
-    for n in list(bad):
-        bad |= nx.descendants(graph.nx_graph, n)
+    bad |= graph.descendants(*bad)
     return [n for n in graph.order if n not in bad]
 
 
@@ -228,7 +226,8 @@ def _check_enlarged(graph: Graph, analysis: Analysis, fields, names: list[str], 
     chosen = _spread(names, MAX_ENLARGED_NODES)
     length = max(fields[n].padding()[axis] + fields[n].size()[axis] + 2 * fields[n].stride()[axis] for n in chosen)
     wanted = set(chosen)
-    prefix = [n for n in graph.order if wanted & (nx.descendants(graph.nx_graph, n) | {n})]
+    needed = upstream(graph.nodes, wanted)  # the chosen nodes and everything they read from
+    prefix = [n for n in graph.order if n in needed]
     probe_shape = _thin_size(graph, prefix, axis, length, analysis.input_shape)
     if probe_shape is None:
         check.skipped.extend(f"{n} axis {axis}: no valid enlarged probe" for n in chosen)

@@ -7,9 +7,7 @@ import math
 import numpy as np
 
 from archspec.analysis.analyze import Analysis
-from archspec.graph import INPUT
 from archspec.model import Model
-from archspec.ops import MatMul
 from archspec.reference import forward as reference
 from archspec.verify.checks import Check
 
@@ -21,31 +19,28 @@ def check_stochastic_depth(model: Model, analysis: Analysis, seed: int, samples:
     graph = model.graph
     check = Check(f"stochastic depth ({samples} sampled drop masks)")
     rng = np.random.default_rng(seed + 2)
-    weights = model.init_weights(seed)
+    weights = model.init_weights(seed, analysis.input_shape)
     x = rng.normal(size=(1, *analysis.input_shape)).astype(np.float32)
-    grouped = reference.group_weights(weights)
     drops = [name for name, _, _ in sd.branches]
+    shapes = {layer.name: layer.output_shape for layer in analysis.layers}
     survival = np.array([p for _, p, _ in sd.branches])
     macs_seen, active_seen = [], []
+    macs: list[int] = []  # MACs of each node run in the current sample
     for _ in range(samples):
         kept = rng.random(len(drops)) < survival
         dropped = {d for d, k in zip(drops, kept, strict=True) if not k}
         needed = graph.needed_nodes(dropped)
-        tensors = {INPUT: x}
-        total = 0
-        for name in graph.order:
-            if name not in needed:
-                continue
-            if name in dropped:
-                tensors[name] = np.float32(0.0)  # the branch is skipped; the add sees zero
-                continue
-            op = graph.op(name)
-            mm = MatMul()
-            tensors[name] = op.forward(
-                [tensors[i] for i in op.inputs], reference.Weights(grouped.get(name, {}), name), mm
-            )
-            total += mm.macs
-        macs_seen.append(total)
+        # The dropped branches are really skipped: only the nodes still needed run, and a dropped node yields zero.
+        reference.run(
+            graph,
+            x,
+            weights,
+            nodes=[n for n in graph.order if n in needed],
+            dropped={d: shapes[d] for d in dropped},
+            on_output=lambda _name, _out, _w, mm: macs.append(mm.macs),
+        )
+        macs_seen.append(sum(macs))
+        macs.clear()
         active_seen.append(int(kept.sum()))
     mean = float(np.mean(macs_seen))
     branch_macs = np.array([m for _, _, m in sd.branches], dtype=float)
