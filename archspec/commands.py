@@ -13,10 +13,13 @@ from archspec.errors import Diagnostic, UsageError
 from archspec.report.files import atomic_write_bytes, inside
 
 
-def analyze_specs(spec_paths: list[str], input_shape=None, batch: int = 1, dtype: str = "float32") -> list[Analysis]:
+def analyze_specs(
+    spec_paths: list[str], input_shape=None, batch: int = 1, dtype: str = "float32", optimizer: str | None = None
+) -> list[Analysis]:
+    """Every spec analysed alike; `optimizer` adds the training-memory figures (archspec.analysis.training)."""
     from archspec.model import load
 
-    return [load(path).analyze(input_shape, batch=batch, dtype=dtype) for path in spec_paths]
+    return [load(path).analyze(input_shape, batch=batch, dtype=dtype, optimizer=optimizer) for path in spec_paths]
 
 
 def report_command(spec_paths: list[str], out_dir: str) -> str:
@@ -41,7 +44,7 @@ def report_files(spec_paths: list[str], command: str, *, charts: bool = True) ->
     files: dict[str, bytes] = {}
     seen: dict[str, str] = {}
     analyses = []
-    for spec_path, analysis in zip(spec_paths, analyze_specs(spec_paths), strict=True):
+    for spec_path, analysis in zip(spec_paths, analyze_specs(spec_paths, optimizer="sgd"), strict=True):
         if analysis.name in seen:
             raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
         seen[analysis.name] = spec_path

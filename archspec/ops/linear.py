@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from archspec.ops.base import NoTensors, OpBase, Plain, PositiveInt, ShapeError
+from archspec.ops.base import NoTensors, OpBase, Plain, PositiveInt, Saved, ShapeError, TrainSaves
 
 
 class Flatten(Plain, NoTensors, OpBase):
@@ -21,6 +21,9 @@ class Flatten(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self, 1
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves(output_aliases_input=True)  # a view of a contiguous input
 
     def forward(self, xs, w, mm):
         x = xs[0]
@@ -85,6 +88,9 @@ class Linear(Plain, OpBase):
 
     def rf_rule(self, in_shapes):
         return "pointwise" if self.per_pixel else "global"
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("input", what="mat1"),))  # and weight.t(), a view of the parameter
 
     def forward(self, xs, w, mm):
         x = xs[0]
