@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print (or write) the JSON Schema for spec files")
     p.add_argument("--out", help="write to this file instead of stdout")
+    add_onnx_commands(sub)
     return parser
 
 
@@ -204,7 +205,8 @@ def cmd_analyze(args) -> int:
     if args.train and args.dtype != "float32":
         raise UsageError("error: --train models PyTorch's float32 training only; drop --dtype")
     options = _analysis_options(args)
-    model = load(args.spec)
+    shape = options["input_shape"]
+    model = load_onnx_or_spec(args.spec, shape) if shape else load(args.spec)  # ONNX: --input fills dynamic sizes
     optimizer = (args.optimizer or "sgd") if args.train else None
     analysis = model.analyze(options["input_shape"], batch=args.batch, dtype=args.dtype, optimizer=optimizer)
     if args.fit:
@@ -345,6 +347,87 @@ def cmd_schema(args) -> int:
     return 0
 
 
+# ---- ONNX: export and import (archspec/onnx/; onnx is imported only when these run) ----------------
+
+
+def add_onnx_commands(sub) -> None:
+    p = sub.add_parser("export", help="write a spec as an ONNX model (needs archspec[onnx])")
+    p.add_argument("spec")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", help=".npz with '<layer>.<tensor>' keys (default: random weights)")
+    source.add_argument("--seed", type=_natural, default=0, help="seed of the random weights")
+    p.add_argument("--opset", type=_positive, help="ONNX opset (default: a recent one)")
+    p.add_argument("--input", help="input shape C,H,W (default: the spec's)")
+
+    p = sub.add_parser("import", help="convert an ONNX model to a spec and weights (needs archspec[onnx])")
+    p.add_argument("model")
+    p.add_argument("--out", required=True, help="the spec .yaml to write")
+    p.add_argument("--weights-out", help="write the weights as .npz ('<layer>.<tensor>' keys)")
+    p.add_argument("--input", help="input shape C,H,W (needed when the model's H and W are dynamic)")
+
+
+def load_onnx_or_spec(path: str, shape=None):
+    """A model from a YAML spec or an ONNX file (whose dynamic sizes `shape` fills in)."""
+    from archspec.onnx import is_onnx_path
+
+    if is_onnx_path(path):
+        from archspec.onnx.importer import load_onnx
+
+        return load_onnx(path, shape)
+    from archspec.model import load
+
+    return load(path)
+
+
+def cmd_export(args) -> int:
+    from archspec.onnx.export import DEFAULT_OPSET, check_opset, export_model
+    from archspec.reference.io import load_weights
+    from archspec.report.files import atomic_write_bytes
+
+    opset = args.opset or DEFAULT_OPSET
+    check_opset(opset)
+    model = load_onnx_or_spec(args.spec)
+    shape = parse_input_shape(args.input) if args.input is not None else model.input_shape
+    weights = load_weights(args.weights) if args.weights else model.init_weights(args.seed, shape)
+    proto = export_model(model, weights, opset, shape)
+    import onnx
+
+    onnx.checker.check_model(proto, full_check=True)
+    atomic_write_bytes(Path(args.out), proto.SerializeToString())
+    source = args.weights or f"random weights, seed {args.seed}"
+    print(f"wrote {args.out}: {len(proto.graph.node)} ONNX nodes, opset {opset}, {source}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from archspec.onnx.importer import import_onnx, model_of, render_spec
+    from archspec.report.files import atomic_write_bytes
+
+    shape = parse_input_shape(args.input) if args.input is not None else None
+    imported = import_onnx(args.model, shape)
+    text = render_spec(imported.spec)
+    analysis = model_of(imported, args.model).analyze()  # what is written must load
+    atomic_write_bytes(Path(args.out), text.encode())
+    print(f"wrote {args.out}: {len(imported.spec['nodes'])} nodes, {analysis.totals.params:,} params")
+    if args.weights_out:
+        atomic_write_bytes(Path(args.weights_out), _npz_bytes(imported.weights))
+        print(f"wrote {args.weights_out}: {len(imported.weights)} tensors")
+    for note in imported.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _npz_bytes(arrays) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
 COMMANDS = {
     "analyze": cmd_analyze,
     "verify": cmd_verify,
@@ -355,6 +438,8 @@ COMMANDS = {
     "diagram": cmd_diagram,
     "explain": cmd_explain,
     "schema": cmd_schema,
+    "export": cmd_export,
+    "import": cmd_import,
 }
 
 

@@ -103,6 +103,10 @@ def load(
         if isinstance(source, Mapping):
             return Model(build_graph(load_mapping(dict(source), base_dir=base_dir)))
         if isinstance(source, (str, os.PathLike)):
+            if os.fspath(source).lower().endswith(".onnx"):  # an ONNX model, imported on the fly (archspec/onnx/)
+                from archspec.onnx.importer import load_onnx
+
+                return load_onnx(os.fspath(source))
             return Model(build_graph(load_spec(os.fspath(source))))
     raise UsageError(f"error: archspec.load takes a path, a mapping or text=..., not {type(source).__name__}")
 

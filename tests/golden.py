@@ -63,11 +63,47 @@ TORCHVISION = {
     # Inception_V3_Weights.IMAGENET1K_V1.meta. num_params counts the auxiliary head (AuxLogits, in the
     # released state_dict); GFLOPS is the inference path at 299 x 299 (the head runs in training only).
     "inception_v3": ("inception_v3", 27_161_264, "5.713", "fc"),
+    # torchvision 0.29.1, each builder's weights meta (num_params, _ops); where there are V1 and V2 weights
+    # (mobilenet_v2, mobilenet_v3_large, efficientnet_b1) both give the same figures.
+    "mobilenet_v2": ("mobilenet_v2", 3_504_872, "0.301", "classifier.1"),
+    "mobilenet_v3_large": ("mobilenet_v3_large", 5_483_032, "0.217", "classifier.3"),
+    "mobilenet_v3_small": ("mobilenet_v3_small", 2_542_856, "0.057", "classifier.3"),
+    "mnasnet0_5": ("mnasnet0_5", 2_218_512, "0.104", "classifier.1"),
+    "mnasnet0_75": ("mnasnet0_75", 3_170_208, "0.215", "classifier.1"),
+    "mnasnet1_0": ("mnasnet1_0", 4_383_312, "0.314", "classifier.1"),
+    "mnasnet1_3": ("mnasnet1_3", 6_282_256, "0.526", "classifier.1"),
+    "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", 1_366_792, "0.04", "fc"),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", 2_278_604, "0.145", "fc"),
+    "shufflenet_v2_x1_5": ("shufflenet_v2_x1_5", 3_503_624, "0.296", "fc"),
+    "shufflenet_v2_x2_0": ("shufflenet_v2_x2_0", 7_393_996, "0.583", "fc"),
+    "efficientnet_b0": ("efficientnet_b0", 5_288_548, "0.386", "classifier.1"),
+    "efficientnet_b1": ("efficientnet_b1", 7_794_184, "0.687", "classifier.1"),
+    "efficientnet_b2": ("efficientnet_b2", 9_109_994, "1.088", "classifier.1"),
+    "efficientnet_b3": ("efficientnet_b3", 12_233_232, "1.827", "classifier.1"),
+    "efficientnet_b4": ("efficientnet_b4", 19_341_616, "4.394", "classifier.1"),
+    "efficientnet_b5": ("efficientnet_b5", 30_389_784, "10.266", "classifier.1"),
+    "efficientnet_b6": ("efficientnet_b6", 43_040_704, "19.068", "classifier.1"),
+    "efficientnet_b7": ("efficientnet_b7", 66_347_960, "37.746", "classifier.1"),
+    "efficientnet_v2_s": ("efficientnet_v2_s", 21_458_488, "8.366", "classifier.1"),
+    "efficientnet_v2_m": ("efficientnet_v2_m", 54_139_356, "24.582", "classifier.1"),
+    "efficientnet_v2_l": ("efficientnet_v2_l", 118_515_272, "56.08", "classifier.1"),
 }
 
 # Input resolution where it is not 224: the crop_size of the weights' transforms (the IMAGENET1K_V1 entry),
 # at which torchvision measures GFLOPS.
-CROP = {"inception_v3": 299}
+CROP = {
+    "inception_v3": 299,
+    "efficientnet_b1": 240,
+    "efficientnet_b2": 288,
+    "efficientnet_b3": 300,
+    "efficientnet_b4": 380,
+    "efficientnet_b5": 456,
+    "efficientnet_b6": 528,
+    "efficientnet_b7": 600,
+    "efficientnet_v2_s": 384,
+    "efficientnet_v2_m": 480,
+    "efficientnet_v2_l": 480,
+}
 # Training-only outputs (auxiliary heads): counted in torchvision's num_params, not in its GFLOPS.
 TRAIN_OUTPUTS = {"inception_v3": ("AuxLogits.fc",)}
 

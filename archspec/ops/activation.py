@@ -40,6 +40,9 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
     def forward_in_place(self, x):
         return np.maximum(x, 0, out=x)
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Relu", xs)
+
 
 class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
     """An activation applied to every element on its own; `f` is its float32 formula and `formula`
@@ -98,6 +101,9 @@ class ReLU6(_InPlace, _Elementwise):
     def f(self, x):
         return np.clip(x, 0, 6)
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Clip", [xs[0], g.const(0.0, "float32"), g.const(6.0, "float32")])
+
     def forward_in_place(self, x):
         return np.clip(x, 0, 6, out=x)
 
@@ -114,6 +120,9 @@ class Sigmoid(_Elementwise):
     op: Literal["sigmoid"]
     formula: ClassVar[str] = "1 / (1 + exp(−x))"  # for `archspec explain`
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Sigmoid", xs)
+
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves((Saved("output", what="result"),))
 
@@ -127,6 +136,9 @@ class Hardsigmoid(_Elementwise):
     op: Literal["hardsigmoid"]
     formula: ClassVar[str] = "min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
     inplace: bool = False  # PyTorch's Hardsigmoid(inplace=...) at training time (torchvision: False)
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("HardSigmoid", xs, alpha=1 / 6, beta=0.5)
 
     def train_saves(self, in_shapes, out_shape):
         return _saves_self(self.inplace, in_shapes)
@@ -145,6 +157,9 @@ class Hardswish(_InPlace, _Elementwise):
     def train_saves(self, in_shapes, out_shape):
         return _saves_self(self.inplace, in_shapes)
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("HardSwish", xs)
+
     def f(self, x):
         return x * (np.clip(x + 3, 0, 6) / 6)
 
@@ -158,6 +173,9 @@ class SiLU(_InPlace, _Elementwise):
 
     def train_saves(self, in_shapes, out_shape):
         return _saves_self(self.inplace, in_shapes)
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Mul", [xs[0], g.node("Sigmoid", xs)])  # ONNX has no SiLU: x * sigmoid(x), as PyTorch exports it
 
     def f(self, x):
         return x * _sigmoid(x)
@@ -204,6 +222,19 @@ class GELU(_Elementwise):
     )
     approximate: Literal["none", "tanh"] = "none"
 
+    def to_onnx(self, g, xs, in_shapes):
+        x = xs[0]
+        if g.opset >= 20:
+            g.node("Gelu", [x], approximate=self.approximate)
+        elif self.approximate == "none":  # 0.5 x (1 + erf(x / sqrt 2)), PyTorch's expansion before opset 20
+            erf = g.node("Erf", [g.node("Div", [x, g.const(math.sqrt(2), "float32")])])
+            g.node("Mul", [g.node("Mul", [x, g.node("Add", [erf, g.const(1.0, "float32")])]), g.const(0.5, "float32")])
+        else:  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+            cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+            inner = g.node("Add", [x, g.node("Mul", [cube, g.const(0.044715, "float32")])])
+            tanh = g.node("Tanh", [g.node("Mul", [inner, g.const(math.sqrt(2 / math.pi), "float32")])])
+            g.node("Mul", [g.node("Mul", [x, g.node("Add", [tanh, g.const(1.0, "float32")])]), g.const(0.5, "float32")])
+
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves((Saved("input", what="self"),))  # both forms
 
@@ -233,6 +264,9 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Dropout", [xs[0], g.const(self.p, "float32")])  # inference: the identity
+
     def train_saves(self, in_shapes, out_shape):
         if self.p == 0:  # PyTorch returns the input itself
             return TrainSaves(output_aliases_input=True)
@@ -255,6 +289,9 @@ class Identity(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Identity", xs)
 
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves(output_aliases_input=True)
@@ -286,6 +323,9 @@ class Softmax(Plain, NoTensors, OpBase):
     def probe(self):
         return self, 2  # over one channel a softmax is constant: two differing channels show a change
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Softmax", xs, axis=1)
+
     def forward(self, xs, w, mm):
         x = xs[0]
         shifted = x - x.max(axis=1, keepdims=True)
@@ -316,6 +356,10 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def to_onnx(self, g, xs, in_shapes):
+        # The inference form (scale by survival); the exporter records stochastic nodes in the metadata.
+        g.node("Mul", [xs[0], g.const(1.0 if self.survival is None else self.survival, "float32")])
 
     def train_saves(self, in_shapes, out_shape):
         # Huang et al. at training time: the branch is kept unscaled or skipped. Memory is counted with
@@ -369,6 +413,9 @@ class DropPath(Plain, Pointwise, NoTensors, OpBase):
             return TrainSaves(output_aliases_input=True)
         # input * noise, noise of shape (N, 1, 1, 1): only the noise is saved (it does not require grad)
         return TrainSaves((Saved("new", elements=1, what="noise"),))
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Identity", xs)  # inference; the exporter records stochastic nodes in the metadata
 
     def with_drop_probability(self, p: float) -> DropPath:
         return self.model_copy(update={"p": p})

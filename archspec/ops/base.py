@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +33,32 @@ class ShapeError(Exception):
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.hint = hint
+
+
+class NoOnnxEquivalent(Exception):
+    """The op, with these parameters and shapes, has no ONNX operator that computes it exactly."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+class OnnxGraph(Protocol):
+    """What an op's `to_onnx` may call (implemented by archspec/onnx/export.py, which owns onnx)."""
+
+    opset: int  # the ai.onnx opset being written (newer operators where it allows them)
+
+    def node(self, op_type: str, inputs: list[str], **attributes) -> str:
+        """Append a node; returns the name of its (single) output."""
+        ...
+
+    def tensor(self, key: str) -> str:
+        """The initializer holding this node's tensor `key`, named by `tensor_key` as in the weights."""
+        ...
+
+    def const(self, values, dtype: str = "int64") -> str:
+        """A constant tensor (not a weight): a list or array of values."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -181,6 +207,8 @@ OP_CONTRACT: tuple[str, ...] = (
     # the lecture's arithmetic for `archspec explain`: explain(in_shapes, out_shape) -> lines deriving
     # the output shape (or, for merges, the shape rule), params and MACs with the numbers filled in
     "explain",
+    # interchange: the op as ONNX nodes (archspec/onnx/export.py)
+    "to_onnx",
 )
 
 
@@ -247,6 +275,12 @@ class OpBase(BaseModel):
         unit reached when any channel differs from the output on all-zero input. Ops that mix channels
         ask for as many channels as they need to show that; the rest take one.
         """
+        raise NotImplementedError
+
+    def to_onnx(self, g: OnnxGraph, xs: list[str], in_shapes: list[Shape]) -> None:
+        """Emit this node as ONNX nodes through `g` (archspec/onnx/export.py's builder): `xs` are the
+        names of the input tensors, the last node emitted produces this node's output. An op with no
+        ONNX equivalent for these shapes raises NoOnnxEquivalent (the exporter locates it)."""
         raise NotImplementedError
 
     def init_tensor(self, tensor: str, shape: Shape, rng: np.random.Generator) -> np.ndarray:

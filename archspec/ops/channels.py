@@ -57,6 +57,12 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
         # A permutation of channels: fed `groups` differing channels, the real kernel runs as is.
         return self, self.groups
 
+    def to_onnx(self, g, xs, in_shapes):
+        c, h, w = in_shapes[0]
+        grouped = g.node("Reshape", [xs[0], g.const([0, self.groups, c // self.groups, h, w])])
+        swapped = g.node("Transpose", [grouped], perm=[0, 2, 1, 3, 4])
+        g.node("Reshape", [swapped, g.const([0, c, h, w])])
+
     def forward(self, xs, w, mm):
         x = xs[0]
         n, c, h, width = x.shape
@@ -113,6 +119,10 @@ class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
     def probe(self):
         # The probe's tensors have one channel: the whole of it stands for every chunk's pixels.
         return self.model_copy(update={"chunks": 1, "index": 0}), 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        start, stop = self._bounds(in_shapes[0][0])
+        g.node("Slice", [xs[0], g.const([start]), g.const([stop]), g.const([1])])
 
     def forward(self, xs, w, mm):
         x = xs[0]

@@ -146,6 +146,19 @@ class Conv2d(Plain, OpBase):
             out[..., top * wo : bottom * wo] = part
         return out.reshape(n, self.out_channels, ho, wo)
 
+    def to_onnx(self, g, xs, in_shapes):
+        p = pair(self.padding)
+        tensors = [g.tensor("weight"), *([g.tensor("bias")] if self.bias else [])]
+        g.node(
+            "Conv",
+            [xs[0], *tensors],
+            kernel_shape=list(pair(self.kernel)),
+            strides=list(pair(self.stride)),
+            pads=[p[0], p[1], p[0], p[1]],
+            dilations=list(pair(self.dilation)),
+            group=self.groups,
+        )
+
     def _depthwise(self, padded, weight, bias, size, stride, dilation, mm: MatMul):
         """groups == input channels (MobileNet, EfficientNet): out[:, o] = sum over kernel taps of the
         input channel o // m (m = out/in channels), shifted by the tap, times weight[o, 0, tap].

@@ -29,6 +29,9 @@ class Flatten(Plain, NoTensors, OpBase):
     def probe(self):
         return self, 1
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Flatten", xs, axis=1)
+
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves(output_aliases_input=True)  # a view of a contiguous input
 
@@ -134,3 +137,15 @@ class Linear(Plain, OpBase):
     def probe(self):
         # Two outputs are enough to show a dependency (a following softmax needs unequal logits).
         return self.model_copy(update={"out_features": 2, "in_features": None}), 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        tensors = [g.tensor("weight"), *([g.tensor("bias")] if self.bias else [])]
+        if not self.per_pixel:
+            g.node("Gemm", [xs[0], *tensors], transB=1)  # x W^T + b, W in PyTorch's (out, in) layout
+            return
+        # ConvNeXt's Permute -> Linear -> Permute; the initializer keeps PyTorch's (out, in) layout
+        last = g.node("Transpose", xs, perm=[0, 2, 3, 1])
+        out = g.node("MatMul", [last, g.node("Transpose", [tensors[0]], perm=[1, 0])])
+        if self.bias:
+            out = g.node("Add", [out, tensors[1]])
+        g.node("Transpose", [out], perm=[0, 3, 1, 2])

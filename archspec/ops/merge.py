@@ -54,6 +54,9 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
             out = out + x
         return out
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Add" if len(xs) == 2 else "Sum", xs)
+
 
 class Mul(Plain, NoTensors, OpBase):
     """Element-wise product of two tensors of the same shape, or of a (C, 1, 1) gate and a (C, H, W)
@@ -91,6 +94,9 @@ class Mul(Plain, NoTensors, OpBase):
 
     def forward(self, xs, w, mm):
         return xs[0] * xs[1]
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Mul", xs)  # ONNX broadcasts a (N, C, 1, 1) gate as PyTorch does
 
     def train_saves(self, in_shapes, out_shape):
         # MulBackward0: each factor is saved for the other's gradient (SE: the gate and the block input).
@@ -140,6 +146,9 @@ class Concat(Plain, Pointwise, NoTensors, OpBase):
     def forward(self, xs, w, mm):
         return np.concatenate(xs, axis=1)
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Concat", xs, axis=1)
+
 
 class ChannelPad(Plain, NoTensors, OpBase):
     """Zero channels appended to reach out_channels: He et al.'s parameter-free shortcut (option A)."""
@@ -172,3 +181,7 @@ class ChannelPad(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1}), 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        extra = self.out_channels - in_shapes[0][0]
+        g.node("Pad", [xs[0], g.const([0, 0, 0, 0, 0, extra, 0, 0])], mode="constant")  # N C H W begins, then ends

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from archspec.ops.base import (
+    NoOnnxEquivalent,
     NoTensors,
     OpBase,
     Plain,
@@ -90,6 +91,15 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
             out = out + w.param("bias", (c,)).reshape(1, c, 1, 1)
         return out.astype(x.dtype, copy=False)
 
+    def to_onnx(self, g, xs, in_shapes):
+        c = in_shapes[0][0]
+        if self.affine:
+            scale, shift = g.tensor("weight"), g.tensor("bias")
+        else:  # constants, not trainable tensors
+            scale, shift = g.const([1.0] * c, "float32"), g.const([0.0] * c, "float32")
+        mean, var = g.tensor("running_mean"), g.tensor("running_var")
+        g.node("BatchNormalization", [xs[0], scale, shift, mean, var], epsilon=self.eps)
+
 
 class LocalResponseNorm(Plain, NoTensors, OpBase):
     """Local response norm across channels (PyTorch's rule, alpha divided by size as in Caffe):
@@ -142,6 +152,16 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
             raise ShapeError("internal: LRN window does not cover every channel")
         div = (self.k + self.alpha / self.size * window_sum) ** self.beta
         return (x / div).astype(x.dtype, copy=False)
+
+    def to_onnx(self, g, xs, in_shapes):
+        if self.size % 2 == 0:
+            # PyTorch's window is [c - size/2, c + size/2 - 1], ONNX's [c - size/2 + 1, c + size/2].
+            raise NoOnnxEquivalent(
+                f"lrn with an even size ({self.size}) has no ONNX equivalent: ONNX's LRN centres even windows"
+                " one channel later than PyTorch's",
+                "use an odd size",
+            )
+        g.node("LRN", xs, size=self.size, alpha=self.alpha, beta=self.beta, bias=self.k)
 
 
 class LayerNorm(Plain, OpBase):
@@ -199,6 +219,20 @@ class LayerNorm(Plain, OpBase):
             return rng.uniform(0.5, 1.5, shape)
         return rng.normal(0, 0.1, shape)
 
+    def to_onnx(self, g, xs, in_shapes):
+        c = in_shapes[0][0]
+        if self.affine:
+            scale, shift = g.tensor("weight"), g.tensor("bias")
+        else:
+            scale, shift = g.const([1.0] * c, "float32"), g.const([0.0] * c, "float32")
+        if len(in_shapes[0]) == 1:
+            g.node("LayerNormalization", [xs[0], scale, shift], axis=-1, epsilon=self.eps)
+            return
+        # over the channels of each pixel: channels-last, normalize the last axis, back (ConvNeXt's Permutes)
+        last = g.node("Transpose", xs, perm=[0, 2, 3, 1])
+        normed = g.node("LayerNormalization", [last, scale, shift], axis=-1, epsilon=self.eps)
+        g.node("Transpose", [normed], perm=[0, 3, 1, 2])
+
     def forward(self, xs, w, mm):
         x = xs[0]
         c = x.shape[1]
@@ -250,6 +284,9 @@ class LayerScale(Plain, Pointwise, OpBase):
 
     def init_tensor(self, tensor, shape, rng):
         return rng.uniform(0.5, 1.5, shape)  # ConvNeXt starts at 1e-6; any positive scale tests the kernel
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Mul", [xs[0], g.tensor("")])  # gamma (C, 1, 1), named like the node (torchvision's key)
 
     def forward(self, xs, w, mm):
         x = xs[0]

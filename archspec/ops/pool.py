@@ -9,6 +9,7 @@ import numpy as np
 
 from archspec.ops.base import (
     NonNegativePair,
+    NoOnnxEquivalent,
     NoTensors,
     OpBase,
     Plain,
@@ -59,6 +60,15 @@ class _WindowPool(Plain, NoTensors, OpBase):
     def probe(self):
         return self, 1
 
+    def _onnx_window(self) -> dict:
+        p = pair(self.padding)
+        return {
+            "kernel_shape": list(pair(self.kernel)),
+            "strides": list(self._stride()),
+            "pads": [p[0], p[1], p[0], p[1]],
+            "ceil_mode": int(self.ceil_mode),
+        }
+
 
 class MaxPool2d(_WindowPool):
     """Max pooling; padding is -inf, so it never wins (PyTorch's rule)."""
@@ -79,6 +89,9 @@ class MaxPool2d(_WindowPool):
             pad_value=-np.inf,
         )
         return view.max(axis=(-2, -1))
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("MaxPool", xs, **self._onnx_window())
 
 
 class AvgPool2d(_WindowPool):
@@ -101,6 +114,9 @@ class AvgPool2d(_WindowPool):
             real = np.ones((1, 1, *x.shape[2:]), dtype=np.float32)
             divisor = window_view(real, k, s, p, ceil_mode=self.ceil_mode)[0].sum(axis=(-2, -1))[0, 0]
         return (total / divisor).astype(x.dtype, copy=False)
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("AveragePool", xs, count_include_pad=int(self.count_include_pad), **self._onnx_window())
 
 
 class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
@@ -148,6 +164,20 @@ class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self, 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        rule = self.rf_rule(in_shapes)
+        if rule == "global":
+            g.node("GlobalAveragePool", xs)
+        elif rule == "irregular":
+            _, h, w = in_shapes[0]
+            raise NoOnnxEquivalent(
+                f"adaptive_avg_pool2d from {h} x {w} to {list(pair(self.output_size))} uses windows of unequal"
+                " sizes, which no ONNX pooling operator computes",
+                "choose an input size whose height and width are multiples of output_size (--input), or use avg_pool2d",
+            )
+        else:
+            g.node("AveragePool", xs, kernel_shape=list(rule.kernel), strides=list(rule.stride))
 
     def train_saves(self, in_shapes, out_shape):
         if pair(self.output_size) == (1, 1):
