@@ -15,6 +15,7 @@ from archspec.errors import ArchspecError, UsageError
 from archspec.spec.yamlsafe import MAX_INT
 
 FORMATS = ("table", "markdown", "json", "csv")
+OPTIMIZERS = ("sgd", "momentum", "adam")  # archspec.analysis.training.OPTIMIZERS (not imported: startup time)
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 CHART_FIGURES = ("macs", "params", "peak", "activations", "top1")  # archspec.report.chart.FIGURES
 
@@ -90,6 +91,24 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS.update({"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40})
+_BUDGET = re.compile(r"\s*([0-9]{1,15})(?:\.([0-9]{1,9}))?\s*([A-Za-z]*)\s*")
+
+
+def _budget(text: str) -> int:
+    """A memory budget in bytes: 16GiB, 1.5GB, 800MiB, 123456 (binary and decimal units)."""
+    match = _BUDGET.fullmatch(text)
+    unit = match and next((u for u in _UNITS if u.lower() == match.group(3).lower()), None)
+    if not match or unit is None:
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not a size; write e.g. 16GiB, 1.5GB, 800MiB or bytes")
+    whole, fraction = match.group(1), match.group(2) or ""
+    value = int(whole + fraction) * _UNITS[unit] // 10 ** len(fraction)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 byte")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from archspec.report import columns, conventions
 
@@ -119,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cs231n", action="store_true", help="the lecture's table: H x W x C, weights without biases, input memory"
     )
+    # Training memory (archspec/analysis/training.py): PyTorch eager autograd, float32.
+    p.add_argument("--train", action="store_true", help="add what training keeps (PyTorch autograd, float32)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer state for --train (default: sgd)")
+    p.add_argument("--fit", type=_budget, metavar="BYTES", help="with --train: largest batch within e.g. 16GiB")
 
     p = sub.add_parser("verify", help="prove every static number with the NumPy forward pass")
     p.add_argument("specs", nargs="+")
@@ -175,12 +198,19 @@ def cmd_analyze(args) -> int:
         raise UsageError("error: --depth does not apply to --format json, which always lists every layer")
     if args.cs231n and (args.format not in ("table", "markdown") or args.depth or args.columns):
         raise UsageError("error: --cs231n is a table of its own: use it with --format table or markdown only")
+    if (args.optimizer or args.fit) and not args.train:
+        raise UsageError("error: --optimizer and --fit go with --train")
+    if args.train and args.dtype != "float32":
+        raise UsageError("error: --train models PyTorch's float32 training only; drop --dtype")
     options = _analysis_options(args)
     model = load(args.spec)
-    analysis = model.analyze(options["input_shape"], batch=args.batch, dtype=args.dtype)
+    optimizer = (args.optimizer or "sgd") if args.train else None
+    analysis = model.analyze(options["input_shape"], batch=args.batch, dtype=args.dtype, optimizer=optimizer)
     if args.cs231n:
         sys.stdout.write(table.render_cs231n(analysis, "pipe" if args.format == "markdown" else "simple"))
         return 0
+    if args.fit:
+        return _print_fit(table, analysis, args.fit, args.format, args.depth)
     render = {
         "table": lambda: table.render_table(analysis, args.depth, columns=args.columns),
         "markdown": lambda: table.render_markdown(analysis, args.depth, columns=args.columns),
@@ -188,6 +218,23 @@ def cmd_analyze(args) -> int:
         "json": lambda: table.render_json(analysis),
     }[args.format]
     sys.stdout.write(render())
+    return 0
+
+
+def _print_fit(table, analysis, budget: int, fmt: str, depth: int | None) -> int:
+    """--train --fit: the analysis, then the largest batch whose training memory fits the budget."""
+    training = analysis.training
+    batch = training.largest_batch(budget)
+    if fmt == "json":
+        data = table.to_json_dict(analysis)
+        data["totals"]["training"]["fit"] = {"budget_bytes": budget, "largest_batch": batch}
+        sys.stdout.write(table.json.dumps(data, indent=2) + "\n")
+        return 0
+    if fmt == "csv":
+        raise UsageError("error: --fit prints a sentence: use --format table, markdown or json")
+    render = table.render_markdown if fmt == "markdown" else table.render_table
+    sys.stdout.write(render(analysis, depth))
+    sys.stdout.write(table.fit_line(training, budget) + "\n")
     return 0
 
 
@@ -233,7 +280,10 @@ def cmd_compare(args) -> int:
     from archspec.commands import analyze_specs
     from archspec.report.table import render_comparison
 
-    sys.stdout.write(render_comparison(analyze_specs(args.specs, **_analysis_options(args)), args.format))
+    # The training-memory column models PyTorch's float32 training only.
+    optimizer = "sgd" if args.dtype == "float32" else None
+    analyses = analyze_specs(args.specs, **_analysis_options(args), optimizer=optimizer)
+    sys.stdout.write(render_comparison(analyses, args.format))
     return 0
 
 

@@ -13,10 +13,13 @@ from archspec.errors import Diagnostic, UsageError
 from archspec.report.files import atomic_write_bytes, inside
 
 
-def analyze_specs(spec_paths: list[str], input_shape=None, batch: int = 1, dtype: str = "float32") -> list[Analysis]:
+def analyze_specs(
+    spec_paths: list[str], input_shape=None, batch: int = 1, dtype: str = "float32", optimizer: str | None = None
+) -> list[Analysis]:
+    """Every spec analysed alike; `optimizer` adds the training-memory figures (archspec.analysis.training)."""
     from archspec.model import load
 
-    return [load(path).analyze(input_shape, batch=batch, dtype=dtype) for path in spec_paths]
+    return [load(path).analyze(input_shape, batch=batch, dtype=dtype, optimizer=optimizer) for path in spec_paths]
 
 
 def explanations(
@@ -80,7 +83,7 @@ def report_files(spec_paths: list[str], command: str, *, charts: bool = True) ->
 
     for spec_path in spec_paths:
         model = load(spec_path)
-        analysis = model.analyze()
+        analysis = model.analyze(optimizer="sgd")
         if analysis.name in seen:
             raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
         seen[analysis.name] = spec_path
@@ -140,7 +143,7 @@ def write_reports(
     spec_paths: list[str], out_dir: Path, *, command: str | None = None, force: bool = False, charts: bool = True
 ) -> list[Path]:
     """Write a report folder. Refuses (unless `force`) to replace an index.md written by another command
-    (e.g. a one-spec run over the committed 29-model index) or any file archspec did not write."""
+    (e.g. a one-spec run over the committed index of every shipped spec) or any file archspec did not write."""
     from archspec.report.markdown import MARKER, generated_by
 
     out_dir = Path(out_dir)

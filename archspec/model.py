@@ -32,9 +32,9 @@ class Model:
     def shapes(self) -> dict[str, tuple]:
         return self.graph.infer_shapes(self.input_shape)
 
-    def analyze(self, input_shape=None, batch: int = 1, dtype: str = "float32") -> Analysis:
+    def analyze(self, input_shape=None, batch: int = 1, dtype: str = "float32", optimizer=None) -> Analysis:
         """Static per-layer and total figures (no weights, no arrays)."""
-        return analyze(self.graph, input_shape, batch, dtype)
+        return analyze(self.graph, input_shape, batch, dtype, optimizer)
 
     def init_weights(self, seed: int = 0, input_shape=None) -> dict[str, np.ndarray]:
         """Random weights keyed '<layer>.<tensor>' in PyTorch's layouts."""

@@ -1,14 +1,16 @@
 """Export torchvision reference data for benchmarks/torch_crosscheck.py. Runs under a Python that has
 torch and torchvision, NOT archspec's (archspec never depends on torch, so this file must not import it):
 
-    TORCH_PYTHON benchmarks/_torch_export.py --out DIR [--force] [--runs N] BUILDER...
+    TORCH_PYTHON benchmarks/_torch_export.py --out DIR [--size S] [--force] [--runs N] BUILDER...
 
 Per torchvision builder NAME (weights=None: nothing is downloaded), writes into DIR unless all three
 exist already (or --force):
   NAME.npz      float32 state_dict (keys == state_dict keys, num_batches_tracked skipped)
-  NAME_out.npy  float32 logits for DIR/input_224.npy, shape (1, 1000)
-  NAME.json     num_params, leaf-module calls in forward execution order, params per leaf module
-and once DIR/input_224.npy (seed 1, 1x3x224x224 float32 ~ N(0,1)). Every model is also timed on
+  NAME_out.npy  float32 logits for DIR/input_S.npy, shape (1, 1000)
+  NAME.json     num_params, input file, leaf-module calls in forward execution order, params per leaf module,
+                and `training_saved`: what autograd saves for backward in a training-mode forward (below)
+and once DIR/input_S.npy (seed 1, 1x3xSxS float32 ~ N(0,1); S = --size, default 224: every BUILDER of one
+run takes the same input size). Every model is also timed on
 every run (not stored with the export, so the timing is as fresh as archspec's), and one line
 `RESULT {"model", "exported", "seconds", "threads"}` is printed per model for the caller to parse.
 """
@@ -27,6 +29,10 @@ from torchvision import models as tvm
 
 # GoogLeNet as archspec's googlenet_torchvision spec describes it: no auxiliary heads, no input rescaling.
 BUILD_KWARGS = {"googlenet": dict(aux_logits=False, init_weights=True, transform_input=False)}
+# Inception-v3 as archspec's inception_v3 spec describes it: the auxiliary head is built (it is in the released
+# state_dict and in num_params; eval mode never runs it) and the input rescaling (transform_input, which the
+# pretrained builder turns on) is left to preprocessing.
+BUILD_KWARGS["inception_v3"] = dict(aux_logits=True, init_weights=True, transform_input=False)
 
 BN_RECIPE = (
     "per BatchNorm module, torch.Generator seeded 1234 (shared, modules in named_modules order): "
@@ -34,13 +40,17 @@ BN_RECIPE = (
 )
 
 
-def get_input(out: Path) -> torch.Tensor:
-    path = out / "input_224.npy"
+def input_file(size: int) -> str:
+    return f"input_{size}.npy"
+
+
+def get_input(out: Path, size: int) -> torch.Tensor:
+    path = out / input_file(size)
     if not path.exists():
         g = torch.Generator().manual_seed(1)
-        np.save(path, torch.randn(1, 3, 224, 224, generator=g, dtype=torch.float32).numpy())
+        np.save(path, torch.randn(1, 3, size, size, generator=g, dtype=torch.float32).numpy())
     x = np.load(path)
-    assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
+    assert x.shape == (1, 3, size, size) and x.dtype == np.float32
     return torch.from_numpy(x)
 
 
@@ -70,7 +80,7 @@ def shape_of(o):
     return None
 
 
-def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int) -> None:
+def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int, size: int) -> None:
     sd = {
         k: v.detach().numpy().astype(np.float32)
         for k, v in model.state_dict().items()
@@ -122,7 +132,7 @@ def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int) -> None:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "seed": 0,
-        "input": "input_224.npy",
+        "input": input_file(size),
         "bn_randomization": BN_RECIPE,
         "num_batchnorm": n_bn,
         "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -138,9 +148,72 @@ def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int) -> None:
         "leaf_first_call_order": list(dict.fromkeys(called)),
         "leaf_modules_never_called": [n for n, _ in leaves if n not in called],
         "leaf_params": leaf_params,
+        "training_saved": export_training(model),
     }
     # Written last: an export interrupted earlier lacks its .json and so counts as missing next time.
     (out / f"{name}.json").write_text(json.dumps(meta, indent=1))
+
+
+TRAIN_BATCHES = (1, 8)
+TRAIN_CONVENTION = (
+    "model.train(), float32, parameters requires_grad, input N(0,1) (seed 2) without grad; every tensor passed "
+    "to torch.autograd.graph.saved_tensors_hooks' pack hook, counted once per untyped storage (data_ptr); "
+    "storages of parameters and buffers excluded; a storage is charged to the innermost module running when "
+    "it is first saved ('' = the model's own forward)"
+)
+
+
+def training_saved(model, batch: int) -> dict:
+    """Unique storages autograd saves in one training-mode forward at this batch, charged to modules."""
+    own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    stack = [""]
+    handles = []
+    for n, m in model.named_modules():
+        if n:
+            handles.append(m.register_forward_pre_hook(lambda mod, inp, n=n: stack.append(n)))  # returns None
+            handles.append(m.register_forward_hook(lambda mod, inp, out: stack.pop() and None))  # None: keep out
+    first: dict[int, tuple[str, int]] = {}  # storage data_ptr -> (module charged, bytes)
+    keep = []  # storages stay alive (backward holds them), so a data_ptr is never reused meanwhile
+
+    def pack(t):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in own and storage.nbytes() and ptr not in first:
+            first[ptr] = (stack[-1], storage.nbytes())
+            keep.append(storage)
+        return t
+
+    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.eval()
+    by_module: dict[str, int] = {}
+    for name, nbytes in first.values():
+        by_module[name] = by_module.get(name, 0) + nbytes
+    del y
+    keep.clear()
+    return {"total_bytes": sum(b for _, b in first.values()), "storages": len(first), "by_module": by_module}
+
+
+def export_training(model) -> dict:
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # a training forward updates BN statistics
+    try:
+        batches = {str(b): training_saved(model, b) for b in TRAIN_BATCHES}
+    finally:
+        model.load_state_dict(state)
+    return {
+        "convention": TRAIN_CONVENTION,
+        "batches": batches,
+        "param_bytes": sum(p.untyped_storage().nbytes() for p in model.parameters()),
+        "buffer_bytes": sum(b.untyped_storage().nbytes() for b in model.buffers()),
+        "param_tensors": sum(1 for _ in model.parameters()),
+        "modules": [n for n, _ in model.named_modules()],
+    }
 
 
 def time_forward(model, x: torch.Tensor, runs: int) -> float:
@@ -159,19 +232,22 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--force", action="store_true", help="re-export even when the files exist")
     p.add_argument("--runs", type=int, default=5, help="timed forward passes (median reported)")
+    p.add_argument("--size", type=int, default=224, help="input height and width for every BUILDER")
     p.add_argument("builders", nargs="+")
     args = p.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    x = get_input(args.out)
+    x = get_input(args.out, args.size)
     for name in args.builders:
         t0 = time.time()
         torch.manual_seed(0)  # the weights torchvision's initializers draw
         model = getattr(tvm, name)(weights=None, **BUILD_KWARGS.get(name, {})).eval()
         n_bn = randomize_bn(model)
         exported = args.force or not all((args.out / f"{name}{end}").exists() for end in (".npz", "_out.npy", ".json"))
+        # Exports made before training_saved was recorded are made again.
+        exported = exported or "training_saved" not in json.loads((args.out / f"{name}.json").read_text())
         if exported:
-            export(name, model, x, args.out, n_bn)
+            export(name, model, x, args.out, n_bn, args.size)
         result = {"model": name, "exported": exported, "seconds": time_forward(model, x, args.runs)}
         result["threads"] = torch.get_num_threads()
         print(

@@ -19,6 +19,11 @@ def test_bn_variants_add_gamma_and_beta_only():
     # (132,868,840 - 132,863,336 = 5,504); vgg16_bn - vgg16 = 2 * (2*64 + 2*128 + 3*256 + 6*512) = 8,448.
     assert analysis("vgg11_bn").totals.params - analysis("vgg11").totals.params == 5_504
     assert analysis("vgg16_bn").totals.params - analysis("vgg16").totals.params == 8_448
+    # vgg13_bn - vgg13 = 2 * (2*64 + 2*128 + 2*256 + 4*512) = 5,888 (133,053,736 - 133,047,848);
+    # vgg19_bn - vgg19 = 2 * (2*64 + 2*128 + 4*256 + 8*512) = 11,008 (143,678,248 - 143,667,240).
+    assert analysis("vgg13_bn").totals.params - analysis("vgg13").totals.params == 5_888
+    assert analysis("vgg19_bn").totals.params - analysis("vgg19").totals.params == 11_008
+    assert analysis("vgg19_bn").totals.macs == analysis("vgg19").totals.macs
     # BatchNorm adds no MACs under torchvision's rule.
     assert analysis("vgg16_bn").totals.macs == analysis("vgg16").totals.macs
 

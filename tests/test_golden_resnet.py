@@ -43,6 +43,7 @@ def test_resnet18_layer1_has_identity_shortcuts():
         ("resnet152", (2, 7, 35, 2)),
         ("wide_resnet101_2", (2, 3, 22, 2)),
         ("resnext101_32x8d", (2, 3, 22, 2)),
+        ("resnext101_64x4d", (2, 3, 22, 2)),
     ],
 )
 def test_stage_depths(name, last_blocks):
@@ -115,6 +116,9 @@ def test_resnext_grouped_conv2():
     check(
         "resnext101_32x8d", "layer4.0.conv2", weights=1_179_648, params=1_179_648, output=(2048, 7, 7), macs=57_802_752
     )
+    # resnext101_64x4d layer4: width = 512 * 4/64 * 64 = 2048, groups 64 -> 32 per group.
+    # 2048 * 32 * 9 = 589,824 weights; MACs 589,824 * 49 = 28,901,376.
+    check("resnext101_64x4d", "layer4.0.conv2", weights=589_824, params=589_824, output=(2048, 7, 7), macs=28_901_376)
 
 
 # ---- receptive fields (hand-derived with r += (k - 1) * j, j *= s; Araujo et al., Distill 2019) --------

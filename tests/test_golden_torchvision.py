@@ -10,14 +10,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from golden import TORCHVISION, TVREF, TVREF_HOW, analysis, gflops_window, layers
+from golden import CROP, SPECS, TORCHVISION, TRAIN_OUTPUTS, TVREF, TVREF_HOW, analysis, gflops_window, layers, model
 
 NAMES = sorted(TORCHVISION)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_params_equal_torchvision_num_params(name):
-    assert analysis(name).totals.params == TORCHVISION[name][1]
+    # num_params counts every trainable tensor of the model torchvision builds, training-only heads too.
+    a = analysis(name)
+    assert a.totals.params + (a.train_extra.params if a.train_extra else 0) == TORCHVISION[name][1]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -35,11 +37,13 @@ def test_spec_metadata_cites_the_same_figures(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ends_at_the_logits(name):
-    # torchvision's forward returns 1000 logits (no softmax, no auxiliary heads) for a 224 x 224 input.
+    # torchvision's forward (eval mode) returns 1000 logits (no softmax; auxiliary heads only in training)
+    # for an input of its weights' crop size.
     a = analysis(name)
     logits = TORCHVISION[name][3]
-    assert a.input_shape == (3, 224, 224)
-    assert a.outputs == (logits,) and a.train_outputs == ()
+    crop = CROP.get(name, 224)
+    assert a.input_shape == (3, crop, crop)
+    assert a.outputs == (logits,) and a.train_outputs == TRAIN_OUTPUTS.get(name, ())
     assert layers(name)[logits].output_shape == (1000,)
     assert all(layer.op != "softmax" for layer in a.layers)
 
@@ -74,10 +78,46 @@ def test_every_torchvision_module_call_has_its_output_shape(name):
 
 
 def test_crosscheck_script_covers_the_same_specs():
-    """benchmarks/torch_crosscheck.py keeps its own spec -> builder table (it is run from a checkout, not
-    imported from tests); it must stay this table."""
+    """benchmarks/torch_crosscheck.py keeps its own spec -> (builder, input size) table of every torchvision
+    CNN classifier (it is run from a checkout, not imported from tests): it must hold this table's specs
+    with the same builders and crop sizes, and every spec it names that exists is in this table."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_crosscheck.py"
     spec = importlib.util.spec_from_file_location("torch_crosscheck", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.TORCHVISION == {name: row[0] for name, row in TORCHVISION.items()}
+    assert {name: script.TORCHVISION.get(name) for name in TORCHVISION} == {n: r[0] for n, r in TORCHVISION.items()}
+    assert {name: script.INPUT_SIZE[name] for name in TORCHVISION} == {n: CROP.get(n, 224) for n in TORCHVISION}
+    shipped = {name for name in script.TORCHVISION if (SPECS / f"{name}.yaml").exists()}
+    assert shipped <= set(TORCHVISION)
+
+
+# ---- training memory: tensors autograd saves, against torch's saved_tensors_hooks (exports only) ---------
+
+
+def _crosscheck_script():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_crosscheck.py"
+    spec = importlib.util.spec_from_file_location("torch_crosscheck", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _training_export(name):
+    meta = _export(name)
+    if "training_saved" not in meta:
+        pytest.skip(f"{TORCHVISION[name][0]}.json has no training_saved: re-export with --force ({TVREF_HOW})")
+    return meta
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_tensor_bytes_equal_torch(name):
+    """At batch 1 and 8: unique saved storages in total, and charged per torchvision module, to the byte;
+    parameter and buffer bytes too."""
+    meta = _training_export(name)
+    ref = meta["training_saved"]
+    group = _crosscheck_script().saved_by_module
+    for batch, theirs in ref["batches"].items():
+        training = model(name).analyze(batch=int(batch), optimizer="sgd").training
+        assert training.saved_activation_bytes == theirs["total_bytes"], batch
+        assert group(training.layer_saved_bytes(), meta) == group(theirs["by_module"], meta), batch
+        assert (training.param_bytes, training.buffer_bytes) == (ref["param_bytes"], ref["buffer_bytes"])

@@ -12,7 +12,7 @@ import pytest
 import archspec
 import archspec.verify
 from archspec.ops import OP_CLASSES, OP_CONTRACT, REGISTRY, _check_contract
-from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise
+from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, TrainSaves
 
 ROOT = Path(__file__).resolve().parent.parent / "archspec"
 
@@ -38,6 +38,9 @@ def test_an_op_that_forgets_its_macs_rule_is_refused():
         def buffer_shapes(self, in_shapes):
             return {}
 
+        def train_saves(self, in_shapes, out_shape):
+            return TrainSaves()
+
         def forward(self, xs, w, mm):
             return xs[0]
 
@@ -52,6 +55,9 @@ def test_an_op_that_forgets_its_macs_rule_is_refused():
 
         def output_shape(self, in_shapes):
             return in_shapes[0]
+
+        def train_saves(self, in_shapes, out_shape):
+            return TrainSaves()
 
         def forward(self, xs, w, mm):
             return xs[0]

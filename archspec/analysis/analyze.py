@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from archspec.analysis.memory import DTYPE_BYTES, peak_live_elements
 from archspec.analysis.receptive_field import ReceptiveField, receptive_fields
+from archspec.analysis.training import TrainingMemory, training_memory
 from archspec.graph import INPUT, Graph, numel
 from archspec.ops import Shape
 from archspec.ops.base import Window
@@ -67,6 +68,7 @@ class Analysis:
     outputs: tuple[str, ...]
     train_outputs: tuple[str, ...]
     metadata: dict = field(default_factory=dict)
+    training: TrainingMemory | None = None  # with analyze(..., optimizer=...): PyTorch training memory
 
 
 def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
@@ -109,7 +111,16 @@ def _stochastic_depth(graph: Graph, layers: dict[str, LayerStats]) -> Stochastic
     )
 
 
-def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtype: str = "float32") -> Analysis:
+def analyze(
+    graph: Graph,
+    input_shape: Shape | None = None,
+    batch: int = 1,
+    dtype: str = "float32",
+    optimizer: str | None = None,
+) -> Analysis:
+    """Static figures; with an optimizer ("sgd", "momentum", "adam") also training memory (float32 only)."""
+    if optimizer is not None and dtype != "float32":
+        raise ValueError("training memory is modelled for float32 only")
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
     shapes = graph.infer_shapes(input_shape)
@@ -157,4 +168,5 @@ def analyze(graph: Graph, input_shape: Shape | None = None, batch: int = 1, dtyp
         outputs=graph.outputs,
         train_outputs=graph.train_outputs,
         metadata=spec.metadata.model_dump(exclude_none=True),
+        training=None if optimizer is None else training_memory(graph, shapes, batch, optimizer),
     )

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise
+from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
 from archspec.ops.explain import no_params_lines, same_shape_line
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -18,6 +18,9 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 class ReLU(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["relu"]
     in_place: ClassVar[bool] = True
+    # PyTorch's ReLU(inplace=...) in training: torchvision builds every ReLU with inplace=True. Either way
+    # one tensor is saved (the result); in place, the result is the input's storage.
+    inplace: bool = True
 
     def explain(self, in_shapes, out_shape):
         return [
@@ -27,6 +30,9 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("output", what="result"),), output_aliases_input=self.inplace)
 
     def forward(self, xs, w, mm):
         return np.maximum(xs[0], 0)
@@ -60,9 +66,18 @@ class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
 
 class _InPlace:
     """Mixin for activations torchvision builds with inplace=True: the result is written into x when
-    the memory model allows it (see ReLU)."""
+    the memory model allows it (see ReLU). Each such op has an `inplace` field (PyTorch's flag, default
+    True as in torchvision) for what training saves: unlike ReLU's, their in-place backward needs the
+    ORIGINAL input, so autograd saves a clone of it (torch 2.14: hardtanh_, silu_, hardswish_), and the
+    out-of-place form saves the input itself; either way one tensor of the input's size."""
 
     in_place: ClassVar[bool] = True
+
+    def train_saves(self, in_shapes, out_shape):
+        if self.inplace:
+            clone = Saved("new", elements=math.prod(in_shapes[0]), what="self (a clone of the input)")
+            return TrainSaves((clone,), output_aliases_input=True)
+        return TrainSaves((Saved("input", what="self"),))
 
     def forward_in_place(self, x):
         x[...] = self.f(x)
@@ -74,6 +89,7 @@ class ReLU6(_InPlace, _Elementwise):
 
     op: Literal["relu6"]
     formula: ClassVar[str] = "min(max(x, 0), 6)"  # for `archspec explain`
+    inplace: bool = True  # PyTorch's ReLU6(inplace=...): torchvision's MobileNetV2 uses True
 
     def f(self, x):
         return np.clip(x, 0, 6)
@@ -94,6 +110,9 @@ class Sigmoid(_Elementwise):
     op: Literal["sigmoid"]
     formula: ClassVar[str] = "1 / (1 + exp(−x))"  # for `archspec explain`
 
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("output", what="result"),))
+
     def f(self, x):
         return _sigmoid(x)
 
@@ -104,6 +123,9 @@ class Hardsigmoid(_Elementwise):
     op: Literal["hardsigmoid"]
     formula: ClassVar[str] = "min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
 
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("input", what="self"),))
+
     def f(self, x):
         return np.clip(x + 3, 0, 6) / 6
 
@@ -113,6 +135,7 @@ class Hardswish(_InPlace, _Elementwise):
 
     op: Literal["hardswish"]
     formula: ClassVar[str] = "x · min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
+    inplace: bool = True  # PyTorch's Hardswish(inplace=...): torchvision's MobileNetV3 uses True
 
     def f(self, x):
         return x * (np.clip(x + 3, 0, 6) / 6)
@@ -123,6 +146,7 @@ class SiLU(_InPlace, _Elementwise):
 
     op: Literal["silu"]
     formula: ClassVar[str] = "x · sigmoid(x)"  # for `archspec explain`
+    inplace: bool = True  # PyTorch's SiLU(inplace=...): torchvision's EfficientNet uses True
 
     def f(self, x):
         return x * _sigmoid(x)
@@ -169,6 +193,9 @@ class GELU(_Elementwise):
     )
     approximate: Literal["none", "tanh"] = "none"
 
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("input", what="self"),))
+
     def f(self, x):
         if self.approximate == "tanh":
             inner = np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x * x * x)
@@ -182,6 +209,9 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["dropout"]
     view: ClassVar[bool] = True
     p: Probability = 0.5
+    # PyTorch's Dropout(inplace=...): at training time in place, the output is the input's storage.
+    # torchvision's AlexNet, VGG, SqueezeNet and GoogLeNet use inplace=False.
+    inplace: bool = False
 
     def explain(self, in_shapes, out_shape):
         return [
@@ -191,6 +221,15 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        if self.p == 0:  # PyTorch returns the input itself
+            return TrainSaves(output_aliases_input=True)
+        if self.p == 1:  # input * 0: a zero scalar is saved
+            return TrainSaves((Saved("new", elements=1, per_image=False, what="zero scalar"),), self.inplace)
+        # input * mask: the scaled mask (0 or 1/(1-p)) in the activation dtype, the input's shape (CPU)
+        mask = Saved("new", elements=math.prod(in_shapes[0]), what="mask")
+        return TrainSaves((mask,), output_aliases_input=self.inplace)
 
     def forward(self, xs, w, mm):
         return xs[0]
@@ -205,6 +244,9 @@ class Identity(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves(output_aliases_input=True)
 
     def forward(self, xs, w, mm):
         return xs[0]
@@ -226,6 +268,9 @@ class Softmax(Plain, NoTensors, OpBase):
 
     def rf_rule(self, in_shapes):
         return "global" if len(in_shapes[0]) == 1 else "pointwise"
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("output", what="result"),))
 
     def probe(self):
         return self, 2  # over one channel a softmax is constant: two differing channels show a change
@@ -260,6 +305,11 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        # Huang et al. at training time: the branch is kept unscaled or skipped. Memory is counted with
+        # the branch kept (the worst case): its output passes on as is and nothing is saved here.
+        return TrainSaves(output_aliases_input=True)
 
     def forward(self, xs, w, mm):
         survival = 1.0 if self.survival is None else self.survival
@@ -299,6 +349,12 @@ class DropPath(Plain, Pointwise, NoTensors, OpBase):
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        if self.p == 0:  # torchvision returns the input itself
+            return TrainSaves(output_aliases_input=True)
+        # input * noise: the noise (N x 1 x 1 x 1, float32) is saved; the input is not (noise needs no grad).
+        return TrainSaves((Saved("new", elements=1, itemsize=4, what="noise"),))
 
     def forward(self, xs, w, mm):
         return xs[0]

@@ -119,6 +119,42 @@ class Weights:
         return self._get(key, expected, self.buffers_read)
 
 
+@dataclass(frozen=True)
+class Saved:
+    """One tensor an op's backward keeps alive until the backward pass reaches it, in PyTorch eager
+    autograd (training mode, float32). Parameters and buffers an op saves (conv and linear weights, BN's
+    gamma and running statistics) are the module's own tensors and cost nothing extra: they are not listed.
+
+    source "input": the op's input `index` (the storage behind it: a view keeps its whole base alive);
+    "output": its own output; "new": a tensor that only backward holds (a mask, int64 indices, BN
+    statistics), of `elements` per image (or in total, when per_image is False), `itemsize` bytes each
+    (None: the activation dtype).
+
+    Nothing is saved by a node that autograd does not record: one without parameters none of whose
+    inputs requires grad (the network input x does not; a tensor computed from parameters does).
+    """
+
+    source: Literal["input", "output", "new"]
+    index: int = 0
+    elements: int = 0
+    itemsize: int | None = None
+    per_image: bool = True
+    what: str = ""  # what PyTorch calls it, for readers (e.g. "indices (int64)")
+    # Saved only when that input requires grad (a product saves each factor for the other's gradient).
+    only_if_grad_of: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainSaves:
+    """What an op does to memory in a training-mode forward (see Saved). `output_aliases_input`: the output
+    is its first input's storage (a view, or an op run in place); otherwise a new tensor.
+    `extra_buffer_bytes`: buffers PyTorch keeps that buffer_shapes does not list (BN's int64 batch counter)."""
+
+    saved: tuple[Saved, ...] = ()
+    output_aliases_input: bool = False
+    extra_buffer_bytes: int = 0
+
+
 # Everything an op must state for itself. Each name must be defined by the op's class or a mixin it
 # lists, never inherited from OpBase: a forgotten MACs or params rule is an error at import time
 # (ops/__init__.py), not a silent zero. Other layers read these and never test an op's name.
@@ -136,6 +172,7 @@ OP_CONTRACT: tuple[str, ...] = (
     "buffer_shapes",
     "macs",
     "rf_rule",
+    "train_saves",  # what autograd saves for backward in training (PyTorch eager): TrainSaves
     # kernel and its receptive-field probe
     "forward",
     "probe",
@@ -178,6 +215,11 @@ class OpBase(BaseModel):
         raise NotImplementedError
 
     def rf_rule(self, in_shapes: list[Shape]) -> RFRule:
+        raise NotImplementedError
+
+    def train_saves(self, in_shapes: list[Shape], out_shape: Shape) -> TrainSaves:
+        """Tensors PyTorch's autograd saves for this node's backward in a training-mode forward
+        (observed on torch 2.14 with saved_tensors_hooks; benchmarks/torch_crosscheck.py checks it)."""
         raise NotImplementedError
 
     def window_cells(self, length: int, axis: int) -> tuple[list[int], list[int]] | None:

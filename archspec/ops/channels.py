@@ -12,6 +12,7 @@ from archspec.ops.base import (
     Pointwise,
     PositiveInt,
     ShapeError,
+    TrainSaves,
     require_spatial,
 )
 from archspec.ops.explain import no_params_lines, same_shape_line, shape
@@ -46,6 +47,9 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
 
     def rf_rule(self, in_shapes):
         return "pointwise"
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves()  # view, transpose, contiguous, view: only sizes; the contiguous copy is new
 
     def probe(self):
         # A permutation of channels: fed `groups` differing channels, the real kernel runs as is.
@@ -97,6 +101,9 @@ class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
         c, h, w = require_spatial(in_shapes[0], "channel_chunk")
         start, stop = self._bounds(c)
         return (stop - start, h, w)
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves(output_aliases_input=True)  # torch's chunk returns views of its input
 
     def probe(self):
         # The probe's tensors have one channel: the whole of it stands for every chunk's pixels.

@@ -13,7 +13,9 @@ from archspec.ops.base import (
     Plain,
     PositiveInt,
     PositivePair,
+    Saved,
     ShapeError,
+    TrainSaves,
     Weights,
     Window,
     pair,
@@ -88,6 +90,9 @@ class Conv2d(Plain, OpBase):
         if self.bias:
             shapes["bias"] = (self.out_channels,)
         return shapes
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("input", what="input"),))  # and the weight (a parameter); never the bias
 
     def macs(self, in_shapes, out_shape):
         kh, kw = pair(self.kernel)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from archspec.ops.base import NoTensors, OpBase, Plain, PositiveInt, ShapeError
+from archspec.ops.base import NoTensors, OpBase, Plain, PositiveInt, Saved, ShapeError, TrainSaves
 from archspec.ops.explain import dot, no_params_lines, num, shape
 
 
@@ -28,6 +28,9 @@ class Flatten(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self, 1
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves(output_aliases_input=True)  # a view of a contiguous input
 
     def forward(self, xs, w, mm):
         x = xs[0]
@@ -110,6 +113,9 @@ class Linear(Plain, OpBase):
 
     def rf_rule(self, in_shapes):
         return "pointwise" if self.per_pixel else "global"
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("input", what="mat1"),))  # and weight.t(), a view of the parameter
 
     def forward(self, xs, w, mm):
         x = xs[0]

@@ -6,7 +6,17 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, PositiveInt, ShapeError, require_spatial
+from archspec.ops.base import (
+    NoTensors,
+    OpBase,
+    Plain,
+    Pointwise,
+    PositiveInt,
+    Saved,
+    ShapeError,
+    TrainSaves,
+    require_spatial,
+)
 from archspec.ops.explain import no_params_lines, shape
 
 
@@ -34,6 +44,9 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
                 "project the shortcut (a 1x1 conv with the right stride and out_channels) so the shapes agree",
             )
         return in_shapes[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves()  # a sum needs nothing for its backward; its output is a new tensor
 
     def forward(self, xs, w, mm):
         out = xs[0]
@@ -76,6 +89,15 @@ class Mul(Plain, NoTensors, OpBase):
     def rf_rule(self, in_shapes):
         return "pointwise"  # a broadcast gate adds the 'global context' flag (broadcast_inputs)
 
+    def train_saves(self, in_shapes, out_shape):
+        # MulBackward0 saves each factor for the other's gradient (an SE gate: the gate and the map).
+        return TrainSaves(
+            (
+                Saved("input", index=0, what="self", only_if_grad_of=1),
+                Saved("input", index=1, what="other", only_if_grad_of=0),
+            )
+        )
+
     def forward(self, xs, w, mm):
         return xs[0] * xs[1]
 
@@ -112,6 +134,9 @@ class Concat(Plain, Pointwise, NoTensors, OpBase):
             )
         return (sum(s[0] for s in in_shapes), *in_shapes[0][1:])
 
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves()  # torch.cat saves only sizes; its output is a new tensor
+
     def forward(self, xs, w, mm):
         return np.concatenate(xs, axis=1)
 
@@ -141,6 +166,9 @@ class ChannelPad(Plain, NoTensors, OpBase):
 
     def rf_rule(self, in_shapes):
         return "pointwise"
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves()  # F.pad saves only the padding; its output is a new tensor
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1}), 1

@@ -3,12 +3,23 @@ channels, and ConvNeXt's learnable per-channel scale."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, PositiveInt, ShapeError, require_spatial
+from archspec.ops.base import (
+    NoTensors,
+    OpBase,
+    Plain,
+    Pointwise,
+    PositiveInt,
+    Saved,
+    ShapeError,
+    TrainSaves,
+    require_spatial,
+)
 from archspec.ops.explain import no_params_lines, num, same_shape_line
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -55,6 +66,13 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
     def macs(self, in_shapes, out_shape):
         return 0  # element-wise at inference (and foldable into the conv before it)
 
+    def train_saves(self, in_shapes, out_shape):
+        # Training mode: the input, and the batch's per-channel mean and inverse std (float32, C each,
+        # the same size at every batch). PyTorch also keeps an int64 num_batches_tracked buffer.
+        c = in_shapes[0][0]
+        stats = (Saved("new", elements=c, itemsize=4, per_image=False, what=w) for w in ("save_mean", "save_invstd"))
+        return TrainSaves((Saved("input", what="input"), *stats), extra_buffer_bytes=8)
+
     def init_tensor(self, tensor, shape, rng):
         # Non-trivial statistics and affine parameters, so that inference-mode normalization is exercised.
         if tensor in ("weight", "running_var"):
@@ -95,6 +113,20 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
 
     def rf_rule(self, in_shapes):
         return "pointwise"
+
+    def train_saves(self, in_shapes, out_shape):
+        # F.local_response_norm is composite: x*x is zero-padded to C + size - 1 channels and average-pooled
+        # (the pool saves the padded tensor), then div = (pooled * alpha + k) ** beta (pow saves its
+        # input) and x / div (saves x and div).
+        c, h, w = in_shapes[0]
+        return TrainSaves(
+            (
+                Saved("input", what="input"),
+                Saved("new", elements=(c + self.size - 1) * h * w, what="padded squares"),
+                Saved("new", elements=c * h * w, what="pow input"),
+                Saved("new", elements=c * h * w, what="divisor"),
+            )
+        )
 
     def probe(self):
         # It mixes neighbouring channels; two differing channels show that a lit pixel changes the output.
@@ -151,6 +183,13 @@ class LayerNorm(Plain, OpBase):
     def rf_rule(self, in_shapes):
         return "global" if len(in_shapes[0]) == 1 else "pointwise"
 
+    def train_saves(self, in_shapes, out_shape):
+        # NativeLayerNormBackward0: the input (LayerNorm2d's permuted view: the same storage), weight and
+        # bias (parameters), and the mean and rstd of every normalized vector: one float32 each per pixel.
+        pixels = math.prod(in_shapes[0][1:])
+        stats = tuple(Saved("new", elements=pixels, itemsize=4, what=w) for w in ("mean", "rstd"))
+        return TrainSaves((Saved("input", what="input"), *stats))
+
     def probe(self):
         # It mixes channels: over one channel it is constant, two differing channels show a change.
         return self, 2
@@ -205,6 +244,10 @@ class LayerScale(Plain, Pointwise, OpBase):
 
     def macs(self, in_shapes, out_shape):
         return 0
+
+    def train_saves(self, in_shapes, out_shape):
+        # layer_scale * x: MulBackward0 saves x (other) for gamma's gradient; gamma is the parameter itself.
+        return TrainSaves((Saved("input", what="other"),))
 
     def init_tensor(self, tensor, shape, rng):
         return rng.uniform(0.5, 1.5, shape)  # ConvNeXt starts at 1e-6; any positive scale tests the kernel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -12,7 +13,9 @@ from archspec.ops.base import (
     OpBase,
     Plain,
     PositivePair,
+    Saved,
     ShapeError,
+    TrainSaves,
     Window,
     pair,
     require_spatial,
@@ -62,6 +65,10 @@ class MaxPool2d(_WindowPool):
 
     op: Literal["max_pool2d"]
 
+    def train_saves(self, in_shapes, out_shape):
+        indices = Saved("new", elements=math.prod(out_shape), itemsize=8, what="indices (int64)")
+        return TrainSaves((Saved("input", what="self"), indices))
+
     def forward(self, xs, w, mm):
         view, _ = window_view(
             xs[0],
@@ -79,6 +86,9 @@ class AvgPool2d(_WindowPool):
 
     op: Literal["avg_pool2d"]
     count_include_pad: bool = True
+
+    def train_saves(self, in_shapes, out_shape):
+        return TrainSaves((Saved("input", what="self"),))
 
     def forward(self, xs, w, mm):
         x = xs[0]
@@ -138,6 +148,11 @@ class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self, 1
+
+    def train_saves(self, in_shapes, out_shape):
+        if pair(self.output_size) == (1, 1):
+            return TrainSaves()  # PyTorch takes the mean over H and W: only sizes are saved
+        return TrainSaves((Saved("input", what="self"),))  # even when the output size equals the input's
 
     def forward(self, xs, w, mm):
         x = xs[0]

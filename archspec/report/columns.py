@@ -12,5 +12,6 @@ COLUMNS = {
     "activations": ("activations", "right"),
     "rf": ("receptive field", "left"),
     "train": ("train-only", "left"),
+    "saved": ("saved (B)", "right"),  # with --train: bytes saved for backward (archspec/analysis/training.py)
 }
 DEFAULT_COLUMNS = ("layer", "op", "kernel", "output", "params", "macs", "activations", "rf")

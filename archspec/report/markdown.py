@@ -35,7 +35,13 @@ def _reference_rows(analysis: Analysis) -> list[list[str]]:
     rows = []
     if "params" in ref:
         diff = t.params - ref["params"]
-        rows.append(["params", fmt_int(ref["params"]), fmt_int(t.params), "exact" if diff == 0 else f"{diff:+,}"])
+        extra = analysis.train_extra.params if analysis.train_extra else 0
+        if diff != 0 and extra and t.params + extra == ref["params"]:
+            # torchvision's num_params counts training-only heads (Inception-v3's AuxLogits) too.
+            ours = f"{fmt_int(t.params)} + {fmt_int(extra)} training-only"
+            rows.append(["params", fmt_int(ref["params"]), ours, "exact, training-only heads included"])
+        else:
+            rows.append(["params", fmt_int(ref["params"]), fmt_int(t.params), "exact" if diff == 0 else f"{diff:+,}"])
     if "gflops" in ref:
         rounded = round(t.macs / 1e9, 3)
         rows.append(
@@ -177,7 +183,9 @@ def render_index(analyses: list[Analysis], command: str, charts: list[tuple[str,
         "`archspec verify`. Batch 1, float32. MACs: conv + linear multiply-accumulates (torchvision's GFLOPS).\n"
         "Activation memory: the sum of every node's output; peak live: what inference needs with buffers freed\n"
         "after their last use. Receptive field: the last spatial layer's, `size /stride pPadding`. Top-1 is the\n"
-        "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's).\n\n"
+        "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's). Training: what\n"
+        "PyTorch holds at the end of a training-mode forward with plain SGD at batch 1 (tensors saved for\n"
+        "backward, params, gradients, buffers; `archspec analyze SPEC --train`).\n\n"
         f"{table}\n" + "".join(f"\n## {title}\n\n![{title}]({name})\n\n{note}\n" for title, name, note in charts)
     )
 

@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from archspec.analysis.analyze import Analysis, LayerStats, Totals
 from archspec.analysis.receptive_field import ReceptiveField
+from archspec.analysis.training import TrainingMemory
 from archspec.ops.base import Window
 from archspec.report.columns import COLUMNS, DEFAULT_COLUMNS
 
@@ -54,9 +55,10 @@ class Row:
     groups: int = 1
     inputs: tuple[str, ...] = ()
     train_only: bool = False  # only feeds training-time outputs (auxiliary heads)
+    saved: int | None = None  # --train: bytes of saved tensors charged to these layers
 
 
-def _layer_row(layer: LayerStats) -> Row:
+def _layer_row(layer: LayerStats, saved: dict[str, int] | None = None) -> Row:
     return Row(
         layer.name,
         layer.op,
@@ -69,6 +71,7 @@ def _layer_row(layer: LayerStats) -> Row:
         groups=layer.groups,
         inputs=layer.inputs,
         train_only=layer.train_only,
+        saved=None if saved is None else saved[layer.name],
     )
 
 
@@ -76,8 +79,9 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     """Per-layer rows; with depth N, layers are summed per name prefix of N dotted parts and
     consecutive groups with identical structure are shown once with a count ('x N')."""
     layers = list(analysis.layers)
+    saved = analysis.training.layer_saved_bytes() if analysis.training is not None else None
     if depth is None:
-        return [_layer_row(layer) for layer in layers]
+        return [_layer_row(layer, saved) for layer in layers]
     # Inputs are shown as the rows they come from: a block's output is named by the block.
     key_of = {layer.name: ".".join(layer.name.split(".")[:depth]) for layer in layers}
     groups: list[tuple[str, list[LayerStats]]] = []
@@ -91,7 +95,7 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     for key, members in groups:
         outside = tuple(dict.fromkeys(key_of.get(i, i) for m in members for i in m.inputs if key_of.get(i, i) != key))
         if len(members) == 1:
-            summed.append((replace(_layer_row(members[0]), inputs=outside), ()))
+            summed.append((replace(_layer_row(members[0], saved), inputs=outside), ()))
             continue
         last = members[-1]
         summed.append(
@@ -107,6 +111,7 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
                     # The block's inputs: what its members read from outside the block.
                     inputs=outside,
                     train_only=all(m.train_only for m in members),
+                    saved=None if saved is None else sum(saved[m.name] for m in members),
                 ),
                 # Structure signature: same ops, shapes and params in the same order.
                 tuple((m.op, m.output_shape, m.params, m.macs) for m in members),
@@ -126,6 +131,7 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
                     activations=prev.activations + row.activations,
                     count=prev.count + 1,
                     inputs=prev.inputs,
+                    saved=None if row.saved is None else prev.saved + row.saved,
                 ),
                 sig,
                 names,
@@ -173,6 +179,7 @@ def _cell(key: str, row: Row, previous: str | None) -> str:
         "activations": lambda: fmt_int(row.activations),
         "rf": lambda: row.rf.describe(),
         "train": lambda: "yes" if row.train_only else "",
+        "saved": lambda: "" if row.saved is None else fmt_int(row.saved),
     }[key]()
 
 
@@ -183,6 +190,7 @@ def layer_table(
     rs = rows(analysis, depth)
     if columns is None:
         columns = DEFAULT_COLUMNS + (("train",) if any(r.train_only for r in rs) else ())
+        columns += ("saved",) if analysis.training is not None else ()
     body = []
     previous = "input"
     for r in rs:
@@ -224,6 +232,8 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
                 f"peak live with the heads {human_bytes(e.peak_activation_bytes)}",
             )
         )
+    if analysis.training is not None:
+        lines += training_lines(analysis.training)
     sd = analysis.stochastic_depth
     if sd is not None:
         lines.append(
@@ -235,6 +245,45 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
             )
         )
     return lines
+
+
+# ---- training memory (analyze --train) -----------------------------------------------------------------
+
+
+def _bytes(n: int) -> str:
+    return f"{fmt_int(n)} B  ({human_bytes(n)})"
+
+
+def training_lines(t: TrainingMemory) -> list[tuple[str, str]]:
+    opt = {"sgd": "SGD: none", "momentum": "SGD momentum: 1 x params", "adam": "Adam: 2 x params + step"}
+    per_image, constant = t.saved_activations.per_image, t.saved_activations.constant
+    return [
+        (
+            f"training: saved for backward (batch {t.batch})",
+            f"{_bytes(t.saved_activation_bytes)} = {fmt_int(per_image)} B x {t.batch}"
+            + (f" + {fmt_int(constant)} B (BN statistics)" if constant else "")
+            + "; includes x",
+        ),
+        ("training: parameters", _bytes(t.param_bytes)),
+        ("training: gradients", _bytes(t.grad_bytes)),
+        (f"training: optimizer state ({opt[t.optimizer]})", _bytes(t.optimizer_state_bytes)),
+        ("training: buffers (BN running stats, counters)", _bytes(t.buffer_bytes)),
+        ("training: total (sum of the above)", _bytes(t.total_bytes)),
+        (
+            "training: torchinfo's Estimated Total Size",
+            f"{_bytes(t.torchinfo_bytes)}  (input + 2 x outputs of layers with params + params)",
+        ),
+    ]
+
+
+def fit_line(t: TrainingMemory, budget: int) -> str:
+    batch = t.largest_batch(budget)
+    if batch == 0:
+        return f"largest batch within {_bytes(budget)}: none (batch 1 needs {_bytes(t.total().at(1))})"
+    return (
+        f"largest batch within {_bytes(budget)}: {fmt_int(batch)} "
+        f"(needs {_bytes(t.total().at(batch))}; {t.optimizer}, PyTorch eager, float32)"
+    )
 
 
 def title_line(analysis: Analysis) -> str:
@@ -302,6 +351,7 @@ CSV_HEADERS = [
     "inputs",
     "train_only",
     "count",
+    "saved_bytes",  # with --train: bytes of saved tensors charged to the row (else empty)
 ]
 
 
@@ -325,10 +375,12 @@ def render_csv(analysis: Analysis, depth: int | None = None) -> str:
                 " ".join(r.inputs),
                 int(r.train_only),
                 r.count,
+                "" if r.saved is None else r.saved,
             ]
         )
     t = analysis.totals
-    writer.writerow(["TOTAL", "", "", t.params, t.macs, t.activations] + [""] * 7 + ["", "", 0, ""])
+    saved_total = "" if analysis.training is None else analysis.training.saved_activation_bytes
+    writer.writerow(["TOTAL", "", "", t.params, t.macs, t.activations] + [""] * 7 + ["", "", 0, "", saved_total])
     return buffer.getvalue()
 
 
@@ -409,10 +461,31 @@ def _totals_json(t: Totals) -> dict:
     }
 
 
+def training_json(training: TrainingMemory) -> dict:
+    return {
+        "saved_activation_bytes": training.saved_activation_bytes,
+        "param_bytes": training.param_bytes,
+        "grad_bytes": training.grad_bytes,
+        "optimizer_state_bytes": training.optimizer_state_bytes,
+        "buffer_bytes": training.buffer_bytes,
+        "total_bytes": training.total_bytes,
+        "optimizer": training.optimizer,
+        "batch": training.batch,
+        "input_bytes": training.input_bytes,  # part of saved_activation_bytes
+        "saved_per_image_bytes": training.saved_activations.per_image,
+        "saved_batch_constant_bytes": training.saved_activations.constant,
+        "torchinfo_estimated_total_bytes": training.torchinfo_bytes,
+    }
+
+
 def to_json_dict(analysis: Analysis) -> dict:
     totals = _totals_json(analysis.totals)
     if analysis.train_extra is not None:
         totals["training_only"] = _totals_json(analysis.train_extra)
+    training = analysis.training
+    saved = training.layer_saved_bytes() if training is not None else None
+    if training is not None:
+        totals["training"] = training_json(training)
     sd = analysis.stochastic_depth
     if sd is not None:
         totals["stochastic_depth"] = {
@@ -443,6 +516,7 @@ def to_json_dict(analysis: Analysis) -> dict:
                 "receptive_field": layer.receptive_field.to_json(),
                 "train_only": layer.train_only,
             }
+            | ({} if saved is None else {"saved_bytes": saved[layer.name]})
             for layer in analysis.layers
         ],
         "totals": totals,
@@ -466,10 +540,11 @@ COMPARE_HEADERS = [
     "peak live",
     "receptive field",
     "top-1 (%)",
+    "training (SGD, b1)",
 ]
 
 
-COMPARE_ALIGN = ("left", "left", "right", "right", "right", "right", "right", "left", "right")
+COMPARE_ALIGN = ("left", "left", "right", "right", "right", "right", "right", "left", "right", "right")
 
 
 def final_local_rf(analysis: Analysis) -> tuple[str, str] | None:
@@ -506,6 +581,7 @@ def comparison_rows(analyses: list[Analysis]) -> list[list[str]]:
                 human_bytes(a.totals.peak_activation_bytes),
                 rf[0] if rf else "n/a",
                 "" if top1(a) is None else str(top1(a)),
+                human_bytes(a.training.total_bytes) if a.training is not None else "n/a",
             ]
         )
     return rows
@@ -523,6 +599,7 @@ def comparison_record(a: Analysis) -> dict:
         **_totals_json(a.totals),
         "receptive_field": None if rf is None else {"layer": layer[1], **rf.to_json()},
         "top1": top1(a),
+        "training": None if a.training is None else training_json(a.training),
     }
 
 
@@ -545,6 +622,7 @@ COMPARE_CSV_HEADERS = [
     "rf_padding_h",
     "rf_padding_w",
     "top1",
+    "training_total_bytes",  # PyTorch eager training, SGD, at the row's batch (archspec analyze --train)
 ]
 
 
@@ -573,6 +651,7 @@ def render_comparison(analyses: list[Analysis], fmt: str = "table") -> str:
                     t.peak_activation_bytes,
                     *rf_cells,
                     "" if r["top1"] is None else r["top1"],
+                    "" if a.training is None else a.training.total_bytes,
                 ]
             )
         return buffer.getvalue()
