@@ -15,8 +15,8 @@ from archspec.errors import ArchspecError, UsageError
 from archspec.spec.yamlsafe import MAX_INT
 
 FORMATS = ("table", "markdown", "json", "csv")
-OPTIMIZERS = ("sgd", "momentum", "adam")  # archspec.analysis.training.OPTIMIZERS (not imported: startup time)
 DTYPES = ("float32", "float16", "bfloat16", "int8")
+OPTIMIZERS = ("sgd", "momentum", "adam")  # archspec.analysis.training.OPTIMIZERS (not imported: startup time)
 CHART_FIGURES = ("macs", "params", "peak", "activations", "top1")  # archspec.report.chart.FIGURES
 
 
@@ -91,6 +91,7 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+# ---- analyze --train --fit: memory budgets ----------------------------------------------------------------
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40})
 _BUDGET = re.compile(r"\s*([0-9]{1,15})(?:\.([0-9]{1,9}))?\s*([A-Za-z]*)\s*")
@@ -206,11 +207,11 @@ def cmd_analyze(args) -> int:
     model = load(args.spec)
     optimizer = (args.optimizer or "sgd") if args.train else None
     analysis = model.analyze(options["input_shape"], batch=args.batch, dtype=args.dtype, optimizer=optimizer)
+    if args.fit:
+        return _print_fit(table, analysis, args.fit, args.format, args.depth, args.columns)
     if args.cs231n:
         sys.stdout.write(table.render_cs231n(analysis, "pipe" if args.format == "markdown" else "simple"))
         return 0
-    if args.fit:
-        return _print_fit(table, analysis, args.fit, args.format, args.depth)
     render = {
         "table": lambda: table.render_table(analysis, args.depth, columns=args.columns),
         "markdown": lambda: table.render_markdown(analysis, args.depth, columns=args.columns),
@@ -221,19 +222,18 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def _print_fit(table, analysis, budget: int, fmt: str, depth: int | None) -> int:
+def _print_fit(table, analysis, budget: int, fmt: str, depth: int | None, columns) -> int:
     """--train --fit: the analysis, then the largest batch whose training memory fits the budget."""
     training = analysis.training
-    batch = training.largest_batch(budget)
     if fmt == "json":
         data = table.to_json_dict(analysis)
-        data["totals"]["training"]["fit"] = {"budget_bytes": budget, "largest_batch": batch}
+        data["totals"]["training"]["fit"] = {"budget_bytes": budget, "largest_batch": training.largest_batch(budget)}
         sys.stdout.write(table.json.dumps(data, indent=2) + "\n")
         return 0
     if fmt == "csv":
         raise UsageError("error: --fit prints a sentence: use --format table, markdown or json")
     render = table.render_markdown if fmt == "markdown" else table.render_table
-    sys.stdout.write(render(analysis, depth))
+    sys.stdout.write(render(analysis, depth, columns=columns))
     sys.stdout.write(table.fit_line(training, budget) + "\n")
     return 0
 
@@ -280,10 +280,7 @@ def cmd_compare(args) -> int:
     from archspec.commands import analyze_specs
     from archspec.report.table import render_comparison
 
-    # The training-memory column models PyTorch's float32 training only.
-    optimizer = "sgd" if args.dtype == "float32" else None
-    analyses = analyze_specs(args.specs, **_analysis_options(args), optimizer=optimizer)
-    sys.stdout.write(render_comparison(analyses, args.format))
+    sys.stdout.write(render_comparison(analyze_specs(args.specs, **_analysis_options(args)), args.format))
     return 0
 
 

@@ -19,6 +19,8 @@ def analyze_specs(
     """Every spec analysed alike; `optimizer` adds the training-memory figures (archspec.analysis.training)."""
     from archspec.model import load
 
+    # Training memory (plain SGD) for the compare and report tables; it is modelled for float32 only.
+    optimizer = "sgd" if dtype == "float32" else None
     return [load(path).analyze(input_shape, batch=batch, dtype=dtype, optimizer=optimizer) for path in spec_paths]
 
 
@@ -83,7 +85,7 @@ def report_files(spec_paths: list[str], command: str, *, charts: bool = True) ->
 
     for spec_path in spec_paths:
         model = load(spec_path)
-        analysis = model.analyze(optimizer="sgd")
+        analysis = model.analyze(optimizer="sgd")  # with the training-memory column
         if analysis.name in seen:
             raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
         seen[analysis.name] = spec_path

@@ -19,7 +19,7 @@ VGG16 = str(SPECS / "vgg16.yaml")
 
 # ---- the CS231n view reproduces the lecture's VGG16 table ------------------------------------------------
 
-# The course notes' "VGGNet in detail" table (REFERENCE-NUMBERS.md), every line, with its arithmetic:
+# The CS231n course notes' "VGGNet in detail" table (cs231n.github.io/convolutional-networks), every line, with its arithmetic:
 # (volume H x W x C, memory = H*W*C values, weights = (k*k*C_in)*C_out, no biases).
 LECTURE_VGG16 = [
     ((224, 224, 3), 224 * 224 * 3, 0),  # INPUT 150,528

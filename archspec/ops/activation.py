@@ -64,20 +64,21 @@ class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
         return self.f(x).astype(x.dtype, copy=False)
 
 
+def _saves_self(inplace: bool, in_shapes) -> TrainSaves:
+    """What PyTorch's hardtanh (ReLU6), silu, hardswish and hardsigmoid save: their input when out of place;
+    run in place (the output is the input's storage), a clone of the original input (a new tensor)."""
+    if inplace:
+        clone = Saved("new", elements=math.prod(in_shapes[0]), what="self (clone of the input)")
+        return TrainSaves((clone,), output_aliases_input=True)
+    return TrainSaves((Saved("input", what="self"),))
+
+
 class _InPlace:
     """Mixin for activations torchvision builds with inplace=True: the result is written into x when
-    the memory model allows it (see ReLU). Each such op has an `inplace` field (PyTorch's flag, default
-    True as in torchvision) for what training saves: unlike ReLU's, their in-place backward needs the
-    ORIGINAL input, so autograd saves a clone of it (torch 2.14: hardtanh_, silu_, hardswish_), and the
-    out-of-place form saves the input itself; either way one tensor of the input's size."""
+    the memory model allows it (see ReLU). What training saves follows each op's `inplace` field
+    (PyTorch's flag; see _saves_self)."""
 
     in_place: ClassVar[bool] = True
-
-    def train_saves(self, in_shapes, out_shape):
-        if self.inplace:
-            clone = Saved("new", elements=math.prod(in_shapes[0]), what="self (a clone of the input)")
-            return TrainSaves((clone,), output_aliases_input=True)
-        return TrainSaves((Saved("input", what="self"),))
 
     def forward_in_place(self, x):
         x[...] = self.f(x)
@@ -89,7 +90,10 @@ class ReLU6(_InPlace, _Elementwise):
 
     op: Literal["relu6"]
     formula: ClassVar[str] = "min(max(x, 0), 6)"  # for `archspec explain`
-    inplace: bool = True  # PyTorch's ReLU6(inplace=...): torchvision's MobileNetV2 uses True
+    inplace: bool = True  # PyTorch's ReLU6(inplace=...) at training time (torchvision: True)
+
+    def train_saves(self, in_shapes, out_shape):
+        return _saves_self(self.inplace, in_shapes)
 
     def f(self, x):
         return np.clip(x, 0, 6)
@@ -122,9 +126,10 @@ class Hardsigmoid(_Elementwise):
 
     op: Literal["hardsigmoid"]
     formula: ClassVar[str] = "min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
+    inplace: bool = False  # PyTorch's Hardsigmoid(inplace=...) at training time (torchvision: False)
 
     def train_saves(self, in_shapes, out_shape):
-        return TrainSaves((Saved("input", what="self"),))
+        return _saves_self(self.inplace, in_shapes)
 
     def f(self, x):
         return np.clip(x + 3, 0, 6) / 6
@@ -135,7 +140,10 @@ class Hardswish(_InPlace, _Elementwise):
 
     op: Literal["hardswish"]
     formula: ClassVar[str] = "x · min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
-    inplace: bool = True  # PyTorch's Hardswish(inplace=...): torchvision's MobileNetV3 uses True
+    inplace: bool = True  # PyTorch's Hardswish(inplace=...) at training time (torchvision: True)
+
+    def train_saves(self, in_shapes, out_shape):
+        return _saves_self(self.inplace, in_shapes)
 
     def f(self, x):
         return x * (np.clip(x + 3, 0, 6) / 6)
@@ -146,7 +154,10 @@ class SiLU(_InPlace, _Elementwise):
 
     op: Literal["silu"]
     formula: ClassVar[str] = "x · sigmoid(x)"  # for `archspec explain`
-    inplace: bool = True  # PyTorch's SiLU(inplace=...): torchvision's EfficientNet uses True
+    inplace: bool = True  # PyTorch's SiLU(inplace=...) at training time (torchvision: True)
+
+    def train_saves(self, in_shapes, out_shape):
+        return _saves_self(self.inplace, in_shapes)
 
     def f(self, x):
         return x * _sigmoid(x)
@@ -194,7 +205,7 @@ class GELU(_Elementwise):
     approximate: Literal["none", "tanh"] = "none"
 
     def train_saves(self, in_shapes, out_shape):
-        return TrainSaves((Saved("input", what="self"),))
+        return TrainSaves((Saved("input", what="self"),))  # both forms
 
     def f(self, x):
         if self.approximate == "tanh":
@@ -350,14 +361,14 @@ class DropPath(Plain, Pointwise, NoTensors, OpBase):
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
-    def train_saves(self, in_shapes, out_shape):
-        if self.p == 0:  # torchvision returns the input itself
-            return TrainSaves(output_aliases_input=True)
-        # input * noise: the noise (N x 1 x 1 x 1, float32) is saved; the input is not (noise needs no grad).
-        return TrainSaves((Saved("new", elements=1, itemsize=4, what="noise"),))
-
     def forward(self, xs, w, mm):
         return xs[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        if not self.p:  # p = 0 (or not assigned): torchvision returns the input itself
+            return TrainSaves(output_aliases_input=True)
+        # input * noise, noise of shape (N, 1, 1, 1): only the noise is saved (it does not require grad)
+        return TrainSaves((Saved("new", elements=1, what="noise"),))
 
     def with_drop_probability(self, p: float) -> DropPath:
         return self.model_copy(update={"p": p})

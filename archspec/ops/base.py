@@ -163,8 +163,10 @@ OP_CONTRACT: tuple[str, ...] = (
     "arity",  # inputs taken: an int, or (min, None) for variadic merges
     "view",  # returns its input's buffer (PyTorch's flatten, dropout at inference, identity)
     "in_place",  # may overwrite its single input when nothing else still needs it (ReLU(inplace=True))
-    "size_dependent",  # behaviour depends on the input's spatial size (adaptive pooling, flatten, linear)
-    "stochastic",  # drops its residual branch at training time (stochastic depth)
+    "size_dependent",  # behaviour depends on the input's spatial size (adaptive pooling, flatten, linear);
+    # read it on the node, not the class: linear's depends on its per_pixel field
+    "stochastic",  # drops its residual branch at training time (stochastic depth); such an op also has
+    # `survival` (probability that the branch runs; None until assigned) and `with_drop_probability(p)`
     "lecture_weights",  # tensors counted as "weights" in the lecture's tables (biases excluded)
     # static rules (shapes only)
     "output_shape",

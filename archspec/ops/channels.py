@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import numpy as np
+
 from archspec.ops.base import (
     NonNegativeInt,
     NoTensors,
@@ -49,7 +51,7 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
         return "pointwise"
 
     def train_saves(self, in_shapes, out_shape):
-        return TrainSaves()  # view, transpose, contiguous, view: only sizes; the contiguous copy is new
+        return TrainSaves()  # view, transpose, contiguous: nothing saved; the result is a new tensor
 
     def probe(self):
         # A permutation of channels: fed `groups` differing channels, the real kernel runs as is.
@@ -58,8 +60,11 @@ class ChannelShuffle(Plain, NoTensors, OpBase):
     def forward(self, xs, w, mm):
         x = xs[0]
         n, c, h, width = x.shape
-        shuffled = x.reshape(n, self.groups, c // self.groups, h, width).swapaxes(1, 2)
-        return shuffled.reshape(n, c, h, width)  # a copy: the swapped axes are not contiguous
+        shuffled = x.reshape(n, self.groups, c // self.groups, h, width).swapaxes(1, 2).reshape(n, c, h, width)
+        # Always a new buffer, as the memory model states. (With groups 1 or C the shuffle is the
+        # identity, NumPy's reshape returns a view, and so would torch's contiguous(); torchvision
+        # never shuffles that way.)
+        return shuffled.copy() if np.may_share_memory(shuffled, x) else shuffled
 
 
 class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
@@ -103,7 +108,7 @@ class ChannelChunk(Plain, Pointwise, NoTensors, OpBase):
         return (stop - start, h, w)
 
     def train_saves(self, in_shapes, out_shape):
-        return TrainSaves(output_aliases_input=True)  # torch's chunk returns views of its input
+        return TrainSaves(output_aliases_input=True)  # a view: it keeps the whole input's storage alive
 
     def probe(self):
         # The probe's tensors have one channel: the whole of it stands for every chunk's pixels.

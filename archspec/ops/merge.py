@@ -89,17 +89,17 @@ class Mul(Plain, NoTensors, OpBase):
     def rf_rule(self, in_shapes):
         return "pointwise"  # a broadcast gate adds the 'global context' flag (broadcast_inputs)
 
+    def forward(self, xs, w, mm):
+        return xs[0] * xs[1]
+
     def train_saves(self, in_shapes, out_shape):
-        # MulBackward0 saves each factor for the other's gradient (an SE gate: the gate and the map).
+        # MulBackward0: each factor is saved for the other's gradient (SE: the gate and the block input).
         return TrainSaves(
             (
                 Saved("input", index=0, what="self", only_if_grad_of=1),
                 Saved("input", index=1, what="other", only_if_grad_of=0),
             )
         )
-
-    def forward(self, xs, w, mm):
-        return xs[0] * xs[1]
 
     def probe(self):
         """The probe runs a sum instead of the product. It compares each output with the output on

@@ -184,10 +184,10 @@ class LayerNorm(Plain, OpBase):
         return "global" if len(in_shapes[0]) == 1 else "pointwise"
 
     def train_saves(self, in_shapes, out_shape):
-        # NativeLayerNormBackward0: the input (LayerNorm2d's permuted view: the same storage), weight and
-        # bias (parameters), and the mean and rstd of every normalized vector: one float32 each per pixel.
-        pixels = math.prod(in_shapes[0][1:])
-        stats = tuple(Saved("new", elements=pixels, itemsize=4, what=w) for w in ("mean", "rstd"))
+        # The input (channels-last view: the same storage), and the mean and rstd of every position (float32,
+        # H x W per image; 1 for a flat input); weight and bias are parameters.
+        positions = math.prod(in_shapes[0][1:])
+        stats = (Saved("new", elements=positions, itemsize=4, what=w) for w in ("mean", "rstd"))
         return TrainSaves((Saved("input", what="input"), *stats))
 
     def probe(self):
@@ -246,8 +246,7 @@ class LayerScale(Plain, Pointwise, OpBase):
         return 0
 
     def train_saves(self, in_shapes, out_shape):
-        # layer_scale * x: MulBackward0 saves x (other) for gamma's gradient; gamma is the parameter itself.
-        return TrainSaves((Saved("input", what="other"),))
+        return TrainSaves((Saved("input", what="other"),))  # gamma * x saves x for gamma's gradient (and gamma)
 
     def init_tensor(self, tensor, shape, rng):
         return rng.uniform(0.5, 1.5, shape)  # ConvNeXt starts at 1e-6; any positive scale tests the kernel

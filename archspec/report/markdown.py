@@ -183,9 +183,9 @@ def render_index(analyses: list[Analysis], command: str, charts: list[tuple[str,
         "`archspec verify`. Batch 1, float32. MACs: conv + linear multiply-accumulates (torchvision's GFLOPS).\n"
         "Activation memory: the sum of every node's output; peak live: what inference needs with buffers freed\n"
         "after their last use. Receptive field: the last spatial layer's, `size /stride pPadding`. Top-1 is the\n"
-        "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's). Training: what\n"
-        "PyTorch holds at the end of a training-mode forward with plain SGD at batch 1 (tensors saved for\n"
-        "backward, params, gradients, buffers; `archspec analyze SPEC --train`).\n\n"
+        "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's). Training (SGD):\n"
+        "what PyTorch holds at the end of a training-mode forward with plain SGD (tensors saved for backward,\n"
+        "parameters, gradients, buffers; `archspec analyze SPEC --train`).\n\n"
         f"{table}\n" + "".join(f"\n## {title}\n\n![{title}]({name})\n\n{note}\n" for title, name, note in charts)
     )
 
