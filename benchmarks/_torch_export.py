@@ -20,6 +20,7 @@ import gc
 import json
 import statistics
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,9 @@ def training_saved(model, batch: int) -> dict:
 
 
 def export_training(model) -> dict:
-    state = {k: v.clone() for k, v in model.state_dict().items()}  # a training forward updates BN statistics
+    saved = model.state_dict()
+    state = OrderedDict((k, v.clone()) for k, v in saved.items())  # a training forward updates BN statistics
+    state._metadata = getattr(saved, "_metadata", None)  # module versions: MNASNet's loader refuses a dict without
     try:
         batches = {str(b): training_saved(model, b) for b in TRAIN_BATCHES}
     finally:
