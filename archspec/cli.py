@@ -15,8 +15,8 @@ from archspec.errors import ArchspecError, UsageError
 from archspec.spec.yamlsafe import MAX_INT
 
 FORMATS = ("table", "markdown", "json", "csv")
-OPTIMIZERS = ("sgd", "momentum", "adam")  # archspec.analysis.training.OPTIMIZERS (not imported: startup time)
 DTYPES = ("float32", "float16", "bfloat16", "int8")
+OPTIMIZERS = ("sgd", "momentum", "adam")  # archspec.analysis.training.OPTIMIZERS (not imported: startup time)
 CHART_FIGURES = ("macs", "params", "peak", "activations", "top1")  # archspec.report.chart.FIGURES
 
 
@@ -91,6 +91,7 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+# ---- analyze --train --fit: memory budgets ----------------------------------------------------------------
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40})
 _BUDGET = re.compile(r"\s*([0-9]{1,15})(?:\.([0-9]{1,9}))?\s*([A-Za-z]*)\s*")
@@ -180,8 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=_positive, help="collapse blocks of N name parts into one box")
     _add_analysis_options(p)
 
+    p = sub.add_parser("explain", help="the arithmetic behind each layer's shape, params, MACs, memory and RF")
+    p.add_argument("spec")
+    p.add_argument("layers", nargs="*", help="layer names (default: every layer)")
+    _add_analysis_options(p)
+
     p = sub.add_parser("schema", help="print (or write) the JSON Schema for spec files")
     p.add_argument("--out", help="write to this file instead of stdout")
+    add_onnx_commands(sub)
     return parser
 
 
@@ -198,14 +205,15 @@ def cmd_analyze(args) -> int:
     if args.train and args.dtype != "float32":
         raise UsageError("error: --train models PyTorch's float32 training only; drop --dtype")
     options = _analysis_options(args)
-    model = load(args.spec)
+    shape = options["input_shape"]
+    model = load_onnx_or_spec(args.spec, shape) if shape else load(args.spec)  # ONNX: --input fills dynamic sizes
     optimizer = (args.optimizer or "sgd") if args.train else None
     analysis = model.analyze(options["input_shape"], batch=args.batch, dtype=args.dtype, optimizer=optimizer)
+    if args.fit:
+        return _print_fit(table, analysis, args.fit, args.format, args.depth, args.columns)
     if args.cs231n:
         sys.stdout.write(table.render_cs231n(analysis, "pipe" if args.format == "markdown" else "simple"))
         return 0
-    if args.fit:
-        return _print_fit(table, analysis, args.fit, args.format, args.depth)
     render = {
         "table": lambda: table.render_table(analysis, args.depth, columns=args.columns),
         "markdown": lambda: table.render_markdown(analysis, args.depth, columns=args.columns),
@@ -216,19 +224,18 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def _print_fit(table, analysis, budget: int, fmt: str, depth: int | None) -> int:
+def _print_fit(table, analysis, budget: int, fmt: str, depth: int | None, columns) -> int:
     """--train --fit: the analysis, then the largest batch whose training memory fits the budget."""
     training = analysis.training
-    batch = training.largest_batch(budget)
     if fmt == "json":
         data = table.to_json_dict(analysis)
-        data["totals"]["training"]["fit"] = {"budget_bytes": budget, "largest_batch": batch}
+        data["totals"]["training"]["fit"] = {"budget_bytes": budget, "largest_batch": training.largest_batch(budget)}
         sys.stdout.write(table.json.dumps(data, indent=2) + "\n")
         return 0
     if fmt == "csv":
         raise UsageError("error: --fit prints a sentence: use --format table, markdown or json")
     render = table.render_markdown if fmt == "markdown" else table.render_table
-    sys.stdout.write(render(analysis, depth))
+    sys.stdout.write(render(analysis, depth, columns=columns))
     sys.stdout.write(table.fit_line(training, budget) + "\n")
     return 0
 
@@ -275,10 +282,7 @@ def cmd_compare(args) -> int:
     from archspec.commands import analyze_specs
     from archspec.report.table import render_comparison
 
-    # The training-memory column models PyTorch's float32 training only.
-    optimizer = "sgd" if args.dtype == "float32" else None
-    analyses = analyze_specs(args.specs, **_analysis_options(args), optimizer=optimizer)
-    sys.stdout.write(render_comparison(analyses, args.format))
+    sys.stdout.write(render_comparison(analyze_specs(args.specs, **_analysis_options(args)), args.format))
     return 0
 
 
@@ -320,6 +324,14 @@ def cmd_diagram(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from archspec.commands import explanations
+
+    _, texts = explanations(args.spec, args.layers, **_analysis_options(args))
+    sys.stdout.write("\n".join(text for _, text in texts))
+    return 0
+
+
 def cmd_schema(args) -> int:
     import json
 
@@ -335,6 +347,87 @@ def cmd_schema(args) -> int:
     return 0
 
 
+# ---- ONNX: export and import (archspec/onnx/; onnx is imported only when these run) ----------------
+
+
+def add_onnx_commands(sub) -> None:
+    p = sub.add_parser("export", help="write a spec as an ONNX model (needs archspec[onnx])")
+    p.add_argument("spec")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", help=".npz with '<layer>.<tensor>' keys (default: random weights)")
+    source.add_argument("--seed", type=_natural, default=0, help="seed of the random weights")
+    p.add_argument("--opset", type=_positive, help="ONNX opset (default: a recent one)")
+    p.add_argument("--input", help="input shape C,H,W (default: the spec's)")
+
+    p = sub.add_parser("import", help="convert an ONNX model to a spec and weights (needs archspec[onnx])")
+    p.add_argument("model")
+    p.add_argument("--out", required=True, help="the spec .yaml to write")
+    p.add_argument("--weights-out", help="write the weights as .npz ('<layer>.<tensor>' keys)")
+    p.add_argument("--input", help="input shape C,H,W (needed when the model's H and W are dynamic)")
+
+
+def load_onnx_or_spec(path: str, shape=None):
+    """A model from a YAML spec or an ONNX file (whose dynamic sizes `shape` fills in)."""
+    from archspec.onnx import is_onnx_path
+
+    if is_onnx_path(path):
+        from archspec.onnx.importer import load_onnx
+
+        return load_onnx(path, shape)
+    from archspec.model import load
+
+    return load(path)
+
+
+def cmd_export(args) -> int:
+    from archspec.onnx.export import DEFAULT_OPSET, check_opset, export_model
+    from archspec.reference.io import load_weights
+    from archspec.report.files import atomic_write_bytes
+
+    opset = args.opset or DEFAULT_OPSET
+    check_opset(opset)
+    model = load_onnx_or_spec(args.spec)
+    shape = parse_input_shape(args.input) if args.input is not None else model.input_shape
+    weights = load_weights(args.weights) if args.weights else model.init_weights(args.seed, shape)
+    proto = export_model(model, weights, opset, shape)
+    import onnx
+
+    onnx.checker.check_model(proto, full_check=True)
+    atomic_write_bytes(Path(args.out), proto.SerializeToString())
+    source = args.weights or f"random weights, seed {args.seed}"
+    print(f"wrote {args.out}: {len(proto.graph.node)} ONNX nodes, opset {opset}, {source}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from archspec.onnx.importer import import_onnx, model_of, render_spec
+    from archspec.report.files import atomic_write_bytes
+
+    shape = parse_input_shape(args.input) if args.input is not None else None
+    imported = import_onnx(args.model, shape)
+    text = render_spec(imported.spec)
+    analysis = model_of(imported, args.model).analyze()  # what is written must load
+    atomic_write_bytes(Path(args.out), text.encode())
+    print(f"wrote {args.out}: {len(imported.spec['nodes'])} nodes, {analysis.totals.params:,} params")
+    if args.weights_out:
+        atomic_write_bytes(Path(args.weights_out), _npz_bytes(imported.weights))
+        print(f"wrote {args.weights_out}: {len(imported.weights)} tensors")
+    for note in imported.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _npz_bytes(arrays) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
 COMMANDS = {
     "analyze": cmd_analyze,
     "verify": cmd_verify,
@@ -343,7 +436,10 @@ COMMANDS = {
     "report": cmd_report,
     "chart": cmd_chart,
     "diagram": cmd_diagram,
+    "explain": cmd_explain,
     "schema": cmd_schema,
+    "export": cmd_export,
+    "import": cmd_import,
 }
 
 

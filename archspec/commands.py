@@ -19,7 +19,44 @@ def analyze_specs(
     """Every spec analysed alike; `optimizer` adds the training-memory figures (archspec.analysis.training)."""
     from archspec.model import load
 
+    # Training memory (plain SGD) for the compare and report tables; it is modelled for float32 only.
+    optimizer = "sgd" if dtype == "float32" else None
     return [load(path).analyze(input_shape, batch=batch, dtype=dtype, optimizer=optimizer) for path in spec_paths]
+
+
+def explanations(
+    spec_path: str, layers: list[str] | None = None, input_shape=None, batch: int = 1, dtype: str = "float32"
+):
+    """(analysis, [(layer name, text)]) for the named layers (all when None); unknown names are errors."""
+    from archspec.model import load
+
+    model = load(spec_path)
+    analysis = model.analyze(input_shape, batch=batch, dtype=dtype)
+    return analysis, explain_analysis(model, analysis, layers, where=spec_path)
+
+
+def explain_analysis(
+    model, analysis: Analysis, layers: list[str] | None = None, where: str = ""
+) -> list[tuple[str, str]]:
+    from archspec.errors import did_you_mean
+    from archspec.report.explain import explain_layer
+
+    by_name = {layer.name: layer for layer in analysis.layers}
+    wanted = list(by_name) if not layers else layers
+    problems = [
+        Diagnostic(None, f"{where}: error: no layer named '{name}'", did_you_mean(name, by_name))
+        for name in wanted
+        if name not in by_name
+    ]
+    if problems:
+        raise UsageError(problems)
+    shapes = model.graph.infer_shapes(tuple(analysis.input_shape))
+    out = []
+    for name in wanted:
+        op = model.graph.op(name)
+        op_lines = op.explain([shapes[i] for i in op.inputs], shapes[name])
+        out.append((name, explain_layer(analysis, by_name[name], op_lines)))
+    return out
 
 
 def report_command(spec_paths: list[str], out_dir: str) -> str:
@@ -44,7 +81,11 @@ def report_files(spec_paths: list[str], command: str, *, charts: bool = True) ->
     files: dict[str, bytes] = {}
     seen: dict[str, str] = {}
     analyses = []
-    for spec_path, analysis in zip(spec_paths, analyze_specs(spec_paths, optimizer="sgd"), strict=True):
+    from archspec.model import load
+
+    for spec_path in spec_paths:
+        model = load(spec_path)
+        analysis = model.analyze(optimizer="sgd")  # with the training-memory column
         if analysis.name in seen:
             raise UsageError(f"{spec_path}: error: model name '{analysis.name}' is also used by {seen[analysis.name]}")
         seen[analysis.name] = spec_path
@@ -54,7 +95,11 @@ def report_files(spec_paths: list[str], command: str, *, charts: bool = True) ->
             data = chart.profile_data(analysis)
             files[profile] = chart.figure_bytes(chart.profile_figure(data, analysis.name), "svg")
         files[f"{analysis.name}.md"] = render_report(
-            analysis, spec_path, profile=profile, diagram=_mermaid_section(analysis)
+            analysis,
+            spec_path,
+            profile=profile,
+            diagram=_mermaid_section(analysis),
+            explanations=explain_analysis(model, analysis, where=spec_path),
         ).encode()
     lecture = chart.chart_data(analyses, "macs", "top1", "peak")
     embedded = [

@@ -3,8 +3,11 @@ detection, order and static shape inference. Every walk here is linear in nodes 
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -13,7 +16,23 @@ from archspec.ops import OpBase, Shape, ShapeError
 from archspec.spec import INPUT
 from archspec.spec.load import LoadedNode, LoadedSpec
 
-__all__ = ["INPUT", "Graph", "build_graph", "last_readers", "numel", "upstream"]
+__all__ = ["INPUT", "Graph", "build_graph", "last_readers", "numel", "paused_gc", "upstream"]
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a load or an analysis (restored after, also on error).
+
+    Loading builds hundreds of thousands of small acyclic objects; every collection the allocations
+    trigger walks the objects already alive, which made time per node grow with the graph (20k nodes:
+    about +50%). Nothing built here forms reference cycles, so pausing frees no less memory."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)

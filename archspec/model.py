@@ -11,7 +11,7 @@ import numpy as np
 
 from archspec.analysis.analyze import Analysis, analyze
 from archspec.errors import SpecError, UsageError, WeightsError
-from archspec.graph import Graph, build_graph
+from archspec.graph import Graph, build_graph, paused_gc
 from archspec.reference import forward as reference
 from archspec.spec.load import load_mapping, load_spec, load_text
 
@@ -34,7 +34,8 @@ class Model:
 
     def analyze(self, input_shape=None, batch: int = 1, dtype: str = "float32", optimizer=None) -> Analysis:
         """Static per-layer and total figures (no weights, no arrays)."""
-        return analyze(self.graph, input_shape, batch, dtype, optimizer)
+        with paused_gc():
+            return analyze(self.graph, input_shape, batch, dtype, optimizer)
 
     def init_weights(self, seed: int = 0, input_shape=None) -> dict[str, np.ndarray]:
         """Random weights keyed '<layer>.<tensor>' in PyTorch's layouts."""
@@ -96,12 +97,17 @@ def load(
     """
     if (source is None) == (text is None):
         raise UsageError("error: archspec.load takes a spec path or mapping, or text=..., exactly one of them")
-    if text is not None:
-        return Model(build_graph(load_text(text, base_dir=base_dir)))
-    if isinstance(source, Mapping):
-        return Model(build_graph(load_mapping(dict(source), base_dir=base_dir)))
-    if isinstance(source, (str, os.PathLike)):
-        return Model(build_graph(load_spec(os.fspath(source))))
+    with paused_gc():  # see graph.paused_gc: keeps load time linear in the number of nodes
+        if text is not None:
+            return Model(build_graph(load_text(text, base_dir=base_dir)))
+        if isinstance(source, Mapping):
+            return Model(build_graph(load_mapping(dict(source), base_dir=base_dir)))
+        if isinstance(source, (str, os.PathLike)):
+            if os.fspath(source).lower().endswith(".onnx"):  # an ONNX model, imported on the fly (archspec/onnx/)
+                from archspec.onnx.importer import load_onnx
+
+                return load_onnx(os.fspath(source))
+            return Model(build_graph(load_spec(os.fspath(source))))
     raise UsageError(f"error: archspec.load takes a path, a mapping or text=..., not {type(source).__name__}")
 
 

@@ -223,7 +223,7 @@ def test_analyze_csv_has_totals_and_numeric_receptive_field(capsys):
     assert (conv1["rf_size_h"], conv1["rf_stride_w"], conv1["rf_padding_h"]) == ("11", "4", "0")
     assert conv1["kernel"] == "11x11 /4 p0" and conv1["train_only"] == "0"
     total = dict(zip(header, lines[-1].split(","), strict=True))
-    assert total["name"] == "TOTAL" and total["params"] == "60965224"  # REFERENCE-NUMBERS.md
+    assert total["name"] == "TOTAL" and total["params"] == "60965224"  # Caffe's bvlc_alexnet (CS231n's AlexNet)
 
 
 def test_json_with_depth_is_an_error(capsys):
@@ -247,7 +247,7 @@ def test_markdown_totals_are_a_right_aligned_table(capsys):
     table, totals = out.split("\n\n")[1:3]
     assert table.splitlines()[1].count("--:|") == 4  # output, params, MACs, activations right-aligned
     assert totals.splitlines()[0].startswith("| total") and totals.splitlines()[1].count("--:|") == 1
-    assert re.search(r"\|\s+60,965,224 \| ", totals)  # the total params (REFERENCE-NUMBERS.md) in its own cell
+    assert re.search(r"\|\s+60,965,224 \| ", totals)  # the total params (Caffe bvlc_alexnet) in its own cell
 
 
 def test_columns_choose_what_is_shown(capsys):

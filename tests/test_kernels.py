@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archspec.ops import OP_ADAPTER, REGISTRY, MatMul, Weights
-from archspec.reference import naive
 from archspec.spec.jsonschema import spec_json_schema
 
 SETTINGS = settings(max_examples=60, deadline=None)

@@ -44,6 +44,12 @@ def test_an_op_that_forgets_its_macs_rule_is_refused():
         def forward(self, xs, w, mm):
             return xs[0]
 
+        def explain(self, in_shapes, out_shape):
+            return ["output shape = input shape"]
+
+        def to_onnx(self, g, xs, in_shapes):
+            g.node("Identity", xs)
+
     with pytest.raises(TypeError, match=r"Forgetful.*\['macs'\]"):
         _check_contract((Forgetful,))
 
@@ -58,6 +64,12 @@ def test_an_op_that_forgets_its_macs_rule_is_refused():
 
         def forward(self, xs, w, mm):
             return xs[0]
+
+        def explain(self, in_shapes, out_shape):
+            return ["output shape = input shape"]
+
+        def to_onnx(self, g, xs, in_shapes):
+            g.node("Identity", xs)
 
     _check_contract((Complete,))  # mixins count as declarations
 

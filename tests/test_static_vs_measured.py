@@ -3,6 +3,7 @@ forward pass measures (shapes, params, buffers, MACs, activations, receptive fie
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -18,9 +19,37 @@ from archspec.verify import verify_model
 def _layer(draw, name, channels):
     kind = draw(
         st.sampled_from(
-            ["conv", "conv", "relu", "bn", "maxpool", "avgpool", "lrn", "dropout", "identity", "pad", "adaptive"]
+            [
+                *("conv", "conv", "relu", "bn", "maxpool", "avgpool", "lrn", "dropout", "identity", "pad", "adaptive"),
+                *("activation", "layer_norm", "softmax", "shuffle", "chunk", "per_pixel", "layer_scale"),
+            ]
         )
     )
+    if kind == "activation":
+        act = draw(st.sampled_from(["relu6", "sigmoid", "hardsigmoid", "hardswish", "silu", "gelu"]))
+        node = {"name": name, "op": act}
+        if act == "gelu":
+            node["approximate"] = draw(st.sampled_from(["none", "tanh"]))
+        return node, channels
+    if kind == "layer_norm":  # channel-mixing
+        return {"name": name, "op": "layer_norm", "eps": draw(st.sampled_from([1e-5, 1e-6]))}, channels
+    if kind == "softmax":  # softmax over the channels of a map: channel-mixing
+        return {"name": name, "op": "softmax"}, channels
+    if kind == "shuffle":
+        groups = draw(st.sampled_from([g for g in (1, 2, 3) if channels % g == 0]))
+        return {"name": name, "op": "channel_shuffle", "groups": groups}, channels
+    if kind == "chunk":
+        chunks = draw(st.integers(1, 2))
+        size = -(-channels // chunks)
+        index = draw(st.integers(0, -(-channels // size) - 1))
+        return {"name": name, "op": "channel_chunk", "chunks": chunks, "index": index}, min(
+            size, channels - index * size
+        )
+    if kind == "per_pixel":
+        out = draw(st.integers(1, 4))
+        return {"name": name, "op": "linear", "out_features": out, "per_pixel": True}, out
+    if kind == "layer_scale":
+        return {"name": name, "op": "layer_scale"}, channels
     if kind == "conv":
         k = draw(st.sampled_from([1, 2, 3, 5]))
         d = draw(st.sampled_from([1, 1, 2]))
@@ -73,7 +102,7 @@ def _layer(draw, name, channels):
 
 @st.composite
 def random_graph(draw):
-    channels = draw(st.integers(1, 3))
+    channels = input_channels = draw(st.integers(1, 3))
     size = draw(st.integers(12, 28))
     nodes = []
     current, counter = "input", 0
@@ -89,8 +118,23 @@ def random_graph(draw):
             node["inputs"] = [current]
             nodes.append(node)
             current = node["name"]
-        else:  # two branches from `current`, merged by add or concat
-            merge = draw(st.sampled_from(["add", "concat"]))
+        elif draw(st.integers(0, 2)) == 0:  # a squeeze-and-excitation gate: global context, broadcast
+            squeeze = draw(st.integers(1, 2))
+            gate = [
+                {"name": fresh(), "op": "adaptive_avg_pool2d", "output_size": 1, "inputs": [current]},
+                {"name": fresh(), "op": "conv2d", "out_channels": squeeze, "kernel": 1},
+                {"name": fresh(), "op": draw(st.sampled_from(["relu", "silu"]))},
+                {"name": fresh(), "op": "conv2d", "out_channels": channels, "kernel": 1},
+                {"name": fresh(), "op": draw(st.sampled_from(["sigmoid", "hardsigmoid"]))},
+            ]
+            for previous, node in itertools.pairwise(gate):
+                node["inputs"] = [previous["name"]]
+            nodes.extend(gate)
+            pair = [gate[-1]["name"], current]
+            nodes.append({"name": fresh(), "op": "mul", "inputs": pair if draw(st.booleans()) else pair[::-1]})
+            current = nodes[-1]["name"]
+        else:  # two branches from `current`, merged by add, mul or concat
+            merge = draw(st.sampled_from(["add", "concat", "mul"]))
             width = draw(st.integers(1, 3))
             stride = draw(st.sampled_from([1, 2]))
             ends = []
@@ -110,8 +154,13 @@ def random_graph(draw):
                 nodes.append(node)
                 ends.append(node["name"])
             if merge == "add" and draw(st.booleans()):  # a droppable residual branch (stochastic depth)
-                drop = {"name": fresh(), "op": "stochastic_depth", "inputs": [ends[0]]}
-                drop["survival"] = draw(st.sampled_from([0.5, 0.8, 1.0]))
+                drop = {
+                    "name": fresh(),
+                    "op": draw(st.sampled_from(["stochastic_depth", "drop_path"])),
+                    "inputs": [ends[0]],
+                }
+                probability = draw(st.sampled_from([0.5, 0.8, 1.0]))
+                drop.update({"survival": probability} if drop["op"] == "stochastic_depth" else {"p": 1 - probability})
                 nodes.append(drop)
                 ends[0] = drop["name"]
             nodes.append({"name": fresh(), "op": merge, "inputs": ends})
@@ -126,13 +175,13 @@ def random_graph(draw):
         nodes.append({"name": fresh(), "op": "softmax"})
     return {
         "name": "random",
-        "input": [draw(st.integers(1, 3)), size, size + draw(st.integers(0, 5))],
+        "input": [input_channels, size, size + draw(st.integers(0, 5))],
         "metadata": {"source": "hypothesis"},
         "nodes": nodes,
     }
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(random_graph())
 def test_static_equals_measured_on_random_graphs(spec):
     with tempfile.TemporaryDirectory() as tmp:

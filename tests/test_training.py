@@ -195,3 +195,39 @@ def test_nothing_is_saved_before_the_first_parameter(tmp_path):
     saved = model.analyze(optimizer="sgd").training.layer_saved_bytes()
     # conv: pool's 1 x 2 x 2 output (relu ran in place on it) = 16 B; relu2: its 2 x 2 x 2 result = 32 B
     assert saved == {"pool": 0, "relu": 0, "conv": 16, "relu2": 32}
+
+
+SE_CHUNK = """name: se
+input: [4, 4, 4]
+metadata: {source: test}
+nodes:
+  - {name: c1, op: conv2d, out_channels: 4, kernel: 1}
+  - {name: bn, op: batch_norm}
+  - {name: act, op: silu}
+  - {name: pool, op: adaptive_avg_pool2d, output_size: 1}
+  - {name: fc, op: conv2d, out_channels: 4, kernel: 1}
+  - {name: gate, op: sigmoid}
+  - {name: scale, op: mul, inputs: [gate, act]}
+  - {name: chunk, op: channel_chunk, chunks: 2, index: 1}
+  - {name: c2, op: conv2d, out_channels: 2, kernel: 1}
+  - {name: drop, op: drop_path, p: 0.2}
+"""
+
+
+def test_new_ops_by_hand(tmp_path):
+    """Squeeze-and-excitation, a channel chunk and torchvision's stochastic depth (observed with torch 2.14)."""
+    model, _ = _load(tmp_path, SE_CHUNK)
+    t = model.analyze(batch=2, optimizer="sgd").training
+    full = 4 * 4 * 4 * 4  # one 4 x 4 x 4 float32 map per image: 256 B
+    assert t.layer_saved_bytes() == {
+        "c1": 2 * full,  # x
+        "bn": 2 * full + 2 * 4 * 4,  # c1's output; mean and invstd (batch-constant)
+        "act": 2 * full,  # SiLU(inplace=True) saves a clone of its input
+        "pool": 0,  # global average: sizes only
+        "fc": 2 * 4 * 4,  # pool's 4 x 1 x 1 output
+        "gate": 2 * 4 * 4,  # sigmoid's result
+        "scale": 2 * full,  # the map (act's output, in bn's storage); the gate is sigmoid's result, charged there
+        "chunk": 0,  # a view
+        "c2": 2 * full,  # its input is a 2-channel view, which keeps scale's whole 4-channel output alive
+        "drop": 2 * 4,  # noise, one float32 per image
+    }

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
+from archspec.ops.explain import no_params_lines, same_shape_line
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -20,6 +21,12 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
     # PyTorch's ReLU(inplace=...) in training: torchvision builds every ReLU with inplace=True. Either way
     # one tensor is saved (the result); in place, the result is the input's storage.
     inplace: bool = True
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], "max(x, 0) element by element; in place when nothing else reads its input"),
+            *no_params_lines("not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -33,9 +40,21 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
     def forward_in_place(self, x):
         return np.maximum(x, 0, out=x)
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Relu", xs)
+
 
 class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
-    """An activation applied to every element on its own; `f` is its float32 formula."""
+    """An activation applied to every element on its own; `f` is its float32 formula and `formula`
+    the same in words, for `archspec explain`."""
+
+    formula: ClassVar[str]
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"{self.formula}, element by element"),
+            *no_params_lines("element-wise work is not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -48,20 +67,21 @@ class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
         return self.f(x).astype(x.dtype, copy=False)
 
 
+def _saves_self(inplace: bool, in_shapes) -> TrainSaves:
+    """What PyTorch's hardtanh (ReLU6), silu, hardswish and hardsigmoid save: their input when out of place;
+    run in place (the output is the input's storage), a clone of the original input (a new tensor)."""
+    if inplace:
+        clone = Saved("new", elements=math.prod(in_shapes[0]), what="self (clone of the input)")
+        return TrainSaves((clone,), output_aliases_input=True)
+    return TrainSaves((Saved("input", what="self"),))
+
+
 class _InPlace:
     """Mixin for activations torchvision builds with inplace=True: the result is written into x when
-    the memory model allows it (see ReLU). Each such op has an `inplace` field (PyTorch's flag, default
-    True as in torchvision) for what training saves: unlike ReLU's, their in-place backward needs the
-    ORIGINAL input, so autograd saves a clone of it (torch 2.14: hardtanh_, silu_, hardswish_), and the
-    out-of-place form saves the input itself; either way one tensor of the input's size."""
+    the memory model allows it (see ReLU). What training saves follows each op's `inplace` field
+    (PyTorch's flag; see _saves_self)."""
 
     in_place: ClassVar[bool] = True
-
-    def train_saves(self, in_shapes, out_shape):
-        if self.inplace:
-            clone = Saved("new", elements=math.prod(in_shapes[0]), what="self (a clone of the input)")
-            return TrainSaves((clone,), output_aliases_input=True)
-        return TrainSaves((Saved("input", what="self"),))
 
     def forward_in_place(self, x):
         x[...] = self.f(x)
@@ -72,10 +92,17 @@ class ReLU6(_InPlace, _Elementwise):
     """min(max(x, 0), 6) (MobileNetV2; torchvision builds it with inplace=True)."""
 
     op: Literal["relu6"]
-    inplace: bool = True  # PyTorch's ReLU6(inplace=...): torchvision's MobileNetV2 uses True
+    formula: ClassVar[str] = "min(max(x, 0), 6)"  # for `archspec explain`
+    inplace: bool = True  # PyTorch's ReLU6(inplace=...) at training time (torchvision: True)
+
+    def train_saves(self, in_shapes, out_shape):
+        return _saves_self(self.inplace, in_shapes)
 
     def f(self, x):
         return np.clip(x, 0, 6)
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Clip", [xs[0], g.const(0.0, "float32"), g.const(6.0, "float32")])
 
     def forward_in_place(self, x):
         return np.clip(x, 0, 6, out=x)
@@ -91,6 +118,10 @@ class Sigmoid(_Elementwise):
     """1 / (1 + exp(-x)) (EfficientNet's and RegNet's squeeze-and-excitation gates)."""
 
     op: Literal["sigmoid"]
+    formula: ClassVar[str] = "1 / (1 + exp(−x))"  # for `archspec explain`
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Sigmoid", xs)
 
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves((Saved("output", what="result"),))
@@ -103,9 +134,14 @@ class Hardsigmoid(_Elementwise):
     """relu6(x + 3) / 6 (MobileNetV3's gates; torchvision leaves it out of place)."""
 
     op: Literal["hardsigmoid"]
+    formula: ClassVar[str] = "min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
+    inplace: bool = False  # PyTorch's Hardsigmoid(inplace=...) at training time (torchvision: False)
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("HardSigmoid", xs, alpha=1 / 6, beta=0.5)
 
     def train_saves(self, in_shapes, out_shape):
-        return TrainSaves((Saved("input", what="self"),))
+        return _saves_self(self.inplace, in_shapes)
 
     def f(self, x):
         return np.clip(x + 3, 0, 6) / 6
@@ -115,7 +151,14 @@ class Hardswish(_InPlace, _Elementwise):
     """x * relu6(x + 3) / 6 (MobileNetV3; torchvision builds it with inplace=True)."""
 
     op: Literal["hardswish"]
-    inplace: bool = True  # PyTorch's Hardswish(inplace=...): torchvision's MobileNetV3 uses True
+    formula: ClassVar[str] = "x · min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
+    inplace: bool = True  # PyTorch's Hardswish(inplace=...) at training time (torchvision: True)
+
+    def train_saves(self, in_shapes, out_shape):
+        return _saves_self(self.inplace, in_shapes)
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("HardSwish", xs)
 
     def f(self, x):
         return x * (np.clip(x + 3, 0, 6) / 6)
@@ -125,7 +168,14 @@ class SiLU(_InPlace, _Elementwise):
     """x * sigmoid(x), also called swish (EfficientNet; torchvision builds it with inplace=True)."""
 
     op: Literal["silu"]
-    inplace: bool = True  # PyTorch's SiLU(inplace=...): torchvision's EfficientNet uses True
+    formula: ClassVar[str] = "x · sigmoid(x)"  # for `archspec explain`
+    inplace: bool = True  # PyTorch's SiLU(inplace=...) at training time (torchvision: True)
+
+    def train_saves(self, in_shapes, out_shape):
+        return _saves_self(self.inplace, in_shapes)
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Mul", [xs[0], g.node("Sigmoid", xs)])  # ONNX has no SiLU: x * sigmoid(x), as PyTorch exports it
 
     def f(self, x):
         return x * _sigmoid(x)
@@ -167,10 +217,26 @@ class GELU(_Elementwise):
     """
 
     op: Literal["gelu"]
+    formula: ClassVar[str] = (
+        "x · Φ(x), Φ the standard normal CDF (tanh approximation with approximate: tanh)"  # for `archspec explain`
+    )
     approximate: Literal["none", "tanh"] = "none"
 
+    def to_onnx(self, g, xs, in_shapes):
+        x = xs[0]
+        if g.opset >= 20:
+            g.node("Gelu", [x], approximate=self.approximate)
+        elif self.approximate == "none":  # 0.5 x (1 + erf(x / sqrt 2)), PyTorch's expansion before opset 20
+            erf = g.node("Erf", [g.node("Div", [x, g.const(math.sqrt(2), "float32")])])
+            g.node("Mul", [g.node("Mul", [x, g.node("Add", [erf, g.const(1.0, "float32")])]), g.const(0.5, "float32")])
+        else:  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+            cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+            inner = g.node("Add", [x, g.node("Mul", [cube, g.const(0.044715, "float32")])])
+            tanh = g.node("Tanh", [g.node("Mul", [inner, g.const(math.sqrt(2 / math.pi), "float32")])])
+            g.node("Mul", [g.node("Mul", [x, g.node("Add", [tanh, g.const(1.0, "float32")])]), g.const(0.5, "float32")])
+
     def train_saves(self, in_shapes, out_shape):
-        return TrainSaves((Saved("input", what="self"),))
+        return TrainSaves((Saved("input", what="self"),))  # both forms
 
     def f(self, x):
         if self.approximate == "tanh":
@@ -189,8 +255,17 @@ class Dropout(Plain, Pointwise, NoTensors, OpBase):
     # torchvision's AlexNet, VGG, SqueezeNet and GoogLeNet use inplace=False.
     inplace: bool = False
 
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"identity at inference, a view; drops {self.p:g} of the values in training"),
+            *no_params_lines("nothing is computed at inference"),
+        ]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Dropout", [xs[0], g.const(self.p, "float32")])  # inference: the identity
 
     def train_saves(self, in_shapes, out_shape):
         if self.p == 0:  # PyTorch returns the input itself
@@ -209,8 +284,14 @@ class Identity(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["identity"]
     view: ClassVar[bool] = True
 
+    def explain(self, in_shapes, out_shape):
+        return [same_shape_line(in_shapes[0], "a view of the input"), *no_params_lines("nothing is computed")]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Identity", xs)
 
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves(output_aliases_input=True)
@@ -224,6 +305,12 @@ class Softmax(Plain, NoTensors, OpBase):
 
     op: Literal["softmax"]
 
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"exp(x) / sum of exp over the {in_shapes[0][0]} features"),
+            *no_params_lines("not counted"),
+        ]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
@@ -235,6 +322,9 @@ class Softmax(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self, 2  # over one channel a softmax is constant: two differing channels show a change
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Softmax", xs, axis=1)
 
     def forward(self, xs, w, mm):
         x = xs[0]
@@ -256,8 +346,20 @@ class StochasticDepth(Plain, Pointwise, NoTensors, OpBase):
     # None = not yet assigned) and `with_drop_probability(p)`, which spec schedules use.
     survival: Probability | None = None
 
+    def explain(self, in_shapes, out_shape):
+        p = 1.0 if self.survival is None else self.survival
+        return [
+            same_shape_line(in_shapes[0], f"at inference the branch is scaled by its survival probability {p:g}"),
+            *no_params_lines("a scale is not counted"),
+            f"training: the branch is dropped with probability 1 − {p:g} = {1 - p:g}",
+        ]
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def to_onnx(self, g, xs, in_shapes):
+        # The inference form (scale by survival); the exporter records stochastic nodes in the metadata.
+        g.node("Mul", [xs[0], g.const(1.0 if self.survival is None else self.survival, "float32")])
 
     def train_saves(self, in_shapes, out_shape):
         # Huang et al. at training time: the branch is kept unscaled or skipped. Memory is counted with
@@ -287,6 +389,14 @@ class DropPath(Plain, Pointwise, NoTensors, OpBase):
     stochastic: ClassVar[bool] = True
     p: Probability | None = None
 
+    def explain(self, in_shapes, out_shape):
+        p = "p" if self.p is None else f"{self.p:g}"
+        return [
+            same_shape_line(in_shapes[0], "the input itself at inference (a view)"),
+            *no_params_lines("nothing is computed at inference"),
+            f"training: each sample's branch is dropped with probability {p}, survivors scaled by 1 / (1 − {p})",
+        ]
+
     @property
     def survival(self) -> float | None:
         """Probability that the branch runs at training time (every stochastic op has `survival`)."""
@@ -295,14 +405,17 @@ class DropPath(Plain, Pointwise, NoTensors, OpBase):
     def output_shape(self, in_shapes):
         return in_shapes[0]
 
-    def train_saves(self, in_shapes, out_shape):
-        if self.p == 0:  # torchvision returns the input itself
-            return TrainSaves(output_aliases_input=True)
-        # input * noise: the noise (N x 1 x 1 x 1, float32) is saved; the input is not (noise needs no grad).
-        return TrainSaves((Saved("new", elements=1, itemsize=4, what="noise"),))
-
     def forward(self, xs, w, mm):
         return xs[0]
+
+    def train_saves(self, in_shapes, out_shape):
+        if not self.p:  # p = 0 (or not assigned): torchvision returns the input itself
+            return TrainSaves(output_aliases_input=True)
+        # input * noise, noise of shape (N, 1, 1, 1): only the noise is saved (it does not require grad)
+        return TrainSaves((Saved("new", elements=1, what="noise"),))
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Identity", xs)  # inference; the exporter records stochastic nodes in the metadata
 
     def with_drop_probability(self, p: float) -> DropPath:
         return self.model_copy(update={"p": p})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +33,32 @@ class ShapeError(Exception):
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.hint = hint
+
+
+class NoOnnxEquivalent(Exception):
+    """The op, with these parameters and shapes, has no ONNX operator that computes it exactly."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+class OnnxGraph(Protocol):
+    """What an op's `to_onnx` may call (implemented by archspec/onnx/export.py, which owns onnx)."""
+
+    opset: int  # the ai.onnx opset being written (newer operators where it allows them)
+
+    def node(self, op_type: str, inputs: list[str], **attributes) -> str:
+        """Append a node; returns the name of its (single) output."""
+        ...
+
+    def tensor(self, key: str) -> str:
+        """The initializer holding this node's tensor `key`, named by `tensor_key` as in the weights."""
+        ...
+
+    def const(self, values, dtype: str = "int64") -> str:
+        """A constant tensor (not a weight): a list or array of values."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -163,8 +189,10 @@ OP_CONTRACT: tuple[str, ...] = (
     "arity",  # inputs taken: an int, or (min, None) for variadic merges
     "view",  # returns its input's buffer (PyTorch's flatten, dropout at inference, identity)
     "in_place",  # may overwrite its single input when nothing else still needs it (ReLU(inplace=True))
-    "size_dependent",  # behaviour depends on the input's spatial size (adaptive pooling, flatten, linear)
-    "stochastic",  # drops its residual branch at training time (stochastic depth)
+    "size_dependent",  # behaviour depends on the input's spatial size (adaptive pooling, flatten, linear);
+    # read it on the node, not the class: linear's depends on its per_pixel field
+    "stochastic",  # drops its residual branch at training time (stochastic depth); such an op also has
+    # `survival` (probability that the branch runs; None until assigned) and `with_drop_probability(p)`
     "lecture_weights",  # tensors counted as "weights" in the lecture's tables (biases excluded)
     # static rules (shapes only)
     "output_shape",
@@ -176,6 +204,11 @@ OP_CONTRACT: tuple[str, ...] = (
     # kernel and its receptive-field probe
     "forward",
     "probe",
+    # the lecture's arithmetic for `archspec explain`: explain(in_shapes, out_shape) -> lines deriving
+    # the output shape (or, for merges, the shape rule), params and MACs with the numbers filled in
+    "explain",
+    # interchange: the op as ONNX nodes (archspec/onnx/export.py)
+    "to_onnx",
 )
 
 
@@ -242,6 +275,12 @@ class OpBase(BaseModel):
         unit reached when any channel differs from the output on all-zero input. Ops that mix channels
         ask for as many channels as they need to show that; the rest take one.
         """
+        raise NotImplementedError
+
+    def to_onnx(self, g: OnnxGraph, xs: list[str], in_shapes: list[Shape]) -> None:
+        """Emit this node as ONNX nodes through `g` (archspec/onnx/export.py's builder): `xs` are the
+        names of the input tensors, the last node emitted produces this node's output. An op with no
+        ONNX equivalent for these shapes raises NoOnnxEquivalent (the exporter locates it)."""
         raise NotImplementedError
 
     def init_tensor(self, tensor: str, shape: Shape, rng: np.random.Generator) -> np.ndarray:

@@ -22,6 +22,7 @@ from archspec.ops.base import (
     require_spatial,
     window_output_size,
 )
+from archspec.ops.explain import dot, num, window_size_lines
 from archspec.ops.windows import pad_input, window_columns
 
 # Upper bound on one row block of the im2col matrix (see Conv2d.forward): small enough that a big
@@ -46,6 +47,22 @@ class Conv2d(Plain, OpBase):
     lecture_weights: ClassVar[tuple[str, ...]] = ("weight",)
 
     # ---- static rules ----
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        o, ho, wo = out_shape
+        (kh, kw), g = pair(self.kernel), self.groups
+        per = c // g  # channels each filter sees
+        lines = window_size_lines(in_shapes[0], out_shape, self.kernel, self.stride, self.padding, self.dilation)
+        lines.append(f"output volume = {o} filters x {ho} x {wo}")
+        weights = kh * kw * per * o
+        params = f"params = {dot(kh, kw, per, o)} weights"
+        params += f" + {o} biases = {num(weights + o)}" if self.bias else f" = {num(weights)}"
+        lines.append(params)
+        if g > 1:
+            lines.append(f"  (groups {g}: each filter sees {c}/{g} = {per} of the {c} input channels)")
+        lines.append(f"MACs = {dot(ho, wo, o)} output units × {dot(kh, kw, per)} = {num(ho * wo * o * kh * kw * per)}")
+        return lines
+
     def output_shape(self, in_shapes):
         c, h, w = require_spatial(in_shapes[0], "conv2d")
         if self.in_channels is not None and self.in_channels != c:
@@ -128,6 +145,19 @@ class Conv2d(Plain, OpBase):
                 part += bias
             out[..., top * wo : bottom * wo] = part
         return out.reshape(n, self.out_channels, ho, wo)
+
+    def to_onnx(self, g, xs, in_shapes):
+        p = pair(self.padding)
+        tensors = [g.tensor("weight"), *([g.tensor("bias")] if self.bias else [])]
+        g.node(
+            "Conv",
+            [xs[0], *tensors],
+            kernel_shape=list(pair(self.kernel)),
+            strides=list(pair(self.stride)),
+            pads=[p[0], p[1], p[0], p[1]],
+            dilations=list(pair(self.dilation)),
+            group=self.groups,
+        )
 
     def _depthwise(self, padded, weight, bias, size, stride, dilation, mm: MatMul):
         """groups == input channels (MobileNet, EfficientNet): out[:, o] = sum over kernel taps of the

@@ -6,12 +6,19 @@ import math
 from typing import ClassVar, Literal
 
 from archspec.ops.base import NoTensors, OpBase, Plain, PositiveInt, Saved, ShapeError, TrainSaves
+from archspec.ops.explain import dot, no_params_lines, num, shape
 
 
 class Flatten(Plain, NoTensors, OpBase):
     op: Literal["flatten"]
     view: ClassVar[bool] = True  # a reshape of a contiguous array
     size_dependent: ClassVar[bool] = True  # its feature count follows the input size
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            f"output = {dot(*in_shapes[0])} = {num(out_shape[0])} features  (C, H, W order; a view, no copy)",
+            *no_params_lines("a reshape"),
+        ]
 
     def output_shape(self, in_shapes):
         return (math.prod(in_shapes[0]),)
@@ -21,6 +28,9 @@ class Flatten(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self, 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Flatten", xs, axis=1)
 
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves(output_aliases_input=True)  # a view of a contiguous input
@@ -53,6 +63,24 @@ class Linear(Plain, OpBase):
     def size_dependent(self) -> bool:
         """A plain linear layer's weights fix the input size; applied per pixel they do not."""
         return not self.per_pixel
+
+    def explain(self, in_shapes, out_shape):
+        n, o = in_shapes[0][0], self.out_features
+        params = f"params = {dot(n, o)} weights"
+        params += f" + {o} biases = {num(n * o + o)}" if self.bias else f" = {num(n * o)}"
+        if self.per_pixel:
+            _, h, w = in_shapes[0]
+            return [
+                f"output = {o} features at each of the {h} x {w} positions = {shape(out_shape)}"
+                f" (every output a weighted sum of the {n} channels there)",
+                params,
+                f"MACs = {dot(h, w)} positions × {num(n)} inputs × {num(o)} outputs = {num(h * w * n * o)}",
+            ]
+        return [
+            f"output = {o} features (every output is a weighted sum of all {num(n)} inputs)",
+            params,
+            f"MACs = {num(n)} inputs × {num(o)} outputs = {num(n * o)}",
+        ]
 
     def output_shape(self, in_shapes):
         shape = in_shapes[0]
@@ -109,3 +137,15 @@ class Linear(Plain, OpBase):
     def probe(self):
         # Two outputs are enough to show a dependency (a following softmax needs unequal logits).
         return self.model_copy(update={"out_features": 2, "in_features": None}), 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        tensors = [g.tensor("weight"), *([g.tensor("bias")] if self.bias else [])]
+        if not self.per_pixel:
+            g.node("Gemm", [xs[0], *tensors], transB=1)  # x W^T + b, W in PyTorch's (out, in) layout
+            return
+        # ConvNeXt's Permute -> Linear -> Permute; the initializer keeps PyTorch's (out, in) layout
+        last = g.node("Transpose", xs, perm=[0, 2, 3, 1])
+        out = g.node("MatMul", [last, g.node("Transpose", [tensors[0]], perm=[1, 0])])
+        if self.bias:
+            out = g.node("Add", [out, tensors[1]])
+        g.node("Transpose", [out], perm=[0, 3, 1, 2])

@@ -17,6 +17,7 @@ from archspec.ops.base import (
     TrainSaves,
     require_spatial,
 )
+from archspec.ops.explain import no_params_lines, shape
 
 
 def _describe(names: list[str], shapes) -> str:
@@ -28,6 +29,13 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
 
     op: Literal["add"]
     arity: ClassVar[tuple[int, None]] = (2, None)
+
+    def explain(self, in_shapes, out_shape):
+        terms = " + ".join(f"{name} ({shape(s)})" for name, s in zip(self.inputs, in_shapes, strict=True))
+        return [
+            f"shape rule: inputs of equal shape are summed element by element: {terms} -> {shape(out_shape)}",
+            *no_params_lines("additions are not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         if len(set(in_shapes)) != 1:
@@ -46,6 +54,9 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
             out = out + x
         return out
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Add" if len(xs) == 2 else "Sum", xs)
+
 
 class Mul(Plain, NoTensors, OpBase):
     """Element-wise product of two tensors of the same shape, or of a (C, 1, 1) gate and a (C, H, W)
@@ -54,6 +65,17 @@ class Mul(Plain, NoTensors, OpBase):
 
     op: Literal["mul"]
     arity: ClassVar[int] = 2
+
+    def explain(self, in_shapes, out_shape):
+        a, b = in_shapes
+        rule = "equal shapes, multiplied element by element"
+        if a != b:
+            rule = "a C x 1 x 1 gate scales every position of a C x H x W map"
+        terms = " × ".join(f"{name} ({shape(s)})" for name, s in zip(self.inputs, in_shapes, strict=True))
+        return [
+            f"shape rule: {rule}: {terms} -> {shape(out_shape)}",
+            *no_params_lines("element-wise products are not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         a, b = in_shapes
@@ -70,17 +92,20 @@ class Mul(Plain, NoTensors, OpBase):
     def rf_rule(self, in_shapes):
         return "pointwise"  # a broadcast gate adds the 'global context' flag (broadcast_inputs)
 
+    def forward(self, xs, w, mm):
+        return xs[0] * xs[1]
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Mul", xs)  # ONNX broadcasts a (N, C, 1, 1) gate as PyTorch does
+
     def train_saves(self, in_shapes, out_shape):
-        # MulBackward0 saves each factor for the other's gradient (an SE gate: the gate and the map).
+        # MulBackward0: each factor is saved for the other's gradient (SE: the gate and the block input).
         return TrainSaves(
             (
                 Saved("input", index=0, what="self", only_if_grad_of=1),
                 Saved("input", index=1, what="other", only_if_grad_of=0),
             )
         )
-
-    def forward(self, xs, w, mm):
-        return xs[0] * xs[1]
 
     def probe(self):
         """The probe runs a sum instead of the product. It compares each output with the output on
@@ -96,6 +121,14 @@ class Concat(Plain, Pointwise, NoTensors, OpBase):
 
     op: Literal["concat"]
     arity: ClassVar[tuple[int, None]] = (2, None)
+
+    def explain(self, in_shapes, out_shape):
+        channels = " + ".join(str(s[0]) for s in in_shapes)
+        return [
+            f"shape rule: channels add up, height and width must agree ({shape(in_shapes[0][1:])}):"
+            f" {channels} = {out_shape[0]} channels -> {shape(out_shape)}",
+            *no_params_lines("a copy into one tensor"),
+        ]
 
     def output_shape(self, in_shapes):
         for s in in_shapes:
@@ -113,12 +146,22 @@ class Concat(Plain, Pointwise, NoTensors, OpBase):
     def forward(self, xs, w, mm):
         return np.concatenate(xs, axis=1)
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Concat", xs, axis=1)
+
 
 class ChannelPad(Plain, NoTensors, OpBase):
     """Zero channels appended to reach out_channels: He et al.'s parameter-free shortcut (option A)."""
 
     op: Literal["channel_pad"]
     out_channels: PositiveInt
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        return [
+            f"output = {c} input channels + {out_shape[0] - c} zero channels = {shape(out_shape)}",
+            *no_params_lines("zeros appended, no weights"),
+        ]
 
     def output_shape(self, in_shapes):
         c, h, w = require_spatial(in_shapes[0], "channel_pad")
@@ -138,3 +181,7 @@ class ChannelPad(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1}), 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        extra = self.out_channels - in_shapes[0][0]
+        g.node("Pad", [xs[0], g.const([0, 0, 0, 0, 0, extra, 0, 0])], mode="constant")  # N C H W begins, then ends

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from archspec.ops.base import (
+    NoOnnxEquivalent,
     NoTensors,
     OpBase,
     Plain,
@@ -20,6 +21,7 @@ from archspec.ops.base import (
     TrainSaves,
     require_spatial,
 )
+from archspec.ops.explain import no_params_lines, num, same_shape_line
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -35,6 +37,20 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
     affine: bool = True
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        params = (
+            f"params = 2·{c} (gamma and beta per channel) = {num(2 * c)}"
+            if self.affine
+            else "params = 0 (affine: false)"
+        )
+        return [
+            same_shape_line(in_shapes[0], "normalised per channel"),
+            params,
+            f"buffers = 2·{c} running mean and variance = {num(2 * c)} (not trained, not params)",
+            "MACs = 0  (a per-channel scale and shift, not counted; foldable into the conv before it)",
+        ]
 
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "batch_norm")
@@ -75,6 +91,15 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
             out = out + w.param("bias", (c,)).reshape(1, c, 1, 1)
         return out.astype(x.dtype, copy=False)
 
+    def to_onnx(self, g, xs, in_shapes):
+        c = in_shapes[0][0]
+        if self.affine:
+            scale, shift = g.tensor("weight"), g.tensor("bias")
+        else:  # constants, not trainable tensors
+            scale, shift = g.const([1.0] * c, "float32"), g.const([0.0] * c, "float32")
+        mean, var = g.tensor("running_mean"), g.tensor("running_var")
+        g.node("BatchNormalization", [xs[0], scale, shift, mean, var], epsilon=self.eps)
+
 
 class LocalResponseNorm(Plain, NoTensors, OpBase):
     """Local response norm across channels (PyTorch's rule, alpha divided by size as in Caffe):
@@ -85,6 +110,12 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
     alpha: PositiveFloat = 1e-4
     beta: PositiveFloat = 0.75
     k: PositiveFloat = 1.0
+
+    def explain(self, in_shapes, out_shape):
+        return [
+            same_shape_line(in_shapes[0], f"each value divided by a term over {self.size} neighbouring channels"),
+            *no_params_lines("normalisation arithmetic is not counted"),
+        ]
 
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "lrn")
@@ -122,6 +153,16 @@ class LocalResponseNorm(Plain, NoTensors, OpBase):
         div = (self.k + self.alpha / self.size * window_sum) ** self.beta
         return (x / div).astype(x.dtype, copy=False)
 
+    def to_onnx(self, g, xs, in_shapes):
+        if self.size % 2 == 0:
+            # PyTorch's window is [c - size/2, c + size/2 - 1], ONNX's [c - size/2 + 1, c + size/2].
+            raise NoOnnxEquivalent(
+                f"lrn with an even size ({self.size}) has no ONNX equivalent: ONNX's LRN centres even windows"
+                " one channel later than PyTorch's",
+                "use an odd size",
+            )
+        g.node("LRN", xs, size=self.size, alpha=self.alpha, beta=self.beta, bias=self.k)
+
 
 class LayerNorm(Plain, OpBase):
     """Layer norm over the channels at every position of a C x H x W map, or over the features of a
@@ -133,6 +174,16 @@ class LayerNorm(Plain, OpBase):
     op: Literal["layer_norm"]
     eps: PositiveFloat = 1e-5
     affine: bool = True  # PyTorch's elementwise_affine
+
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        params = f"params = 2·{c} (weight and bias per channel) = {num(2 * c)}" if self.affine else "params = 0"
+        over = f"the {c} channels of each position" if len(in_shapes[0]) == 3 else f"the {c} features"
+        return [
+            same_shape_line(in_shapes[0], f"normalised over {over}"),
+            params,
+            "MACs = 0  (element-wise work is not counted)",
+        ]
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
 
@@ -153,10 +204,10 @@ class LayerNorm(Plain, OpBase):
         return "global" if len(in_shapes[0]) == 1 else "pointwise"
 
     def train_saves(self, in_shapes, out_shape):
-        # NativeLayerNormBackward0: the input (LayerNorm2d's permuted view: the same storage), weight and
-        # bias (parameters), and the mean and rstd of every normalized vector: one float32 each per pixel.
-        pixels = math.prod(in_shapes[0][1:])
-        stats = tuple(Saved("new", elements=pixels, itemsize=4, what=w) for w in ("mean", "rstd"))
+        # The input (channels-last view: the same storage), and the mean and rstd of every position (float32,
+        # H x W per image; 1 for a flat input); weight and bias are parameters.
+        positions = math.prod(in_shapes[0][1:])
+        stats = (Saved("new", elements=positions, itemsize=4, what=w) for w in ("mean", "rstd"))
         return TrainSaves((Saved("input", what="input"), *stats))
 
     def probe(self):
@@ -167,6 +218,20 @@ class LayerNorm(Plain, OpBase):
         if tensor == "weight":  # around 1, as trained scales are, but not the identity
             return rng.uniform(0.5, 1.5, shape)
         return rng.normal(0, 0.1, shape)
+
+    def to_onnx(self, g, xs, in_shapes):
+        c = in_shapes[0][0]
+        if self.affine:
+            scale, shift = g.tensor("weight"), g.tensor("bias")
+        else:
+            scale, shift = g.const([1.0] * c, "float32"), g.const([0.0] * c, "float32")
+        if len(in_shapes[0]) == 1:
+            g.node("LayerNormalization", [xs[0], scale, shift], axis=-1, epsilon=self.eps)
+            return
+        # over the channels of each pixel: channels-last, normalize the last axis, back (ConvNeXt's Permutes)
+        last = g.node("Transpose", xs, perm=[0, 2, 3, 1])
+        normed = g.node("LayerNormalization", [last, scale, shift], axis=-1, epsilon=self.eps)
+        g.node("Transpose", [normed], perm=[0, 3, 1, 2])
 
     def forward(self, xs, w, mm):
         x = xs[0]
@@ -191,6 +256,14 @@ class LayerScale(Plain, Pointwise, OpBase):
 
     op: Literal["layer_scale"]
 
+    def explain(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        return [
+            same_shape_line(in_shapes[0], "each channel multiplied by its learned scale"),
+            f"params = {c} scales (one per channel) = {num(c)}",
+            "MACs = 0  (element-wise work is not counted)",
+        ]
+
     lecture_weights: ClassVar[tuple[str, ...]] = ()
 
     def output_shape(self, in_shapes):
@@ -207,11 +280,13 @@ class LayerScale(Plain, Pointwise, OpBase):
         return 0
 
     def train_saves(self, in_shapes, out_shape):
-        # layer_scale * x: MulBackward0 saves x (other) for gamma's gradient; gamma is the parameter itself.
-        return TrainSaves((Saved("input", what="other"),))
+        return TrainSaves((Saved("input", what="other"),))  # gamma * x saves x for gamma's gradient (and gamma)
 
     def init_tensor(self, tensor, shape, rng):
         return rng.uniform(0.5, 1.5, shape)  # ConvNeXt starts at 1e-6; any positive scale tests the kernel
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("Mul", [xs[0], g.tensor("")])  # gamma (C, 1, 1), named like the node (torchvision's key)
 
     def forward(self, xs, w, mm):
         x = xs[0]

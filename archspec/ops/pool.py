@@ -9,6 +9,7 @@ import numpy as np
 
 from archspec.ops.base import (
     NonNegativePair,
+    NoOnnxEquivalent,
     NoTensors,
     OpBase,
     Plain,
@@ -21,6 +22,7 @@ from archspec.ops.base import (
     require_spatial,
     window_output_size,
 )
+from archspec.ops.explain import no_params_lines, num, shape, window_size_lines
 from archspec.ops.windows import window_view
 
 
@@ -29,6 +31,13 @@ class _WindowPool(Plain, NoTensors, OpBase):
     stride: PositivePair | None = None  # PyTorch's default: the kernel size
     padding: NonNegativePair = 0
     ceil_mode: bool = False
+
+    def explain(self, in_shapes, out_shape):
+        lines = window_size_lines(
+            in_shapes[0], out_shape, self.kernel, self._stride(), self.padding, ceil_mode=self.ceil_mode
+        )
+        lines.append(f"output volume = {shape(out_shape)}  (pooling keeps the {out_shape[0]} channels)")
+        return lines + no_params_lines("a max or mean over each window, no weights to multiply")
 
     def _stride(self) -> tuple[int, int]:
         return pair(self.stride if self.stride is not None else self.kernel)
@@ -51,6 +60,15 @@ class _WindowPool(Plain, NoTensors, OpBase):
     def probe(self):
         return self, 1
 
+    def _onnx_window(self) -> dict:
+        p = pair(self.padding)
+        return {
+            "kernel_shape": list(pair(self.kernel)),
+            "strides": list(self._stride()),
+            "pads": [p[0], p[1], p[0], p[1]],
+            "ceil_mode": int(self.ceil_mode),
+        }
+
 
 class MaxPool2d(_WindowPool):
     """Max pooling; padding is -inf, so it never wins (PyTorch's rule)."""
@@ -71,6 +89,9 @@ class MaxPool2d(_WindowPool):
             pad_value=-np.inf,
         )
         return view.max(axis=(-2, -1))
+
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("MaxPool", xs, **self._onnx_window())
 
 
 class AvgPool2d(_WindowPool):
@@ -94,6 +115,9 @@ class AvgPool2d(_WindowPool):
             divisor = window_view(real, k, s, p, ceil_mode=self.ceil_mode)[0].sum(axis=(-2, -1))[0, 0]
         return (total / divisor).astype(x.dtype, copy=False)
 
+    def to_onnx(self, g, xs, in_shapes):
+        g.node("AveragePool", xs, count_include_pad=int(self.count_include_pad), **self._onnx_window())
+
 
 class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
     """Adaptive average pooling to a fixed output size; output_size 1 is global average pooling.
@@ -105,6 +129,19 @@ class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
     output_size: PositivePair = 1
 
     size_dependent: ClassVar[bool] = True  # its windows follow the input size
+
+    def explain(self, in_shapes, out_shape):
+        _, h, w = in_shapes[0]
+        oh, ow = pair(self.output_size)
+        lines = [
+            f"output size fixed at {oh} x {ow}: cell i averages input rows floor(i·{h}/{oh}) .. ceil((i+1)·{h}/{oh}) − 1"
+        ]
+        if (oh, ow) == (1, 1):
+            lines[0] = f"output size fixed at 1 x 1: the mean of all {h}·{w} = {num(h * w)} positions of each channel"
+        elif h % oh == 0 and w % ow == 0:
+            lines.append(f"  = a {h // oh}x{w // ow} window with stride {h // oh}x{w // ow} ({h}/{oh}, {w}/{ow})")
+        lines.append(f"output volume = {shape(out_shape)}")
+        return lines + no_params_lines("an average over each window, no weights to multiply")
 
     def output_shape(self, in_shapes):
         c, h, w = require_spatial(in_shapes[0], "adaptive_avg_pool2d")
@@ -127,6 +164,20 @@ class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
 
     def probe(self):
         return self, 1
+
+    def to_onnx(self, g, xs, in_shapes):
+        rule = self.rf_rule(in_shapes)
+        if rule == "global":
+            g.node("GlobalAveragePool", xs)
+        elif rule == "irregular":
+            _, h, w = in_shapes[0]
+            raise NoOnnxEquivalent(
+                f"adaptive_avg_pool2d from {h} x {w} to {list(pair(self.output_size))} uses windows of unequal"
+                " sizes, which no ONNX pooling operator computes",
+                "choose an input size whose height and width are multiples of output_size (--input), or use avg_pool2d",
+            )
+        else:
+            g.node("AveragePool", xs, kernel_shape=list(rule.kernel), strides=list(rule.stride))
 
     def train_saves(self, in_shapes, out_shape):
         if pair(self.output_size) == (1, 1):

@@ -136,8 +136,8 @@ def run(
     Tensors are freed after their last reader unless `keep(name)`; `on_output` sees every node's
     output with the Weights/MatMul objects its kernel used (for measurement); `on_live` gets the
     bytes of all distinct buffers alive just after each node ran (views count once). A node in
-    A node in `dropped` (a stochastic-depth branch skipped at training time, mapped to its output shape)
-    reads nothing and yields zeros.
+    `dropped` (a stochastic-depth branch skipped at training time, mapped to its output shape) reads
+    nothing and yields zeros.
     Returns the kept tensors (by default the graph outputs).
     """
     order = list(graph.order if nodes is None else nodes)

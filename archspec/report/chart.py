@@ -100,21 +100,61 @@ def chart_figure(data: ChartData):
     for p in data.points:
         area = 120.0 if p.size is None else max(MAX_AREA * p.size / biggest, 12.0)  # area proportional
         ax.scatter([p.x], [p.y], s=[area], alpha=0.45, edgecolors="black", linewidths=0.6, gid=f"point-{p.name}")
-        ax.annotate(p.name, (p.x, p.y), xytext=(4, 4), textcoords="offset points", fontsize=7)
     for axis, figure in (("x", data.x), ("y", data.y)):
         if figure in LOG_FIGURES:
             getattr(ax, f"set_{axis}scale")("log")
         getattr(ax, f"set_{axis}label")(FIGURES[figure] + (" (log)" if figure in LOG_FIGURES else ""))
     ax.margins(0.12)
+    if data.missing:
+        fig.subplots_adjust(right=0.72)
+        label = "no published top-1" if data.y == "top1" else f"no {data.y}"
+        fig.text(0.75, 0.88, f"{label}:\n" + "\n".join(data.missing), va="top", fontsize=7)
+    ax.autoscale_view()
+    _label_points(fig, ax, data.points)
     ax.grid(True, which="major", linewidth=0.3)
-    title = f"{data.y} against {data.x}"
+    title = f"{'top-1' if data.y == 'top1' else data.y} against {data.x}"
     if data.size:
         title += f"; circle area = {data.size}"
     ax.set_title(title)
-    if data.missing:
-        fig.subplots_adjust(right=0.75)
-        fig.text(0.77, 0.88, f"no {data.y}:\n" + "\n".join(data.missing), va="top", fontsize=7)
     return fig
+
+
+# Label positions tried in turn (offset in points, horizontal alignment): the first that does not
+# overlap a label already placed wins, so crowded clusters (ResNet-152 next to Wide ResNet-50) stay legible.
+_LABEL_SPOTS = (
+    (5, 3, "left"),
+    (5, -9, "left"),
+    (-5, 3, "right"),
+    (-5, -9, "right"),
+    (5, 12, "left"),
+    (5, -18, "left"),
+    (-5, 12, "right"),
+    (-5, -18, "right"),
+)
+_FONT = 7
+
+
+def _free(box, placed) -> bool:
+    return not any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3] for o in placed)
+
+
+def _label_points(fig, ax, points) -> None:
+    to_points = 72 / fig.dpi
+    right_edge = ax.get_window_extent().x1 * to_points  # labels stay inside the axes (the list is beside)
+    placed: list[tuple[float, float, float, float]] = []
+    for p in points:
+        px, py = (v * to_points for v in ax.transData.transform((p.x, p.y)))
+        width, height = 0.6 * _FONT * len(p.name), _FONT * 1.1  # DejaVu Sans: about 0.6 em per character
+
+        boxes = {}
+        for dx, dy, align in _LABEL_SPOTS:
+            left = px + dx if align == "left" else px + dx - width
+            boxes[(dx, dy, align)] = (left, py + dy, left + width, py + dy + height)
+        inside = [spot for spot, b in boxes.items() if b[2] <= right_edge] or list(boxes)
+        dx, dy, align = next((spot for spot in inside if _free(boxes[spot], placed)), inside[0])
+        box = boxes[(dx, dy, align)]
+        placed.append(box)
+        ax.annotate(p.name, (p.x, p.y), xytext=(dx, dy), textcoords="offset points", fontsize=_FONT, ha=align)
 
 
 @dataclass(frozen=True)

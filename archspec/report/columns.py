@@ -12,6 +12,6 @@ COLUMNS = {
     "activations": ("activations", "right"),
     "rf": ("receptive field", "left"),
     "train": ("train-only", "left"),
-    "saved": ("saved (B)", "right"),  # with --train: bytes saved for backward (archspec/analysis/training.py)
+    "saved": ("saved", "right"),  # analyze --train: bytes autograd saves for this layer's backward
 }
 DEFAULT_COLUMNS = ("layer", "op", "kernel", "output", "params", "macs", "activations", "rf")

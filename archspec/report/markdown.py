@@ -86,7 +86,8 @@ def _module_table(analysis: Analysis, table: dict) -> str:
     return tabulate(
         rows,
         headers=["module", "weights", "/ 1024", "published", "diff", "MACs", "/ 10^6", "published", "diff"],
-        tablefmt="github",
+        tablefmt="pipe",
+        colalign=("left",) + ("right",) * 8,
         disable_numparse=True,
     )
 
@@ -117,7 +118,7 @@ def render_report(
     no_bias = sum(layer.weights_without_bias for layer in analysis.layers if not layer.train_only)
     summary.append(("conv + linear weights without biases (CS231n count)", fmt_int(no_bias)))
     summary.append(("receptive field of the last spatial layer", _final_local_rf(analysis)))
-    lines.append(tabulate(summary, headers=["quantity", "value"], tablefmt="github", disable_numparse=True))
+    lines.append(tabulate(summary, headers=["quantity", "value"], tablefmt="pipe", disable_numparse=True))
     lines.append("")
     ref_rows = _reference_rows(analysis)
     if ref_rows:
@@ -126,7 +127,8 @@ def render_report(
             tabulate(
                 ref_rows,
                 headers=["figure", "published", "archspec", "agreement"],
-                tablefmt="github",
+                tablefmt="pipe",
+                colalign=("left", "right", "right", "left"),
                 disable_numparse=True,
             )
         )
@@ -181,9 +183,9 @@ def render_index(analyses: list[Analysis], command: str, charts: list[tuple[str,
         "`archspec verify`. Batch 1, float32. MACs: conv + linear multiply-accumulates (torchvision's GFLOPS).\n"
         "Activation memory: the sum of every node's output; peak live: what inference needs with buffers freed\n"
         "after their last use. Receptive field: the last spatial layer's, `size /stride pPadding`. Top-1 is the\n"
-        "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's). Training: what\n"
-        "PyTorch holds at the end of a training-mode forward with plain SGD at batch 1 (tensors saved for\n"
-        "backward, params, gradients, buffers; `archspec analyze SPEC --train`).\n\n"
+        "published figure from each spec's metadata (torchvision's IMAGENET1K_V1 or the paper's). Training (SGD):\n"
+        "what PyTorch holds at the end of a training-mode forward with plain SGD (tensors saved for backward,\n"
+        "parameters, gradients, buffers; `archspec analyze SPEC --train`).\n\n"
         f"{table}\n" + "".join(f"\n## {title}\n\n![{title}]({name})\n\n{note}\n" for title, name, note in charts)
     )
 

@@ -55,7 +55,7 @@ class Row:
     groups: int = 1
     inputs: tuple[str, ...] = ()
     train_only: bool = False  # only feeds training-time outputs (auxiliary heads)
-    saved: int | None = None  # --train: bytes of saved tensors charged to these layers
+    saved: int | None = None  # analyze --train: bytes of saved tensors charged to these layers
 
 
 def _layer_row(layer: LayerStats, saved: dict[str, int] | None = None) -> Row:
@@ -82,20 +82,22 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     saved = analysis.training.layer_saved_bytes() if analysis.training is not None else None
     if depth is None:
         return [_layer_row(layer, saved) for layer in layers]
+    # Inputs are shown as the rows they come from: a block's output is named by the block.
+    key_of = {layer.name: ".".join(layer.name.split(".")[:depth]) for layer in layers}
     groups: list[tuple[str, list[LayerStats]]] = []
     for layer in layers:
-        key = ".".join(layer.name.split(".")[:depth])
+        key = key_of[layer.name]
         if groups and groups[-1][0] == key:
             groups[-1][1].append(layer)
         else:
             groups.append((key, [layer]))
     summed = []
     for key, members in groups:
+        outside = tuple(dict.fromkeys(key_of.get(i, i) for m in members for i in m.inputs if key_of.get(i, i) != key))
         if len(members) == 1:
-            summed.append((_layer_row(members[0], saved), ()))
+            summed.append((replace(_layer_row(members[0], saved), inputs=outside), ()))
             continue
         last = members[-1]
-        names = {m.name for m in members}
         summed.append(
             (
                 Row(
@@ -107,7 +109,7 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
                     sum(m.activations for m in members),
                     last.receptive_field,
                     # The block's inputs: what its members read from outside the block.
-                    inputs=tuple(dict.fromkeys(i for m in members for i in m.inputs if i not in names)),
+                    inputs=outside,
                     train_only=all(m.train_only for m in members),
                     saved=None if saved is None else sum(saved[m.name] for m in members),
                 ),
@@ -349,7 +351,6 @@ CSV_HEADERS = [
     "inputs",
     "train_only",
     "count",
-    "saved_bytes",  # with --train: bytes of saved tensors charged to the row (else empty)
 ]
 
 
@@ -357,7 +358,8 @@ def render_csv(analysis: Analysis, depth: int | None = None) -> str:
     """One row per layer (or block), raw integers, then a `TOTAL` row (inference path, per image)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_HEADERS)
+    train = analysis.training is not None
+    writer.writerow(CSV_HEADERS + (["saved_bytes"] if train else []))
     for r in rows(analysis, depth):
         writer.writerow(
             [
@@ -373,12 +375,12 @@ def render_csv(analysis: Analysis, depth: int | None = None) -> str:
                 " ".join(r.inputs),
                 int(r.train_only),
                 r.count,
-                "" if r.saved is None else r.saved,
             ]
+            + ([r.saved] if train else [])
         )
     t = analysis.totals
-    saved_total = "" if analysis.training is None else analysis.training.saved_activation_bytes
-    writer.writerow(["TOTAL", "", "", t.params, t.macs, t.activations] + [""] * 7 + ["", "", 0, "", saved_total])
+    saved_total = [analysis.training.saved_activation_bytes] if train else []
+    writer.writerow(["TOTAL", "", "", t.params, t.macs, t.activations] + [""] * 7 + ["", "", 0, ""] + saved_total)
     return buffer.getvalue()
 
 
@@ -459,23 +461,6 @@ def _totals_json(t: Totals) -> dict:
     }
 
 
-def training_json(training: TrainingMemory) -> dict:
-    return {
-        "saved_activation_bytes": training.saved_activation_bytes,
-        "param_bytes": training.param_bytes,
-        "grad_bytes": training.grad_bytes,
-        "optimizer_state_bytes": training.optimizer_state_bytes,
-        "buffer_bytes": training.buffer_bytes,
-        "total_bytes": training.total_bytes,
-        "optimizer": training.optimizer,
-        "batch": training.batch,
-        "input_bytes": training.input_bytes,  # part of saved_activation_bytes
-        "saved_per_image_bytes": training.saved_activations.per_image,
-        "saved_batch_constant_bytes": training.saved_activations.constant,
-        "torchinfo_estimated_total_bytes": training.torchinfo_bytes,
-    }
-
-
 def to_json_dict(analysis: Analysis) -> dict:
     totals = _totals_json(analysis.totals)
     if analysis.train_extra is not None:
@@ -522,6 +507,23 @@ def to_json_dict(analysis: Analysis) -> dict:
     }
 
 
+def training_json(t: TrainingMemory) -> dict:
+    return {
+        "saved_activation_bytes": t.saved_activation_bytes,
+        "param_bytes": t.param_bytes,
+        "grad_bytes": t.grad_bytes,
+        "optimizer_state_bytes": t.optimizer_state_bytes,
+        "buffer_bytes": t.buffer_bytes,
+        "total_bytes": t.total_bytes,
+        "optimizer": t.optimizer,
+        "batch": t.batch,
+        "input_bytes": t.input_bytes,  # part of saved_activation_bytes
+        "saved_per_image_bytes": t.saved_activations.per_image,
+        "saved_batch_constant_bytes": t.saved_activations.constant,
+        "torchinfo_estimated_total_bytes": t.torchinfo_bytes,
+    }
+
+
 def render_json(analysis: Analysis) -> str:
     return json.dumps(to_json_dict(analysis), indent=2) + "\n"
 
@@ -538,7 +540,7 @@ COMPARE_HEADERS = [
     "peak live",
     "receptive field",
     "top-1 (%)",
-    "training (SGD, b1)",
+    "training (SGD)",
 ]
 
 
@@ -597,7 +599,7 @@ def comparison_record(a: Analysis) -> dict:
         **_totals_json(a.totals),
         "receptive_field": None if rf is None else {"layer": layer[1], **rf.to_json()},
         "top1": top1(a),
-        "training": None if a.training is None else training_json(a.training),
+        "training_total_bytes": None if a.training is None else a.training.total_bytes,  # SGD, this batch
     }
 
 
@@ -620,7 +622,7 @@ COMPARE_CSV_HEADERS = [
     "rf_padding_h",
     "rf_padding_w",
     "top1",
-    "training_total_bytes",  # PyTorch eager training, SGD, at the row's batch (archspec analyze --train)
+    "training_total_bytes",
 ]
 
 
@@ -649,7 +651,7 @@ def render_comparison(analyses: list[Analysis], fmt: str = "table") -> str:
                     t.peak_activation_bytes,
                     *rf_cells,
                     "" if r["top1"] is None else r["top1"],
-                    "" if a.training is None else a.training.total_bytes,
+                    "" if r["training_total_bytes"] is None else r["training_total_bytes"],
                 ]
             )
         return buffer.getvalue()

@@ -3,6 +3,7 @@ came from (its line in the template and the chain of block uses), so errors poin
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,9 @@ class Expansion:
     known_names: set[str] = field(default_factory=set)
 
 
+_SPACE = re.compile(r"\s")
+
+
 def short_text(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 4] + " ..."
 
@@ -115,6 +119,8 @@ class Expander:
         other strings with '$' or a leading '=' are expressions (archspec/spec/expr.py)."""
         self._work += 1
         if isinstance(value, str):
+            if "$" not in value and "(" not in value and not value.startswith("="):
+                return value  # the common case: plain text (an op name, a mode)
             if expr.is_plain_reference(value):
                 return self._lookup(value, env, doc, path, block, trail)
             if expr.is_expression(value):
@@ -253,12 +259,7 @@ class Expander:
 
     def _node_name(self, data: dict, doc: Document, path: Path, trail) -> str | None:
         name = data.get("name")
-        if (
-            not isinstance(name, str)
-            or not name
-            or any(ch.isspace() or not ch.isprintable() for ch in name)
-            or name == INPUT
-        ):
+        if not isinstance(name, str) or not name or not name.isprintable() or _SPACE.search(name) or name == INPUT:
             what = "missing 'name'" if name is None else f"invalid node name {short(name)}"
             self._error(
                 doc.locate((*path, "name")) if name is not None else doc.locate(path),
@@ -480,6 +481,17 @@ class Expander:
             elif isinstance(default, str) and ("$" in default or default.startswith("=")):
                 self._bad_reference = False
                 where = (*source.path, "params", param)
+                later = [m for m in re.finditer(r"\$([A-Za-z_]\w*)", default) if m[1] in source.definition.params]
+                later = [m for m in later if m[1] not in bound]
+                if later:
+                    self._error(
+                        source.doc.locate_in(where, later[0].start()),
+                        f"block '{block}': the default of '{param}' uses '${later[0][1]}', which is not declared "
+                        "before it",
+                        "a default can only use the parameters listed before it under 'params:'",
+                        trail,
+                    )
+                    return None
                 bound[param] = self._substitute(default, dict(bound), source.doc, where, block, trail)
                 if self._bad_reference:
                     return None

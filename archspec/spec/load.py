@@ -445,12 +445,16 @@ def _check_survival(spec: SpecFile, nodes: list[LoadedNode]) -> list[Diagnostic]
     for node in nodes:
         if node.op.stochastic and node.op.survival is None and node.location not in seen:
             seen.add(node.location)  # one template line used by many block instances: say it once
+            # Ops state the probability as survival (Huang et al.) or as drop probability p (torchvision).
+            own = "survival: 0.8" if "survival" in type(node.op).model_fields else "p: 0.2"
+            what = "survival probability" if own.startswith("survival") else "drop probability"
             errors.append(
                 Diagnostic(
                     node.location,
-                    f"node '{node.op.name}': {node.op.op} has no survival probability",
-                    "give it 'survival: 0.8', or add 'stochastic_depth: {schedule: linear, final_survival: 0.5}' "
-                    "at the top level to assign a linearly decaying one to every such node",
+                    f"node '{node.op.name}': {node.op.op} has no {what}",
+                    f"give it '{own}', or add a top-level schedule that assigns one to every such node, "
+                    "e.g. 'stochastic_depth: {schedule: linear, final_survival: 0.5}' (Huang et al.) or"
+                    " 'stochastic_depth: {schedule: torchvision, prob: 0.2}'",
                     node.trail,
                 )
             )

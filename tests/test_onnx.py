@@ -1,0 +1,432 @@
+"""ONNX export and import: onnxruntime agrees with archspec, round trips are lossless, models made by
+PyTorch's own exporters import with the right figures, and hostile files are refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import archspec
+import archspec.verify
+from archspec.cli import main
+from archspec.errors import ArchspecError
+from archspec.report.table import to_json_dict
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from archspec.onnx import importer  # noqa: E402
+from archspec.onnx.export import export_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+FIXTURES = Path(__file__).resolve().parent / "onnx"
+# CI checks every spec at its smallest exportable input except the heaviest: over 50 M params (ResNet-152,
+# ResNeXt-101, Wide ResNets) or over 20 M params at 224 x 224 or more (AlexNet, ZFNet and VGG, whose fully
+# connected sizes or adaptive 7 x 7 pool need the full input); every op family is among the others.
+# ARCHSPEC_ONNX_ALL=1 checks them all.
+MAX_CI_PARAMS, MAX_CI_PARAMS_FULL_SIZE = 50_000_000, 20_000_000
+SMALL_SIDES = (32, 64, 96, 128)
+
+
+def _small_input(model) -> tuple[int, int, int]:
+    """The smallest square input the spec accepts and the exporter can map (else the spec's own)."""
+    for side in SMALL_SIDES:
+        shape = (model.input_shape[0], side, side)
+        try:
+            model.analyze(shape)
+        except ArchspecError:
+            continue
+        if _exportable(model, shape):
+            return shape
+    return model.input_shape
+
+
+def _exportable(model, shape) -> bool:
+    """No node refuses (irregular adaptive pooling) at this input size."""
+    shapes = model.graph.infer_shapes(shape)
+    return all(
+        model.graph.op(n).rf_rule([shapes[i] for i in model.graph.op(n).inputs]) != "irregular"
+        for n in model.graph.order
+    )
+
+
+def _sensitivity(model, x, weights, ref) -> float:
+    """How much archspec's own output moves when every weight is perturbed at float32 rounding level."""
+    rng = np.random.default_rng(2)
+    noisy = {k: (v * (1 + 6e-8 * rng.standard_normal(v.shape))).astype(np.float32) for k, v in weights.items()}
+    return _relative(model.forward(x, noisy), ref)
+
+
+def _relative(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
+def _layers(analysis) -> list[dict]:
+    return to_json_dict(analysis)["layers"]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_export_runs_in_onnxruntime_and_imports_back_identically(spec, tmp_path):
+    model = archspec.load(str(spec))
+    shape = _small_input(model)
+    params = model.analyze(shape).totals.params
+    heavy = params > MAX_CI_PARAMS or (shape[1] >= 224 and params > MAX_CI_PARAMS_FULL_SIZE)
+    if heavy and not os.environ.get("ARCHSPEC_ONNX_ALL"):
+        pytest.skip(f"{spec.stem} needs {shape}: set ARCHSPEC_ONNX_ALL=1 to check it")
+    weights = model.init_weights(seed=0, input_shape=shape)
+    proto = export_model(model, weights, input_shape=shape)
+    onnx.checker.check_model(proto, full_check=True)
+    # initializers carry the spec's weight names (torchvision's for the torchvision specs)
+    # initializers carry the spec's weight names (torchvision's for the torchvision specs); training-only
+    # heads (GoogLeNet's auxiliary classifiers) are not part of the inference graph
+    inference = {k: v for k, v in weights.items() if k.rpartition(".")[0] in model.graph.inference_nodes}
+    assert {t.name for t in proto.graph.initializer} == set(inference)
+
+    x = np.random.default_rng(1).normal(size=(2, *shape)).astype(np.float32)
+    ref = model.forward(x, weights)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x})[0]
+    assert got.shape == ref.shape
+    # Some random-weight nets are chaotic (EfficientNet-B6 and V2-S: weights perturbed at float32 rounding
+    # level move the logits by half their size; B5 by 1e-4), so no two float32 runtimes can agree on them; there the
+    # comparison of outputs is meaningless and only the shape is checked (the import round trip below
+    # still is exact). Every other spec must agree within 1e-5.
+    if _sensitivity(model, x, weights, ref) <= 2e-5:  # well-conditioned nets measure 1e-7 to 1e-5
+        assert _relative(got, ref) <= 1e-5
+
+    path = tmp_path / f"{spec.stem}.onnx"
+    path.write_bytes(proto.SerializeToString())
+    imported = importer.import_onnx(str(path))
+    back = importer.load_onnx(str(path))
+    original, again = model.analyze(shape), back.analyze()
+    # names, ops, shapes, params, MACs, RF, per layer, and every total (memory, peak live memory...)
+    assert _layers(again) == [layer for layer in _layers(original) if not layer.get("train_only")]
+    assert again.totals == original.totals
+    assert (again.stochastic_depth is None) == (original.stochastic_depth is None)
+    if original.stochastic_depth is not None:
+        assert again.stochastic_depth == original.stochastic_depth
+    assert set(imported.weights) == set(inference)
+    np.testing.assert_array_equal(back.forward(x, imported.weights), ref)
+
+
+def _fixture(name: str):
+    io = np.load(FIXTURES / f"{name}_io.npz")
+    return FIXTURES / f"{name}.onnx", io["x"], io["y"]
+
+
+# Hand arithmetic for tests/onnx/make_fixtures.py's Plain net (3 x 16 x 16 input):
+#   conv1 3->4, 3x3, no bias: 4*3*9 = 108 weights; output 4 x 8 x 8; MACs 4*8*8 * 3*9 = 6,912
+#   bn1: weight + bias = 8 (running statistics are buffers)
+#   pool1 3/2 ceil: 8 -> ceil(5/2) + 1 = 4
+#   conv2 4->6, (3, 1), groups 2, bias: 6*2*3 + 6 = 42; output 6 x 4 x 4; MACs 6*16 * 2*3 = 576
+#   pool2 2/2 pad 1: 4 -> 3; flatten 54; fc 54*5 + 5 = 275, MACs 270
+PLAIN_PARAMS_BN = 108 + 8 + 42 + 275
+PLAIN_PARAMS_FOLDED = 108 + 4 + 42 + 275  # BN folded: conv1 gains a 4-element bias, BN's 8 are gone
+PLAIN_MACS = 6912 + 576 + 270
+# Branchy (3 x 8 x 8): stem 3->8 3x3 + bias = 224, body 8->8 3x3 + bias = 584, branch1 8->4 1x1 + bias = 36,
+# branch2 8->4 3x3 dilation 2 + bias = 292, fc1 8*6 = 48 (no bias), w2 6*3 + b2 3 = 21
+BRANCHY_PARAMS = 224 + 584 + 36 + 292 + 48 + 21
+# MACs: stem 8*64*27 + body 8*64*72 + branch1 4*64*8 + branch2 4*64*72 + fc1 48 + 18
+BRANCHY_MACS = 8 * 64 * 27 + 8 * 64 * 72 + 4 * 64 * 8 + 4 * 64 * 72 + 48 + 18
+
+
+# Modern (3 x 8 x 8): conv 3->8 3x3 + bias 224 (MACs 8*64*27 = 13,824); SE conv 8->8 1x1 + bias 72 (MACs 64);
+# LayerNorm(8) 16; per-pixel Linear(8, 16) 144 and Linear(16, 8) 136 (MACs 64 pixels * 128 each);
+# layer scale 8; LayerNorm(8) on flat features 16; fc 8->3 27 (MACs 24)
+MODERN_PARAMS = 224 + 72 + 16 + 144 + 136 + 8 + 16 + 27
+MODERN_MACS = 13_824 + 64 + 2 * 64 * 128 + 24
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "macs"),
+    [
+        ("plain_bn_folded", PLAIN_PARAMS_FOLDED, PLAIN_MACS),
+        ("plain_bn_preserved", PLAIN_PARAMS_BN, PLAIN_MACS),
+        ("plain_dynamo", PLAIN_PARAMS_FOLDED, PLAIN_MACS),
+        ("branchy", BRANCHY_PARAMS, BRANCHY_MACS),
+        ("branchy_dynamo", BRANCHY_PARAMS, BRANCHY_MACS),
+        ("modern", MODERN_PARAMS, MODERN_MACS),
+        ("modern_dynamo", MODERN_PARAMS, MODERN_MACS),
+    ],
+)
+def test_models_exported_by_pytorch_import_with_their_figures_and_outputs(name, params, macs):
+    path, x, y = _fixture(name)
+    assert path.stat().st_size < 40_000  # kilobytes, not a real model
+    imported = importer.import_onnx(str(path))
+    model = importer.load_onnx(str(path))
+    analysis = model.analyze()
+    assert analysis.totals.params == params
+    assert analysis.totals.macs == macs
+    assert _relative(model.forward(x, imported.weights), y) <= 1e-5
+    assert archspec.verify.verify_model(model, str(path)).passed
+
+
+def _new_ops_spec(opset: int) -> dict:
+    """Every op added for issue 7 in one small graph (GELU's tanh form only where ONNX has Gelu)."""
+    nodes = [
+        {"name": "c1", "op": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1},
+        {"name": "r6", "op": "relu6"},
+        {"name": "hs", "op": "hardswish"},
+        {"name": "si", "op": "silu"},
+        {"name": "ge", "op": "gelu"},
+        *([{"name": "gt", "op": "gelu", "approximate": "tanh"}] if opset >= 20 else []),
+        {"name": "ln", "op": "layer_norm", "eps": 1e-6},
+        {"name": "pw", "op": "linear", "out_features": 8, "per_pixel": True},
+        {"name": "ls", "op": "layer_scale"},
+        {"name": "dp", "op": "drop_path", "p": 0.2},
+        {"name": "sh", "op": "channel_shuffle", "groups": 2},
+        {"name": "a", "op": "channel_chunk", "chunks": 3, "index": 0},
+        {"name": "b", "op": "channel_chunk", "chunks": 3, "index": 2, "inputs": ["sh"]},
+        {"name": "cat", "op": "concat", "inputs": ["a", "b"]},
+        {"name": "pool", "op": "adaptive_avg_pool2d", "output_size": 1},
+        {"name": "gate", "op": "conv2d", "out_channels": 5, "kernel": 1},
+        {"name": "sg", "op": "sigmoid"},
+        {"name": "hsg", "op": "hardsigmoid"},
+        {"name": "se", "op": "mul", "inputs": ["cat", "hsg"]},
+        {"name": "flat", "op": "flatten"},
+        {"name": "ln2", "op": "layer_norm"},
+        {"name": "fc", "op": "linear", "out_features": 4},
+    ]
+    return {"name": "new_ops", "input": [8, 6, 6], "metadata": {"source": "test"}, "nodes": nodes}
+
+
+@pytest.mark.parametrize("opset", [17, 21])
+def test_new_ops_export_run_and_import_back_identically(opset, tmp_path):
+    model = archspec.load(_new_ops_spec(opset))
+    weights = model.init_weights(seed=0)
+    proto = export_model(model, weights, opset=opset)
+    onnx.checker.check_model(proto, full_check=True)
+    x = np.random.default_rng(1).normal(size=(2, 8, 6, 6)).astype(np.float32)
+    ref = model.forward(x, weights)
+    got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert _relative(got, ref) <= 1e-5
+    path = tmp_path / "new_ops.onnx"
+    path.write_bytes(proto.SerializeToString())
+    imported = importer.import_onnx(str(path))
+    back = importer.load_onnx(str(path))
+    assert _layers(back.analyze()) == _layers(model.analyze())
+    assert back.analyze().totals == model.analyze().totals
+    np.testing.assert_array_equal(back.forward(x, imported.weights), ref)
+
+
+def test_the_import_summary_says_batchnorm_was_folded(capsys, tmp_path):
+    path, _, _ = _fixture("plain_bn_folded")
+    assert main(["import", str(path), "--out", str(tmp_path / "p.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "folded them into the preceding convolutions" in out and "MACs are unchanged" in out
+    path, _, _ = _fixture("plain_bn_preserved")
+    assert main(["import", str(path), "--out", str(tmp_path / "q.yaml")]) == 0
+    assert "folded them" not in capsys.readouterr().out
+
+
+def test_import_writes_a_readable_spec_and_weights_that_run_accepts(tmp_path, capsys):
+    path, x, y = _fixture("branchy")
+    spec, weights = tmp_path / "b.yaml", tmp_path / "b.npz"
+    assert main(["import", str(path), "--out", str(spec), "--weights-out", str(weights)]) == 0
+    text = spec.read_text()
+    nodes = text.split("nodes:\n")[1].splitlines()
+    assert all(line.startswith("  - {name: ") and line.endswith("}") for line in nodes)  # one line per node
+    assert "  - {name: stem, op: conv2d, out_channels: 8, kernel: 3, padding: 1}" in nodes
+    np.save(tmp_path / "x.npy", x)
+    assert (
+        main(
+            [
+                "run",
+                str(spec),
+                "--weights",
+                str(weights),
+                "--input",
+                str(tmp_path / "x.npy"),
+                "--out",
+                str(tmp_path / "y.npy"),
+            ]
+        )
+        == 0
+    )
+    assert _relative(np.load(tmp_path / "y.npy"), y) <= 1e-5
+
+
+@pytest.mark.parametrize("command", ["analyze", "verify", "compare", "report"])
+def test_commands_take_an_onnx_file_directly(command, tmp_path, capsys):
+    path, _, _ = _fixture("plain_bn_preserved")
+    args = [command, str(path)] + (["--out-dir", str(tmp_path)] if command == "report" else [])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert ("433" in out) if command in ("analyze", "compare") else True
+    if command == "verify":
+        assert "PASS" in out
+
+
+def test_cli_export_then_onnxruntime_equals_archspec_run(tmp_path, capsys):
+    spec = ROOT / "specs" / "resnet18.yaml"
+    model = archspec.load(str(spec))
+    weights = model.init_weights(seed=3, input_shape=(3, 32, 32))
+    np.savez(tmp_path / "w.npz", **weights)
+    out = tmp_path / "r.onnx"
+    code = main(
+        [
+            "export",
+            str(spec),
+            "--out",
+            str(out),
+            "--weights",
+            str(tmp_path / "w.npz"),
+            "--input",
+            "3,32,32",
+            "--opset",
+            "18",
+        ]
+    )
+    assert code == 0
+    proto = onnx.load(str(out))
+    assert proto.opset_import[0].version == 18
+    x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert (
+        main(
+            [
+                "run",
+                str(spec),
+                "--weights",
+                str(tmp_path / "w.npz"),
+                "--input",
+                str(tmp_path / "x.npy"),
+                "--out",
+                str(tmp_path / "y.npy"),
+            ]
+        )
+        == 0
+    )
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert _relative(session.run(None, {"input": x})[0], np.load(tmp_path / "y.npy")) <= 1e-5
+
+
+def test_export_refuses_irregular_adaptive_pooling_at_its_spec_line(tmp_path, capsys):
+    spec = ROOT / "specs" / "alexnet_torchvision.yaml"
+    line = next(i for i, text in enumerate(spec.read_text().splitlines(), 1) if "name: avgpool" in text)
+    code = main(["export", str(spec), "--out", str(tmp_path / "a.onnx"), "--input", "3,100,100"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"alexnet_torchvision.yaml:{line}:" in err and "unequal" in err and "hint:" in err
+    assert not (tmp_path / "a.onnx").exists()
+
+
+def _graph(nodes, inputs, outputs, initializers=(), opset=18):
+    helper = onnx.helper
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _value(name, dims):
+    return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
+
+
+def test_unsupported_ops_are_listed_in_one_message_with_counts_and_names(tmp_path, capsys):
+    helper = onnx.helper
+    nodes = [
+        helper.make_node("Tanh", ["x"], ["a"], name="t1"),
+        helper.make_node("Relu", ["a"], ["b"], name="r"),
+        helper.make_node("Tanh", ["b"], ["c"], name="t2"),
+        helper.make_node("Sin", ["b"], ["y"], name="e"),
+    ]
+    path = tmp_path / "m.onnx"
+    onnx.save(_graph(nodes, [_value("x", ["N", 3, 8, 8])], [_value("y", ["N", 3, 8, 8])]), str(path))
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "3 ONNX node(s) have no archspec equivalent" in err
+    assert "Tanh x2: t1, t2" in err and "Sin x1: e" in err
+    assert "Traceback" not in err
+
+
+def test_dynamic_spatial_sizes_need_input(tmp_path, capsys):
+    helper = onnx.helper
+    path = tmp_path / "d.onnx"
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
+    onnx.save(_graph(nodes, [_value("x", ["N", 3, "H", "W"])], [_value("y", ["N", 3, "H", "W"])]), str(path))
+    assert main(["analyze", str(path)]) == 2
+    assert "give them with --input" in capsys.readouterr().err
+    assert main(["analyze", str(path), "--input", "3,20,30"]) == 0
+    assert "3 x 20 x 30" in capsys.readouterr().out
+
+
+def test_declared_shapes_that_contradict_the_weights_are_refused(tmp_path, capsys):
+    path, _, _ = _fixture("plain_bn_preserved")
+    proto = onnx.load(str(path))
+    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7  # the fc layer has 5 outputs
+    bad = tmp_path / "bad.onnx"
+    onnx.save(proto, str(bad))
+    assert main(["analyze", str(bad)]) == 2
+    assert "declares 'y' as [N, 7], but its weights and ops give [N, 5]" in capsys.readouterr().err
+
+    proto = onnx.load(str(path))
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv")
+    for attr in conv.attribute:
+        if attr.name == "kernel_shape":
+            attr.ints[:] = [5, 5]
+    onnx.save(proto, str(bad))
+    assert main(["analyze", str(bad)]) == 2
+    assert "contradicts its weight's shape" in capsys.readouterr().err
+
+
+def test_size_limit_is_checked_before_parsing(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "big.onnx"
+    path.write_bytes(b"\xff" * 2048)  # not even protobuf: the size check must come first
+    monkeypatch.setattr(importer, "MAX_ONNX_BYTES", 1024)
+    assert main(["analyze", str(path)]) == 2
+    assert "more than the limit of 1,024" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["analyze", str(path)]) == 2
+    assert "not an ONNX model" in capsys.readouterr().err
+
+
+def test_external_data_outside_the_model_folder_is_refused(tmp_path, capsys):
+    helper = onnx.helper
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.zeros(3 * 3 * 9, dtype=np.float32).tobytes())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weight = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=[3, 3, 3, 3])
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", str(secret.stat().st_size))):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[3, 3])]
+    path = folder / "m.onnx"
+    path.write_bytes(
+        _graph(nodes, [_value("x", ["N", 3, 8, 8])], [_value("y", ["N", 3, 6, 6])], [weight]).SerializeToString()
+    )
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "points at external data '../secret.bin' outside the model's folder" in err
+
+
+def test_yaml_analysis_does_not_import_onnx():
+    code = (
+        "import sys; from archspec.cli import main; "
+        "assert main(['analyze', 'specs/alexnet.yaml']) == 0; "
+        "assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_without_onnx_a_one_line_error_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    path, _, _ = _fixture("branchy")
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: ONNX support needs the 'onnx' package: pip install 'archspec[onnx]'"
+    assert main(["export", str(ROOT / "specs" / "resnet18.yaml"), "--out", str(tmp_path / "r.onnx")]) == 2
+    assert "pip install 'archspec[onnx]'" in capsys.readouterr().err
