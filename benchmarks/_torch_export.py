@@ -20,6 +20,7 @@ import gc
 import json
 import statistics
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +213,9 @@ def memory_budget() -> int:
 
 
 def export_training(model, size: int) -> dict:
-    state = {k: v.clone() for k, v in model.state_dict().items()}  # a training forward updates BN statistics
+    saved = model.state_dict()
+    state = OrderedDict((k, v.clone()) for k, v in saved.items())  # a training forward updates BN statistics
+    state._metadata = getattr(saved, "_metadata", None)  # module versions: MNASNet's loader refuses a dict without
     try:
         batches = {}
         for b in TRAIN_BATCHES:
