@@ -148,7 +148,8 @@ def analyze(
                 train_only=name not in inference,
                 weights_without_bias=sum(numel(tensors[t]) for t in op.lecture_weights if t in tensors),
                 window=rule if isinstance(rule, Window) else None,
-                groups=getattr(op, "groups", 1),
+                # (not getattr(op, "groups", 1): a missing attribute costs pydantic a slow lookup)
+                groups=op.groups if "groups" in type(op).model_fields else 1,
             )
         )
     main = [layer for layer in layers if not layer.train_only]

@@ -72,7 +72,18 @@ _check_contract(OP_CLASSES)
 REGISTRY: dict[str, type[OpBase]] = {cls.model_fields["op"].annotation.__args__[0]: cls for cls in OP_CLASSES}
 
 AnyOp = Annotated[Union[OP_CLASSES], Field(discriminator="op")]  # noqa: UP007
-OP_ADAPTER: TypeAdapter[OpBase] = TypeAdapter(AnyOp)
+
+
+def __getattr__(name: str):
+    """OP_ADAPTER (one validator for any op, by its `op:` tag) is built on first use: building it builds
+    every op's validator, which the CLI's start-up need not pay (spec loading validates each node with
+    its own class, REGISTRY[tag])."""
+    if name == "OP_ADAPTER":
+        adapter = TypeAdapter(AnyOp)
+        globals()["OP_ADAPTER"] = adapter
+        return adapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "OP_ADAPTER",

@@ -92,6 +92,10 @@ class Expander:
         self._work = 0  # values walked by substitution
         self.stopped = False  # a size limit was hit: stop expanding, report it once
         self._bad_reference = False  # set by _substitute when a '$param' could not be resolved
+        # (template node, bound parameters) -> (template node, its substituted data, work it took): block
+        # instances with the same arguments (ResNet's 35 identical units of layer3) substitute each template
+        # node once. Only clean substitutions are kept, so every error is still found and reported as before.
+        self._substituted: dict[tuple, tuple[dict, dict, int]] = {}
 
     # ---- helpers ----
     def _error(self, loc: Location, message: str, hint: str | None = None, trail=()) -> None:
@@ -204,6 +208,21 @@ class Expander:
             trail,
         )
 
+    def _substitute_once(self, raw: dict, env_key, scope: Scope, path: Path) -> dict:
+        """`_substitute_node` for a template node, reusing an earlier instance's result when the block's
+        parameters are bound to the same values (`env_key`, see _freeze; None: do not reuse)."""
+        key = (id(raw), env_key) if env_key is not None else None
+        if key is not None:
+            hit = self._substituted.get(key)
+            if hit is not None and hit[0] is raw:
+                self._work += hit[2]  # the size limit counts the same work as without the cache
+                return dict(hit[1])  # a fresh top-level dict: expand() sets name and inputs, pops 'when'
+        work, errors = self._work, len(self.out.errors)
+        data = self._substitute_node(raw, scope.env, scope.doc, path, scope.block, scope.trail)
+        if key is not None and not self._bad_reference and len(self.out.errors) == errors:
+            self._substituted[key] = (raw, dict(data), self._work - work)
+        return data
+
     # ---- main walk ----
     def expand(self, raw_nodes: list[Any], scope: Scope) -> str:
         """Expand `raw_nodes` (at `scope.base` in `scope.doc`); return the full name of the scope's
@@ -214,15 +233,19 @@ class Expander:
         consumed: set[str] = set()  # tensors some node of this scope reads
         produced: set[str] = set()  # tensors computed in this scope
         bypassed: list[tuple[Path, str, list[str]]] = []  # multi-input nodes switched off
+        env_key = _freeze(scope.env) if scope.env is not None else None
         for index, raw in enumerate(raw_nodes):
             path = (*scope.base, index)
             self._visited += 1
-            if self._limit(doc.locate(path), trail):
+            # (the location is only looked up when a limit is hit: most nodes never need it)
+            if (self.stopped or self._visited > MAX_NODES or self._work > MAX_WORK) and self._limit(
+                doc.locate(path), trail
+            ):
                 return previous
             if not isinstance(raw, dict):  # the schema (list of mappings) has already reported it
                 continue
             self._bad_reference = False
-            data = self._substitute_node(raw, scope.env, doc, path, scope.block, trail)
+            data = self._substitute_once(raw, env_key, scope, path)
             name = self._node_name(data, doc, path, trail)
             if name is None:
                 continue
@@ -515,6 +538,21 @@ class Expander:
             trail,
         )
         return None
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable key equal only for values that substitute identically: each scalar with its type (True,
+    1 and 1.0 are equal in Python but not to the strict validation), lists and mappings in order. None
+    when a value is of another type (then nothing is reused)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return (type(value), value)
+    if isinstance(value, list):
+        items = tuple(_freeze(v) for v in value)
+        return None if None in items else (list, items)
+    if isinstance(value, dict):
+        items = tuple((k, _freeze(v)) for k, v in value.items())
+        return None if any(v is None for _, v in items) else (dict, items)
+    return None
 
 
 def _local(tensor: str, scope: Scope) -> str:

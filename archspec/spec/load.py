@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from archspec.errors import Diagnostic, Location, SpecError, UsageError, did_you_mean
-from archspec.ops import OP_ADAPTER, REGISTRY, OpBase
+from archspec.ops import REGISTRY, OpBase
 from archspec.spec import INPUT
 from archspec.spec.diagnostics import format_pydantic_errors, short
 from archspec.spec.expand import BlockSource, Expander, RawNode, Scope
@@ -407,7 +407,7 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
         )
         return None
     try:
-        return OP_ADAPTER.validate_python(data)
+        return REGISTRY[op].model_validate(data)
     except ValidationError as exc:
         report(
             format_pydantic_errors(
