@@ -76,6 +76,13 @@ def _saves_self(inplace: bool, in_shapes) -> TrainSaves:
     return TrainSaves((Saved("input", what="self"),))
 
 
+class _SavesSelf:
+    """Mixin: what training saves follows PyTorch's `inplace` flag, a field of each such op (see _saves_self)."""
+
+    def train_saves(self, in_shapes, out_shape):
+        return _saves_self(self.inplace, in_shapes)
+
+
 class _InPlace:
     """Mixin for activations torchvision builds with inplace=True: the result is written into x when
     the memory model allows it (see ReLU). What training saves follows each op's `inplace` field
@@ -88,15 +95,12 @@ class _InPlace:
         return x
 
 
-class ReLU6(_InPlace, _Elementwise):
+class ReLU6(_SavesSelf, _InPlace, _Elementwise):
     """min(max(x, 0), 6) (MobileNetV2; torchvision builds it with inplace=True)."""
 
     op: Literal["relu6"]
     formula: ClassVar[str] = "min(max(x, 0), 6)"  # for `archspec explain`
     inplace: bool = True  # PyTorch's ReLU6(inplace=...) at training time (torchvision: True)
-
-    def train_saves(self, in_shapes, out_shape):
-        return _saves_self(self.inplace, in_shapes)
 
     def f(self, x):
         return np.clip(x, 0, 6)
@@ -130,7 +134,7 @@ class Sigmoid(_Elementwise):
         return _sigmoid(x)
 
 
-class Hardsigmoid(_Elementwise):
+class Hardsigmoid(_SavesSelf, _Elementwise):
     """relu6(x + 3) / 6 (MobileNetV3's gates; torchvision leaves it out of place)."""
 
     op: Literal["hardsigmoid"]
@@ -140,22 +144,16 @@ class Hardsigmoid(_Elementwise):
     def to_onnx(self, g, xs, in_shapes):
         g.node("HardSigmoid", xs, alpha=1 / 6, beta=0.5)
 
-    def train_saves(self, in_shapes, out_shape):
-        return _saves_self(self.inplace, in_shapes)
-
     def f(self, x):
         return np.clip(x + 3, 0, 6) / 6
 
 
-class Hardswish(_InPlace, _Elementwise):
+class Hardswish(_SavesSelf, _InPlace, _Elementwise):
     """x * relu6(x + 3) / 6 (MobileNetV3; torchvision builds it with inplace=True)."""
 
     op: Literal["hardswish"]
     formula: ClassVar[str] = "x · min(max(x + 3, 0), 6) / 6"  # for `archspec explain`
     inplace: bool = True  # PyTorch's Hardswish(inplace=...) at training time (torchvision: True)
-
-    def train_saves(self, in_shapes, out_shape):
-        return _saves_self(self.inplace, in_shapes)
 
     def to_onnx(self, g, xs, in_shapes):
         g.node("HardSwish", xs)
@@ -164,15 +162,12 @@ class Hardswish(_InPlace, _Elementwise):
         return x * (np.clip(x + 3, 0, 6) / 6)
 
 
-class SiLU(_InPlace, _Elementwise):
+class SiLU(_SavesSelf, _InPlace, _Elementwise):
     """x * sigmoid(x), also called swish (EfficientNet; torchvision builds it with inplace=True)."""
 
     op: Literal["silu"]
     formula: ClassVar[str] = "x · sigmoid(x)"  # for `archspec explain`
     inplace: bool = True  # PyTorch's SiLU(inplace=...) at training time (torchvision: True)
-
-    def train_saves(self, in_shapes, out_shape):
-        return _saves_self(self.inplace, in_shapes)
 
     def to_onnx(self, g, xs, in_shapes):
         g.node("Mul", [xs[0], g.node("Sigmoid", xs)])  # ONNX has no SiLU: x * sigmoid(x), as PyTorch exports it
