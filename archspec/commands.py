@@ -145,7 +145,7 @@ def write_reports(
     spec_paths: list[str], out_dir: Path, *, command: str | None = None, force: bool = False, charts: bool = True
 ) -> list[Path]:
     """Write a report folder. Refuses (unless `force`) to replace an index.md written by another command
-    (e.g. a one-spec run over the committed 29-model index) or any file archspec did not write."""
+    (e.g. a one-spec run over the committed index of every shipped spec) or any file archspec did not write."""
     from archspec.report.markdown import MARKER, generated_by
 
     out_dir = Path(out_dir)

@@ -158,7 +158,7 @@ def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int, size: int) -
         "leaf_modules_never_called": [n for n, _ in leaves if n not in called],
         "leaf_params": leaf_params,
         "direct_params": direct_params,
-        "training_saved": export_training(model),
+        "training_saved": export_training(model, size),
     }
     # Written last: an export interrupted earlier lacks its .json and so counts as missing next time.
     (out / f"{name}.json").write_text(json.dumps(meta, indent=1))
@@ -173,7 +173,7 @@ TRAIN_CONVENTION = (
 )
 
 
-def training_saved(model, batch: int) -> dict:
+def training_saved(model, batch: int, size: int) -> dict:
     """Unique storages autograd saves in one training-mode forward at this batch, charged to modules."""
     own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     stack = [""]
@@ -193,7 +193,7 @@ def training_saved(model, batch: int) -> dict:
             keep.append(storage)
         return t
 
-    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(2))
     model.train()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -210,10 +210,29 @@ def training_saved(model, batch: int) -> dict:
     return {"total_bytes": sum(b for _, b in first.values()), "storages": len(first), "by_module": by_module}
 
 
-def export_training(model) -> dict:
+def memory_budget() -> int:
+    """A third of the memory available now (Linux), so a large model's batch-8 forward is skipped, not killed."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 // 3
+    except OSError:
+        pass
+    return 1 << 62
+
+
+def export_training(model, size: int) -> dict:
     state = {k: v.clone() for k, v in model.state_dict().items()}  # a training forward updates BN statistics
     try:
-        batches = {str(b): training_saved(model, b) for b in TRAIN_BATCHES}
+        batches = {}
+        for b in TRAIN_BATCHES:
+            if b > 1 and "total_bytes" in batches.get("1", {}) and batches["1"]["total_bytes"] * b > memory_budget():
+                batches[str(b)] = {"skipped": f"batch {b} would need about {batches['1']['total_bytes'] * b:,} B"}
+                continue
+            try:
+                batches[str(b)] = training_saved(model, b, size)
+            except (RuntimeError, ValueError) as e:  # BN over 1 x 1 maps cannot train at batch 1 (Inception-v3's aux)
+                batches[str(b)] = {"error": str(e).splitlines()[0]}
     finally:
         model.load_state_dict(state)
     return {

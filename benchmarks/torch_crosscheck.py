@@ -226,6 +226,9 @@ def compare_training(spec: str, builder: str, out: Path) -> dict:
     model = archspec.load(str(ROOT / "specs" / f"{spec}.yaml"))
     problems, totals, modules = [], {}, 0
     for batch, theirs in ref["batches"].items():
+        if "total_bytes" not in theirs:  # torch could not run (or the exporter skipped) this batch
+            problems.append(f"batch {batch}: no torch figure ({theirs.get('error') or theirs.get('skipped')})")
+            continue
         training = model.analyze(batch=int(batch), optimizer="sgd").training
         ours = saved_by_module(training.layer_saved_bytes(), meta)
         theirs = {**theirs, "by_module": saved_by_module(theirs["by_module"], meta)}

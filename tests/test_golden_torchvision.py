@@ -117,7 +117,10 @@ def test_saved_tensor_bytes_equal_torch(name):
     meta = _training_export(name)
     ref = meta["training_saved"]
     group = _crosscheck_script().saved_by_module
-    for batch, theirs in ref["batches"].items():
+    measured = {b: v for b, v in ref["batches"].items() if "total_bytes" in v}  # torch may fail at batch 1
+    if not measured:
+        pytest.skip(f"torch recorded no training forward: {ref['batches']}")
+    for batch, theirs in measured.items():
         training = model(name).analyze(batch=int(batch), optimizer="sgd").training
         assert training.saved_activation_bytes == theirs["total_bytes"], batch
         assert group(training.layer_saved_bytes(), meta) == group(theirs["by_module"], meta), batch

@@ -30,8 +30,9 @@ CONVENTIONS: tuple[tuple[str, str], ...] = (
     (
         "peak",
         """**Peak live activations** = what inference needs at once when each buffer is freed after its last
-  reader (outputs stay alive; flatten, dropout and identity are views of their input, and ReLU runs in
-  place when its input dies there, as PyTorch's `inplace=True` does). torchinfo's
+  reader (outputs stay alive; flatten, dropout, identity, channel_chunk and drop_path are views of their
+  input, and ReLU, ReLU6, SiLU and Hardswish run in place when their input dies there, as PyTorch's
+  `inplace=True` does). torchinfo's
   "forward/backward pass size" is 2 x the outputs of layers with parameters only, which is why users
   find it wrong on DenseNet and Inception concats.""",
     ),
