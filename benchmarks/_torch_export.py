@@ -7,7 +7,8 @@ Per torchvision builder NAME (weights=None: nothing is downloaded), writes into 
 exist already (or --force):
   NAME.npz      float32 state_dict (keys == state_dict keys, num_batches_tracked skipped)
   NAME_out.npy  float32 logits for DIR/input_S.npy, shape (1, 1000)
-  NAME.json     num_params, input file, leaf-module calls in forward execution order, params per leaf module,
+  NAME.json     num_params, input file, leaf-module calls in forward execution order, params per leaf module
+                (and per parameter held directly by a module with children: ConvNeXt's layer_scale),
                 and `training_saved`: what autograd saves for backward in a training-mode forward (below)
 and once DIR/input_S.npy (seed 1, 1x3xSxS float32 ~ N(0,1); S = --size, default 224: every BUILDER of one
 run takes the same input size). Every model is also timed on
@@ -100,6 +101,14 @@ def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int, size: int) -
         }
         for n, m in leaves
     }
+    # Parameters a module with children holds itself (ConvNeXt's CNBlock.layer_scale), by state_dict key.
+    direct_params = {
+        f"{n}.{k}" if n else k: p.numel()
+        for n, m in model.named_modules()
+        if list(m.children())
+        for k, p in m.named_parameters(recurse=False)
+        if p.requires_grad
+    }
     calls = []
 
     def hook_for(n):
@@ -149,6 +158,7 @@ def export(name: str, model, x: torch.Tensor, out: Path, n_bn: int, size: int) -
         "leaf_first_call_order": list(dict.fromkeys(called)),
         "leaf_modules_never_called": [n for n, _ in leaves if n not in called],
         "leaf_params": leaf_params,
+        "direct_params": direct_params,
         "training_saved": export_training(model, size),
     }
     # Written last: an export interrupted earlier lacks its .json and so counts as missing next time.

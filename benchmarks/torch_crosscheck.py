@@ -109,6 +109,36 @@ def run_exporter(python: str, out: Path, builders: dict[str, int], force: bool, 
     return results
 
 
+def module_calls(meta: dict) -> list[dict]:
+    """torchvision's leaf-module calls as archspec describes them. Permute modules (ConvNeXt's CNBlock moves
+    the channels last and back around its LayerNorm and Linears) only reorder axes and are not layers in
+    archspec; the modules called between them see H x W x C maps, whose shapes are given back in C x H x W
+    order, archspec's. The direction of a Permute is read from its input and output shapes."""
+    calls, channels_last = [], False
+    for call in meta["leaf_calls"]:
+        if call["type"] == "Permute":
+            shape_in, shape_out = call["input_shape"], call["output_shape"]
+            if shape_out == shape_in[1:] + shape_in[:1]:
+                channels_last = True
+            elif shape_out == shape_in[-1:] + shape_in[:-1]:
+                channels_last = False
+            continue
+        shape = call["output_shape"]
+        if channels_last and isinstance(shape, list) and len(shape) == 3:
+            call = {**call, "output_shape": shape[-1:] + shape[:-1]}
+        calls.append(call)
+    return calls
+
+
+def weighted_modules(meta: dict) -> dict[str, int]:
+    """Trainable params per torchvision module: leaf modules, plus parameters held directly by a module that
+    has children (ConvNeXt's CNBlock.layer_scale), named by their state_dict key as archspec names the layer
+    that owns them. Exports made before `direct_params` was recorded have none (no model before ConvNeXt)."""
+    weighted = {n: p["num_trainable_params"] for n, p in meta["leaf_params"].items() if p["num_trainable_params"]}
+    weighted.update({n: count for n, count in meta.get("direct_params", {}).items() if count})
+    return weighted
+
+
 def compare(spec: str, builder: str, out: Path, runs: int) -> dict:
     """Step 2 for one spec: the figures of one table row, plus `problems` (empty when everything agrees)."""
     meta = json.loads((out / f"{builder}.json").read_text())
@@ -124,14 +154,14 @@ def compare(spec: str, builder: str, out: Path, runs: int) -> dict:
 
     # A module torchvision calls several times (ResNet's one `relu`) is several layers in archspec, each
     # named for its call, so only modules called once can be matched by name and shape.
-    calls = meta["leaf_calls"]
+    calls = module_calls(meta)
     counts = Counter(c["name"] for c in calls)
     once = [c for c in calls if counts[c["name"]] == 1]
     unknown = sorted({c["name"] for c in calls} - set(layers))
     bad_shape = [
         c["name"] for c in once if c["name"] in layers and list(layers[c["name"]].output_shape) != c["output_shape"]
     ]
-    torch_weighted = {n: p["num_trainable_params"] for n, p in meta["leaf_params"].items() if p["num_trainable_params"]}
+    torch_weighted = weighted_modules(meta)
     ours_weighted = {n: layer.params for n, layer in layers.items() if layer.params}
     bad_params = sorted(
         {n for n in torch_weighted.keys() | ours_weighted.keys() if torch_weighted.get(n) != ours_weighted.get(n)}

@@ -87,6 +87,21 @@ TORCHVISION = {
     "efficientnet_v2_s": ("efficientnet_v2_s", 21_458_488, "8.366", "classifier.1"),
     "efficientnet_v2_m": ("efficientnet_v2_m", 54_139_356, "24.582", "classifier.1"),
     "efficientnet_v2_l": ("efficientnet_v2_l", 118_515_272, "56.08", "classifier.1"),
+    # torchvision 0.29.1, RegNet_Y_*_Weights.IMAGENET1K_V1.meta (the V2 weights give the same figures);
+    # regnet_y_128gf has no IMAGENET1K weights: IMAGENET1K_SWAG_E2E_V1.meta, GFLOPS at its 384 crop.
+    "regnet_y_400mf": ("regnet_y_400mf", 4_344_144, "0.402", "fc"),
+    "regnet_y_800mf": ("regnet_y_800mf", 6_432_512, "0.834", "fc"),
+    "regnet_y_1_6gf": ("regnet_y_1_6gf", 11_202_430, "1.612", "fc"),
+    "regnet_y_3_2gf": ("regnet_y_3_2gf", 19_436_338, "3.176", "fc"),
+    "regnet_y_8gf": ("regnet_y_8gf", 39_381_472, "8.473", "fc"),
+    "regnet_y_16gf": ("regnet_y_16gf", 83_590_140, "15.912", "fc"),
+    "regnet_y_32gf": ("regnet_y_32gf", 145_046_770, "32.28", "fc"),
+    "regnet_y_128gf": ("regnet_y_128gf", 644_812_894, "374.57", "fc"),
+    # torchvision 0.29.1, ConvNeXt_*_Weights.IMAGENET1K_V1.meta
+    "convnext_tiny": ("convnext_tiny", 28_589_128, "4.456", "classifier.2"),
+    "convnext_small": ("convnext_small", 50_223_688, "8.684", "classifier.2"),
+    "convnext_base": ("convnext_base", 88_591_464, "15.355", "classifier.2"),
+    "convnext_large": ("convnext_large", 197_767_336, "34.361", "classifier.2"),
 }
 
 # Input resolution where it is not 224: the crop_size of the weights' transforms (the IMAGENET1K_V1 entry),
@@ -103,6 +118,7 @@ CROP = {
     "efficientnet_v2_s": 384,
     "efficientnet_v2_m": 480,
     "efficientnet_v2_l": 480,
+    "regnet_y_128gf": 384,  # IMAGENET1K_SWAG_E2E_V1 (resize 384, bicubic)
 }
 # Training-only outputs (auxiliary heads): counted in torchvision's num_params, not in its GFLOPS.
 TRAIN_OUTPUTS = {"inception_v3": ("AuxLogits.fc",)}

@@ -82,10 +82,11 @@ def test_export_runs_in_onnxruntime_and_imports_back_identically(spec, tmp_path)
     weights = model.init_weights(seed=0, input_shape=shape)
     proto = export_model(model, weights, input_shape=shape)
     onnx.checker.check_model(proto, full_check=True)
-    # initializers carry the spec's weight names (torchvision's for the torchvision specs)
     # initializers carry the spec's weight names (torchvision's for the torchvision specs); training-only
-    # heads (GoogLeNet's auxiliary classifiers) are not part of the inference graph
-    inference = {k: v for k, v in weights.items() if k.rpartition(".")[0] in model.graph.inference_nodes}
+    # heads (GoogLeNet's auxiliary classifiers) are not part of the inference graph. A key is `<node>.weight`,
+    # or the node's name itself for a tensor the node is (ConvNeXt's `layer_scale`).
+    nodes = model.graph.inference_nodes
+    inference = {k: v for k, v in weights.items() if k in nodes or k.rpartition(".")[0] in nodes}
     assert {t.name for t in proto.graph.initializer} == set(inference)
 
     x = np.random.default_rng(1).normal(size=(2, *shape)).astype(np.float32)
