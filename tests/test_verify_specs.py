@@ -33,13 +33,15 @@ def verification_work(analysis) -> int:
 
 def affordable_input(model) -> tuple[int, int, int] | None:
     """None (the spec's input) when it fits WORK_BUDGET; else the spec's input scaled down (MACs grow with
-    H x W) to a multiple of 32 pixels that the spec accepts, or None if it accepts none."""
+    H x W) to a multiple of 32 pixels that the spec accepts (32 when even that exceeds the budget), or None
+    if it accepts none."""
     c, h, w = model.input_shape
     work = verification_work(model.analyze())
     if work <= WORK_BUDGET:
         return None
     scale = math.sqrt(WORK_BUDGET / work)
-    for side in range(int(min(h, w) * scale) // 32 * 32, 31, -32):
+    # Down from the largest multiple of 32 within budget (at least 32 pixels, the smallest tried).
+    for side in range(max(32, int(min(h, w) * scale) // 32 * 32), 31, -32):
         shape = (c, max(32, int(h * side / min(h, w))), max(32, int(w * side / min(h, w))))
         try:
             model.analyze(shape)
