@@ -3,6 +3,7 @@ reference table, and optional PyTorch exports. Numbers here are typed from publi
 
 from __future__ import annotations
 
+import math
 import os
 from decimal import Decimal
 from functools import cache
@@ -157,3 +158,32 @@ def check(name, node, *, weights, params, output, macs):
 
 def params_under(name: str, prefix: str) -> int:
     return sum(layer.params for n, layer in layers(name).items() if n == prefix or n.startswith(prefix + "."))
+
+
+def regnet_stages(d, w_0, w_a, w_m, g):
+    """The paper's Section 3.3 rule as torchvision applies it: block j gets u_j = w_0 + w_a * j,
+    s_j = round(log_{w_m}(u_j / w_0)) and width w_0 * w_m^s_j rounded to a multiple of 8; consecutive blocks of
+    equal width form a stage. The group width is capped at the stage width, and the width is made divisible
+    by it with torchvision's _make_divisible: nearest multiple, raised one step if that is more than 10% below.
+    pycls rounds to the nearest multiple only, which differs in one place: regnet_y_8gf's first stage,
+    192 -> 3 x 56 = 168 (12.5% below 192), which torchvision raises to 224 (its regnet_y_8gf has 39,381,472
+    params; with 168 it would have 39,180,068, counted with torchvision's RegNet class on those widths, the
+    39.2M of pycls's RegNetY-8.0GF). Returns [(depth, width, groups)] per stage."""
+    widths = []
+    for j in range(d):
+        s = round(math.log((w_0 + w_a * j) / w_0) / math.log(w_m))
+        widths.append(round(w_0 * w_m**s / 8) * 8)
+    runs = []
+    for w in widths:
+        if runs and runs[-1][1] == w:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, w])
+    out = []
+    for depth, w in runs:
+        group = min(g, w)
+        nearest = max(group, int(w + group / 2) // group * group)
+        if nearest < 0.9 * w:
+            nearest += group
+        out.append((depth, nearest, nearest // group))
+    return out

@@ -9,10 +9,9 @@ comments. Static analysis only (no forward passes).
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from golden import check, layers
+from golden import regnet_stages as stages
 
 # RegNetX generating parameters (d, w_0, w_a, w_m, g): the paper's RegNetX models as torchvision's builders
 # (regnet_x_400mf ... regnet_x_32gf) call BlockParams.from_init_params with them.
@@ -25,29 +24,6 @@ REGNETX = {
     "regnet_x_16gf": (22, 216, 55.59, 2.1, 128),
     "regnet_x_32gf": (23, 320, 69.86, 2.0, 168),
 }
-
-
-def stages(d, w_0, w_a, w_m, g):
-    """The paper's Section 3.3 rule: block j gets u_j = w_0 + w_a * j, s_j = round(log_{w_m}(u_j / w_0)) and
-    width w_0 * w_m^s_j rounded to a multiple of 8; consecutive blocks of equal width form a stage. The group
-    width is capped at the stage width (a stage narrower than g is one group) and the width rounded to a
-    multiple of it. Returns [(depth, width, groups)] per stage."""
-    widths = []
-    for j in range(d):
-        s = round(math.log((w_0 + w_a * j) / w_0) / math.log(w_m))
-        widths.append(round(w_0 * w_m**s / 8) * 8)
-    result = []
-    for w in widths:
-        if result and result[-1][1] == w:
-            result[-1][0] += 1
-        else:
-            result.append([1, w])
-    out = []
-    for depth, w in result:
-        group = min(g, w)
-        w = max(group, int(w + group / 2) // group * group)  # nearest multiple of the group width
-        out.append((depth, w, w // group))
-    return out
 
 
 @pytest.mark.parametrize("name", sorted(REGNETX))
