@@ -187,3 +187,28 @@ def regnet_stages(d, w_0, w_a, w_m, g):
             nearest += group
         out.append((depth, nearest, nearest // group))
     return out
+
+
+def check_regnet_stages(name: str, plan, depth: int, crop: int = 224) -> list[tuple[str, int, int, int]]:
+    """What every RegNet spec must show for a stage plan [(depth, width, groups)]: four stages of `depth`
+    blocks in all, each opening with a stride-2 block that projects its shortcut, and a grouped 3x3 of
+    width x (width / groups) x 3 x 3 weights. Returns (stage prefix, depth, width, output size) per stage."""
+    names = layers(name)
+    assert len(plan) == 4  # four stages after the stem
+    assert sum(d for d, _, _ in plan) == depth
+    size = crop // 2  # after the stride-2 stem
+    out = []
+    for i, (blocks, width, groups) in enumerate(plan, start=1):
+        size //= 2  # every stage starts with a stride-2 block
+        stage = f"trunk_output.block{i}.block{i}"
+        assert f"{stage}-{blocks - 1}.f.c.0" in names
+        assert f"{stage}-{blocks}.f.c.0" not in names
+        # The first block projects its shortcut; the others add the identity.
+        assert f"{stage}-0.proj.0" in names
+        assert f"{stage}-1.proj.0" not in names
+        b = names[f"{stage}-0.f.b.0"]
+        assert dict(b.param_tensors) == {"weight": width * (width // groups) * 9}
+        assert b.output_shape == (width, size, size)
+        assert names[f"{stage}-{blocks - 1}.activation"].output_shape == (width, size, size)
+        out.append((stage, blocks, width, size))
+    return out

@@ -10,7 +10,7 @@ comments. Static analysis only (no forward passes).
 from __future__ import annotations
 
 import pytest
-from golden import check, layers
+from golden import check, check_regnet_stages, layers
 from golden import regnet_stages as stages
 
 # RegNetX generating parameters (d, w_0, w_a, w_m, g): the paper's RegNetX models as torchvision's builders
@@ -28,24 +28,7 @@ REGNETX = {
 
 @pytest.mark.parametrize("name", sorted(REGNETX))
 def test_stages_follow_the_design_space_rule(name):
-    names = layers(name)
-    plan = stages(*REGNETX[name])
-    assert len(plan) == 4  # RegNetX has four stages after the stem
-    assert sum(depth for depth, _, _ in plan) == REGNETX[name][0]
-    size = 112  # after the stride-2 stem at 224
-    for i, (depth, width, groups) in enumerate(plan, start=1):
-        size //= 2  # every stage starts with a stride-2 block
-        stage = f"trunk_output.block{i}.block{i}"
-        assert f"{stage}-{depth - 1}.f.c.0" in names
-        assert f"{stage}-{depth}.f.c.0" not in names
-        # The first block projects its shortcut; the others add the identity.
-        assert f"{stage}-0.proj.0" in names
-        assert f"{stage}-1.proj.0" not in names
-        # The 3x3 conv: width x (width / groups) x 3 x 3, no bias.
-        b = layers(name)[f"{stage}-0.f.b.0"]
-        assert dict(b.param_tensors) == {"weight": width * (width // groups) * 9}
-        assert b.output_shape == (width, size, size)
-        assert layers(name)[f"{stage}-{depth - 1}.activation"].output_shape == (width, size, size)
+    check_regnet_stages(name, stages(*REGNETX[name]), REGNETX[name][0])
 
 
 def test_regnet_x_400mf_hand_layers():

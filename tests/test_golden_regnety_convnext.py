@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from golden import SPECS, analysis, check, layers, model
+from golden import SPECS, analysis, check, check_regnet_stages, layers, model
 from golden import regnet_stages as stages
 
 # RegNetY generating parameters (d, w_0, w_a, w_m, g), as torchvision's builders (regnet_y_400mf ...
@@ -64,27 +64,13 @@ def test_convnext_paper(name, params_m, gflops_tenths):
 def test_regnet_y_stages_follow_the_design_space_rule(name):
     params, crop = REGNETY[name]
     names = layers(name)
-    plan = stages(*params)
-    assert len(plan) == 4
-    assert sum(depth for depth, _, _ in plan) == params[0]
-    size = crop // 2  # after the stride-2 stem
     width_in = 32  # the stem's width
-    for i, (depth, width, groups) in enumerate(plan, start=1):
-        size //= 2  # every stage starts with a stride-2 block
-        stage = f"trunk_output.block{i}.block{i}"
-        assert f"{stage}-{depth - 1}.f.c.0" in names
-        assert f"{stage}-{depth}.f.c.0" not in names
-        assert f"{stage}-0.proj.0" in names
-        assert f"{stage}-1.proj.0" not in names
-        b = names[f"{stage}-0.f.b.0"]
-        assert dict(b.param_tensors) == {"weight": width * (width // groups) * 9}
-        assert b.output_shape == (width, size, size)
+    for stage, depth, width, size in check_regnet_stages(name, stages(*params), params[0], crop):
         # SE ratio 0.25 of the block's input width: the previous stage's width in the first block.
         assert names[f"{stage}-0.f.se.fc1"].output_shape == (round(0.25 * width_in), 1, 1)
         if depth > 1:
             assert names[f"{stage}-1.f.se.fc1"].output_shape == (round(0.25 * width), 1, 1)
         assert names[f"{stage}-{depth - 1}.f.se.scale"].output_shape == (width, size, size)
-        assert names[f"{stage}-{depth - 1}.activation"].output_shape == (width, size, size)
         width_in = width
 
 
