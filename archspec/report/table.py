@@ -333,6 +333,9 @@ def _rf_numbers(rf: ReceptiveField) -> list:
     return [*rf.size(), *rf.stride(), *rf.padding()]
 
 
+# The receptive field as numbers (empty when global), in both the analyze and the compare CSV.
+RF_CSV_COLUMNS = ("rf_size_h", "rf_size_w", "rf_stride_h", "rf_stride_w", "rf_padding_h", "rf_padding_w")
+
 CSV_HEADERS = [
     "name",
     "op",
@@ -340,12 +343,7 @@ CSV_HEADERS = [
     "params",
     "macs",
     "activations",
-    "rf_size_h",
-    "rf_size_w",
-    "rf_stride_h",
-    "rf_stride_w",
-    "rf_padding_h",
-    "rf_padding_w",
+    *RF_CSV_COLUMNS,
     "rf_kind",  # local, global or irregular
     "kernel",
     "inputs",
@@ -615,12 +613,7 @@ COMPARE_CSV_HEADERS = [
     "activation_bytes",
     "peak_activation_bytes",
     "rf_layer",
-    "rf_size_h",
-    "rf_size_w",
-    "rf_stride_h",
-    "rf_stride_w",
-    "rf_padding_h",
-    "rf_padding_w",
+    *RF_CSV_COLUMNS,
     "top1",
     "training_total_bytes",
 ]
