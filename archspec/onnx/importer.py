@@ -240,6 +240,9 @@ class _Converter:
 
     def tensor(self, name: str) -> Tensor:
         value = self.values.get(name)
+        if isinstance(value, Pattern) and value.kind == "x^2":
+            # x * x that did not continue into GELU's tanh approximation: archspec's mul of x with itself
+            value = self.values[name] = self.emit(value.value, {"op": "mul"}, [value.source, value.source], {})
         if not isinstance(value, Tensor):
             raise Unsupported("an input that is not a feature map")
         return value
@@ -353,7 +356,12 @@ class _Converter:
                 self._unsupported(node, node.op_type)
                 continue
             if any(name and name not in self.values for name in node.input):
-                continue  # fed by an unsupported node, which is already reported
+                # fed by an unsupported node, which is already reported; what is wrong with this node's own
+                # attributes is reported too, so that one message lists all of it
+                reason = _attribute_refusal(node.op_type, self.attrs(node))
+                if reason:
+                    self._unsupported(node, f"{node.op_type} ({reason})")
+                continue
             try:
                 result = handler(self, node, self.attrs(node))
             except Unsupported as exc:
@@ -413,8 +421,20 @@ def _spatial_pads(attrs: dict, kernel: list[int], strides: list[int], dilations:
         raise Unsupported(f"auto_pad {auto_pad}")
     pads = list(attrs.get("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else [0, 0, 0, 0]
     if len(pads) != 4 or pads[:2] != pads[2:]:
-        raise Unsupported("asymmetric padding")
+        raise Unsupported("asymmetric padding, which archspec's conv2d and pooling cannot express")
     return pads[:2]
+
+
+def _attribute_refusal(op_type: str, attrs: dict) -> str | None:
+    """Why a node's attributes alone make it unsupported (checked without its input's shape)."""
+    if op_type in ("Conv", "MaxPool", "AveragePool") and "kernel_shape" in attrs:
+        kernel = list(attrs["kernel_shape"])
+        try:
+            ones = [1] * len(kernel)
+            _spatial_pads(attrs, kernel, list(attrs.get("strides", ones)), list(attrs.get("dilations", ones)))
+        except Unsupported as exc:
+            return exc.reason
+    return None
 
 
 def _conv(c: _Converter, node, attrs):
@@ -522,8 +542,15 @@ def _add(c: _Converter, node, attrs):
 
 def _add_pattern(c: _Converter, node, a, b):
     pattern, constant = (a, b) if isinstance(b, np.ndarray) else (b, a)
-    if isinstance(pattern, Pattern) and pattern.kind == "erf" and _is(constant, 1.0):
-        return Pattern("1+erf", pattern.source)  # GELU's expansion, continued
+    if isinstance(pattern, Pattern) and pattern.kind in GELU_FORMS and _is(constant, 1.0):
+        return Pattern(f"1+{pattern.kind}", pattern.source)  # GELU's expansion, continued
+    if (
+        isinstance(pattern, Pattern)
+        and pattern.kind == "kx^3"
+        and isinstance(constant, Tensor)
+        and constant == pattern.source
+    ):
+        return Pattern("x+kx^3", pattern.source)  # GELU's tanh approximation: x + 0.044715 x^3
     raise Unsupported("adding a constant")
 
 
@@ -546,6 +573,8 @@ def _mul(c: _Converter, node, attrs):
         return a * b
     if isinstance(a, ShapeVector) and isinstance(b, np.ndarray):
         return _shape_arithmetic(a, b, np.multiply)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a == b:
+        return Pattern("x^2", a, node)  # GELU's tanh approximation's x * x (else a mul, see _Converter.tensor)
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         for x, gate, gate_name in ((a, b, node.input[1]), (b, a, node.input[0])):
             if c.sigmoid_of.get(gate.node) == x.node:
@@ -603,29 +632,44 @@ def _emit_on(c: _Converter, node, spec: dict, feature):
     return c.emit(node, spec, [feature], {})
 
 
-def _gelu_from_erf(c: _Converter, node, feature):
+GELU_FORMS = ("erf", "tanh")  # GELU's exact form and its tanh approximation (ONNX's Gelu approximate)
+GELU_TANH_CUBIC, GELU_TANH_SCALE = 0.044715, math.sqrt(2 / math.pi)
+
+
+def _gelu_from(c: _Converter, node, feature, form: str):
+    if form == "tanh":
+        c.fold("tanh approximation -> gelu (approximate tanh)")
+        return _emit_on(c, node, {"op": "gelu", "approximate": "tanh"}, feature)
     c.fold("erf expansion -> gelu")
     return _emit_on(c, node, {"op": "gelu"}, feature)
 
 
 def _mul_pattern(c: _Converter, node, tensor, constant, a, b):
-    """The pieces of GELU's erf expansion, 0.5 * x * (1 + erf(x / sqrt 2)), multiplied in any order
-    (PyTorch's two exporters use different ones)."""
+    """The pieces of GELU's two expansions, multiplied in any order (PyTorch's two exporters use
+    different ones): 0.5 * x * (1 + erf(x / sqrt 2)) and, below opset 20 where ONNX's Gelu has no
+    `approximate`, 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))."""
     for x, y in ((a, b), (b, a)):
         px = x if isinstance(x, Pattern) else None
         py = y if isinstance(y, Pattern) else None
+        if _feature(x) and py and py.kind == "x^2" and py.source == x:
+            return Pattern("x^3", x)
+        if px and px.kind == "x^3" and _is(y, GELU_TANH_CUBIC):
+            return Pattern("kx^3", px.source)
+        if px and px.kind == "x+kx^3" and _is(y, GELU_TANH_SCALE):
+            return Pattern("tanh_arg", px.source)
         if _feature(x) and _is(y, 0.5):
             return Pattern("half", x)
-        if px and px.kind == "1+erf" and _is(y, 0.5):
-            return Pattern("half(1+erf)", px.source)
-        if px and px.kind == "x(1+erf)" and _is(y, 0.5):
-            return _gelu_from_erf(c, node, px.source)
-        if _feature(x) and py and py.kind == "1+erf" and py.source == x:
-            return Pattern("x(1+erf)", x)
-        if _feature(x) and py and py.kind == "half(1+erf)" and py.source == x:
-            return _gelu_from_erf(c, node, x)
-        if px and px.kind == "half" and py and py.kind == "1+erf" and py.source == px.source:
-            return _gelu_from_erf(c, node, px.source)
+        for form in GELU_FORMS:
+            if px and px.kind == f"1+{form}" and _is(y, 0.5):
+                return Pattern(f"half(1+{form})", px.source)
+            if px and px.kind == f"x(1+{form})" and _is(y, 0.5):
+                return _gelu_from(c, node, px.source, form)
+            if _feature(x) and py and py.kind == f"1+{form}" and py.source == x:
+                return Pattern(f"x(1+{form})", x)
+            if _feature(x) and py and py.kind == f"half(1+{form})" and py.source == x:
+                return _gelu_from(c, node, x, form)
+            if px and px.kind == "half" and py and py.kind == f"1+{form}" and py.source == px.source:
+                return _gelu_from(c, node, px.source, form)
     raise Unsupported("a product archspec has no op for")
 
 
@@ -643,6 +687,20 @@ def _erf(c: _Converter, node, attrs):
     if isinstance(x, Pattern) and x.kind == "x/sqrt2":
         return Pattern("erf", x.source)
     raise Unsupported("an erf outside GELU's expansion")
+
+
+def _tanh(c: _Converter, node, attrs):
+    x = c.value(node.input[0])
+    if isinstance(x, Pattern) and x.kind == "tanh_arg":
+        return Pattern("tanh", x.source)
+    raise Unsupported("a tanh outside GELU's tanh approximation")
+
+
+def _pow(c: _Converter, node, attrs):
+    x, exponent = c.value(node.input[0]), c.const(node.input[1])
+    if _feature(x) and _is(exponent, 3.0):
+        return Pattern("x^3", x)  # GELU's tanh approximation, as PyTorch's dynamo exporter writes x^3
+    raise Unsupported("a power outside GELU's tanh approximation")
 
 
 def _shape_arithmetic(vector: ShapeVector, other: np.ndarray, fn) -> ShapeVector:
@@ -1013,6 +1071,8 @@ HANDLERS = {
     "Gelu": _gelu,
     "Div": _div,
     "Erf": _erf,
+    "Tanh": _tanh,
+    "Pow": _pow,
     "LayerNormalization": _layer_norm,
     "Transpose": _transpose,
     "Slice": _slice,

@@ -101,6 +101,21 @@ class Modern(nn.Module):
         return self.fc(self.flat_norm(torch.flatten(self.pool(x), 1)))
 
 
+class GeluTanh(nn.Module):
+    """GELU's tanh approximation, which ONNX's Gelu only has from opset 20: below it both exporters write
+    0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))) out (x^3 as x * x * x or as Pow)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.GELU(approximate="tanh")
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.act(self.conv(x))), 1))
+
+
 def randomize_bn(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -110,12 +125,12 @@ def randomize_bn(model: nn.Module) -> None:
             m.bias.data.uniform_(-0.5, 0.5)
 
 
-def export(model, name, out: Path, shape, dynamo: bool, preserve_bn: bool = False) -> None:
+def export(model, name, out: Path, shape, dynamo: bool, preserve_bn: bool = False, opset: int = 18) -> None:
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
     model.eval()
     with torch.no_grad():
         y = model(x)
-    kwargs = {"input_names": ["x"], "output_names": ["y"], "opset_version": 18, "dynamo": dynamo}
+    kwargs = {"input_names": ["x"], "output_names": ["y"], "opset_version": opset, "dynamo": dynamo}
     if preserve_bn:
         kwargs["training"] = torch.onnx.TrainingMode.PRESERVE
         kwargs["do_constant_folding"] = False
@@ -145,6 +160,9 @@ def main() -> None:
     torch.manual_seed(0)
     export(Modern(), "modern", out, (3, 8, 8), dynamo=False)
     export(Modern(), "modern_dynamo", out, (3, 8, 8), dynamo=True)
+    torch.manual_seed(0)
+    export(GeluTanh(), "gelu_tanh", out, (3, 6, 6), dynamo=False, opset=17)
+    export(GeluTanh(), "gelu_tanh_dynamo", out, (3, 6, 6), dynamo=True)
 
 
 if __name__ == "__main__":
