@@ -142,6 +142,22 @@ def mul(a, b):
     return out
 
 
+def layer_norm_image(x, weight, bias, eps):
+    """Normalize each image over all of its C x H x W values: (x - mean) / sqrt(biased var + eps), times
+    weight[c, i, j] plus bias[c, i, j] (PyTorch's nn.LayerNorm([C, H, W]))."""
+    out = np.zeros(x.shape, dtype=np.float64)
+    for n in range(x.shape[0]):
+        values = [float(v) for v in x[n].ravel()]
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / len(values)
+        for k, index in enumerate(np.ndindex(x.shape[1:])):
+            y = (values[k] - mean) / math.sqrt(var + eps)
+            if weight is not None:
+                y = y * float(weight[index]) + float(bias[index])
+            out[(n, *index)] = y
+    return out
+
+
 def layer_norm(x, weight, bias, eps):
     """Normalize over axis 1 at every other index: (x - mean) / sqrt(biased var + eps) * w + b."""
     out = np.zeros(x.shape, dtype=np.float64)

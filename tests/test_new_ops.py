@@ -165,6 +165,49 @@ def test_layer_norm_matches_its_definition(x, eps, affine, flat, seed):
     assert op.rf_rule([x.shape[1:]]) == ("global" if flat else "pointwise")
 
 
+@SETTINGS
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3)),
+        elements=st.floats(-4, 4, width=32),
+    ),
+    st.sampled_from([1e-5, 1e-6, 1e-3]),
+    st.booleans(),
+    st.integers(0, 2**16),
+)
+def test_layer_norm_over_the_image_matches_its_definition(x, eps, affine, seed):
+    shape = x.shape[1:]
+    rng = np.random.default_rng(seed)
+    weight, bias = rng.uniform(0.5, 1.5, shape).astype(np.float32), rng.normal(size=shape).astype(np.float32)
+    op = make(op="layer_norm", eps=eps, affine=affine, over="image")
+    got, w, _ = run(op, x, tensors={"weight": weight, "bias": bias} if affine else {})
+    want = naive.layer_norm_image(x, weight if affine else None, bias, eps)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-3)  # a constant image: round-off / sqrt(eps)
+    assert op.param_shapes([shape]) == ({"weight": shape, "bias": shape} if affine else {})
+    assert sum(w.trainable_read.values()) == (2 * x[0].size if affine else 0)
+    assert op.rf_rule([shape]) == "global" and op.size_dependent
+    assert op.train_saves([shape], shape).saved[1].elements == 1  # one mean (and rstd) per image
+
+
+def test_layer_norm_over_the_image_by_hand():
+    # One image of 2 x 1 x 2 values [[1, 3]], [[5, 7]]: mean 4, biased variance (9 + 1 + 1 + 9) / 4 = 5.
+    x = np.array([1.0, 3.0, 5.0, 7.0], np.float32).reshape(1, 2, 1, 2)
+    weight = np.array([1.0, 2.0, 1.0, 1.0], np.float32).reshape(2, 1, 2)
+    bias = np.array([0.0, 0.0, 0.0, 0.5], np.float32).reshape(2, 1, 2)
+    got, _, _ = run(make(op="layer_norm", eps=1e-6, over="image"), x, tensors={"weight": weight, "bias": bias})
+    s = 1 / math.sqrt(5 + 1e-6)
+    np.testing.assert_allclose(got.ravel(), [-3 * s, -1 * s * 2, 1 * s, 3 * s + 0.5], rtol=1e-6)
+    # 2 x (2 x 1 x 2) params; a static analysis counts them
+    spec = {
+        "name": "t",
+        "input": [2, 1, 2],
+        "metadata": META,
+        "nodes": [{"name": "n", "op": "layer_norm", "over": "image"}],
+    }
+    assert archspec.load(spec).analyze().totals.params == 8
+
+
 def test_layer_norm_by_hand():
     # One pixel, channels [1, 3]: mean 2, biased variance 1; eps 0 would give [-1, 1].
     x = np.array([1.0, 3.0], np.float32).reshape(1, 2, 1, 1)

@@ -243,6 +243,7 @@ def _new_ops_spec(opset: int) -> dict:
     """Every op added for issue 7 in one small graph (GELU's tanh form only where ONNX has Gelu)."""
     nodes = [
         {"name": "c1", "op": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1},
+        {"name": "lni", "op": "layer_norm", "over": "image"},
         {"name": "r6", "op": "relu6"},
         {"name": "hs", "op": "hardswish"},
         {"name": "si", "op": "silu"},
@@ -311,6 +312,29 @@ def test_gelu_tanh_written_out_below_opset_20_imports_as_one_gelu(name):
     reference = _onnxruntime(path, x)
     assert _relative(model.forward(x, imported.weights), reference) <= 1e-5
     assert _relative(reference, y) <= 1e-5  # and onnxruntime agrees with PyTorch
+
+
+@pytest.mark.parametrize("name", ["layer_norm_image", "layer_norm_image_dynamo"])
+def test_layer_norm_over_a_whole_image_imports_with_its_per_element_affine(name, tmp_path):
+    """nn.LayerNorm([C, H, W]): LayerNormalization with axis -3 on N x C x H x W and a weight and bias
+    of shape (C, H, W) becomes layer_norm over the image, and exports back as LayerNormalization, axis 1."""
+    path, x, y = _fixture(name)
+    assert path.stat().st_size < 40_000
+    imported = importer.import_onnx(str(path))
+    norm = next(n for n in imported.spec["nodes"] if n["op"] == "layer_norm")
+    assert norm["over"] == "image"
+    model = importer.load_onnx(str(path))
+    # conv 3->4 3x3 stride 2 + bias: 108 + 4; LayerNorm([4, 4, 4]): 2 * 64; fc 64->3 + bias: 195
+    # MACs: conv 4*16*27 = 1,728, fc 192
+    assert (model.analyze().totals.params, model.analyze().totals.macs) == (112 + 128 + 195, 1_728 + 192)
+    reference = _onnxruntime(path, x)
+    assert _relative(model.forward(x, imported.weights), reference) <= 1e-5
+    assert _relative(reference, y) <= 1e-5
+    assert archspec.verify.verify_model(model, str(path)).passed  # the global receptive field, measured too
+    weights = model.init_weights(seed=0)
+    proto = export_model(model, weights)
+    again = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert _relative(again.run(None, {"input": x})[0], model.forward(x, weights)) <= 1e-5
 
 
 def test_a_square_outside_gelu_still_imports_as_a_mul(tmp_path):

@@ -755,14 +755,19 @@ def _layer_norm(c: _Converter, node, attrs):
     channels_last = isinstance(x, Pattern) and x.kind == "channels_last"
     source = x.source if channels_last else c.tensor(node.input[0])
     axis = int(attrs.get("axis", -1))
-    if not (channels_last or len(source.shape) == 1) or axis not in (-1, 1 if len(source.shape) == 1 else -1):
-        raise Unsupported("a norm over more than the channels of each position")
+    rank = len(source.shape) + 1
+    # over a whole image: PyTorch's nn.LayerNorm([C, H, W]) on N x C x H x W, axis 1 (or -3)
+    image = not channels_last and rank == 4 and axis % rank == 1
+    if not (channels_last or rank == 2 or image) or (not image and axis % rank != rank - 1):
+        raise Unsupported("a norm over other axes than the channels of each position or the whole image")
     scale = c.weight(node.input[1])
     bias = c.weight(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if scale is None or (len(node.input) > 2 and node.input[2] and bias is None):
         raise Unsupported("scale or bias that is not constant")
+    if image and (tuple(scale.shape) != source.shape or (bias is not None and tuple(bias.shape) != source.shape)):
+        raise Unsupported("a scale or bias that is not one value per element of the image")
     tensors = {"weight": scale, "bias": bias if bias is not None else np.zeros(scale.shape, np.float32)}
-    spec = {"op": "layer_norm", "eps": _f32(attrs.get("epsilon", 1e-5))}
+    spec = {"op": "layer_norm", "eps": _f32(attrs.get("epsilon", 1e-5)), **({"over": "image"} if image else {})}
     out = c.emit(node, spec, [source], tensors, node.input[1])
     return Pattern("channels_last", out) if channels_last else out
 

@@ -169,16 +169,36 @@ class LayerNorm(Plain, OpBase):
     flat input: (x - mean) / sqrt(var + eps) * weight + bias, mean and biased variance taken over the
     C channels of one pixel. This is torchvision's LayerNorm2d, and also ConvNeXt's nn.LayerNorm
     applied channels-last between its Permutes (the same numbers on the permuted tensor). Params:
-    weight and bias of shape (C,). ConvNeXt uses eps = 1e-6."""
+    weight and bias of shape (C,). ConvNeXt uses eps = 1e-6.
+
+    `over: image` normalizes each image over all of its C x H x W values instead, as PyTorch's
+    nn.LayerNorm([C, H, W]) (ONNX's LayerNormalization with axis 1 on N x C x H x W); its weight and bias
+    then have one value per element, shape (C, H, W), so its params depend on the input size."""
 
     op: Literal["layer_norm"]
     eps: PositiveFloat = 1e-5
     affine: bool = True  # PyTorch's elementwise_affine
+    over: Literal["channels", "image"] = "channels"
+
+    @property
+    def size_dependent(self) -> bool:
+        """Over a whole image, the weights have the image's shape."""
+        return self.over == "image"
+
+    def _normalized(self, in_shape) -> tuple[int, ...]:
+        """The shape one mean and variance are taken over: (C,), or (C, H, W) over an image."""
+        return tuple(in_shape) if self.over == "image" else (in_shape[0],)
 
     def explain(self, in_shapes, out_shape):
         c = in_shapes[0][0]
         params = f"params = 2·{c} (weight and bias per channel) = {num(2 * c)}" if self.affine else "params = 0"
         over = f"the {c} channels of each position" if len(in_shapes[0]) == 3 else f"the {c} features"
+        if self.over == "image" and len(in_shapes[0]) == 3:
+            size = math.prod(in_shapes[0])
+            over = f"all {' x '.join(map(str, in_shapes[0]))} = {num(size)} values of each image"
+            params = (
+                f"params = 2·{num(size)} (weight and bias per element) = {num(2 * size)}" if self.affine else params
+            )
         return [
             same_shape_line(in_shapes[0], f"normalised over {over}"),
             params,
@@ -191,8 +211,8 @@ class LayerNorm(Plain, OpBase):
         return in_shapes[0]
 
     def param_shapes(self, in_shapes):
-        c = in_shapes[0][0]
-        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+        shape = self._normalized(in_shapes[0])
+        return {"weight": shape, "bias": shape} if self.affine else {}
 
     def buffer_shapes(self, in_shapes):
         return {}
@@ -201,12 +221,12 @@ class LayerNorm(Plain, OpBase):
         return 0  # element-wise work, not counted in `macs`
 
     def rf_rule(self, in_shapes):
-        return "global" if len(in_shapes[0]) == 1 else "pointwise"
+        return "global" if len(in_shapes[0]) == 1 or self.over == "image" else "pointwise"
 
     def train_saves(self, in_shapes, out_shape):
         # The input (channels-last view: the same storage), and the mean and rstd of every position (float32,
-        # H x W per image; 1 for a flat input); weight and bias are parameters.
-        positions = math.prod(in_shapes[0][1:])
+        # H x W per image; 1 for a flat input or over the whole image); weight and bias are parameters.
+        positions = 1 if self.over == "image" else math.prod(in_shapes[0][1:])
         stats = (Saved("new", elements=positions, itemsize=4, what=w) for w in ("mean", "rstd"))
         return TrainSaves((Saved("input", what="input"), *stats))
 
@@ -220,13 +240,16 @@ class LayerNorm(Plain, OpBase):
         return rng.normal(0, 0.1, shape)
 
     def to_onnx(self, g, xs, in_shapes):
-        c = in_shapes[0][0]
+        shape = self._normalized(in_shapes[0])
         if self.affine:
             scale, shift = g.tensor("weight"), g.tensor("bias")
         else:
-            scale, shift = g.const([1.0] * c, "float32"), g.const([0.0] * c, "float32")
+            scale, shift = g.const(np.ones(shape), "float32"), g.const(np.zeros(shape), "float32")
         if len(in_shapes[0]) == 1:
             g.node("LayerNormalization", [xs[0], scale, shift], axis=-1, epsilon=self.eps)
+            return
+        if self.over == "image":  # over every axis from the channels on
+            g.node("LayerNormalization", [xs[0], scale, shift], axis=1, epsilon=self.eps)
             return
         # over the channels of each pixel: channels-last, normalize the last axis, back (ConvNeXt's Permutes)
         last = g.node("Transpose", xs, perm=[0, 2, 3, 1])
@@ -235,14 +258,15 @@ class LayerNorm(Plain, OpBase):
 
     def forward(self, xs, w, mm):
         x = xs[0]
-        c = x.shape[1]
-        mean = x.mean(axis=1, keepdims=True)
+        normalized = self._normalized(x.shape[1:])
+        axes = tuple(range(1, 1 + len(normalized)))
+        mean = x.mean(axis=axes, keepdims=True)
         centred = x - mean
-        var = (centred * centred).mean(axis=1, keepdims=True)
+        var = (centred * centred).mean(axis=axes, keepdims=True)
         out = centred / np.sqrt(var + np.float32(self.eps))
         if self.affine:
-            shape = (1, c) + (1,) * (x.ndim - 2)
-            out = out * w.param("weight", (c,)).reshape(shape) + w.param("bias", (c,)).reshape(shape)
+            shape = (1, *normalized) + (1,) * (x.ndim - 1 - len(normalized))
+            out = out * w.param("weight", normalized).reshape(shape) + w.param("bias", normalized).reshape(shape)
         return out.astype(x.dtype, copy=False)
 
 

@@ -116,6 +116,22 @@ class GeluTanh(nn.Module):
         return self.fc(torch.flatten(self.pool(self.act(self.conv(x))), 1))
 
 
+class ImageNorm(nn.Module):
+    """nn.LayerNorm over a whole C x H x W map (weight and bias per element): LayerNormalization, axis -3."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm([4, 4, 4])
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+        with torch.no_grad():  # non-trivial affine parameters (PyTorch starts at 1 and 0)
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.norm(self.conv(x))), 1))
+
+
 def randomize_bn(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -163,6 +179,9 @@ def main() -> None:
     torch.manual_seed(0)
     export(GeluTanh(), "gelu_tanh", out, (3, 6, 6), dynamo=False, opset=17)
     export(GeluTanh(), "gelu_tanh_dynamo", out, (3, 6, 6), dynamo=True)
+    torch.manual_seed(0)
+    export(ImageNorm(), "layer_norm_image", out, (3, 8, 8), dynamo=False)
+    export(ImageNorm(), "layer_norm_image_dynamo", out, (3, 8, 8), dynamo=True)
 
 
 if __name__ == "__main__":
