@@ -535,6 +535,37 @@ def test_size_limit_is_checked_before_parsing(tmp_path, capsys, monkeypatch):
     assert "not an ONNX model" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["plain_bn_preserved", "branchy_dynamo", "modern"])
+def test_weights_are_read_on_demand_exactly_as_onnx_reads_them(name, tmp_path):
+    """The importer parses the graph without the tensors' data and reads each weight from the file when
+    asked; the values must be onnx's own, also for weights stored as external data beside the model."""
+    path, x, _ = _fixture(name)
+    proto = onnx.load(str(path))
+    expected = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    external = tmp_path / f"{name}.onnx"
+    onnx.save_model(proto, str(external), save_as_external_data=True, location="w.bin", size_threshold=0)
+    assert (tmp_path / "w.bin").stat().st_size > 0
+    for model_path in (path, external):
+        lean, loaders = importer.read_model(str(model_path))
+        assert all(not t.raw_data and not t.float_data for t in lean.graph.initializer)
+        got = {t.name: load() for t, load in zip(lean.graph.initializer, loaders, strict=True)}
+        assert got.keys() == expected.keys()
+        for key, array in expected.items():
+            np.testing.assert_array_equal(got[key], array)
+        imported = importer.import_onnx(str(model_path))
+        model = importer.load_onnx(str(model_path))
+        assert _relative(model.forward(x, imported.weights), _onnxruntime(path, x)) <= 1e-5
+
+
+def test_a_truncated_file_is_not_an_onnx_model(tmp_path, capsys):
+    path, _, _ = _fixture("branchy")
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(path.read_bytes()[:-100])
+    assert main(["analyze", str(cut)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{cut}: error: not an ONNX model") and "Traceback" not in err
+
+
 def test_external_data_outside_the_model_folder_is_refused(tmp_path, capsys):
     helper = onnx.helper
     secret = tmp_path / "secret.bin"

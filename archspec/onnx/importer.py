@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import re
 import stat
@@ -75,7 +76,11 @@ class Imported:
 
 
 def read_model(path: str):
-    """Parse an ONNX file after checking its size; external data only from inside its folder."""
+    """Parse an ONNX file after checking its size; external data only from inside its folder.
+
+    Returns the model without its tensors' data, and for each initializer (in order) a function that
+    reads its values: analysis needs only the graph and the weights' shapes, and copying hundreds of
+    megabytes of weights out of the file was most of the time an import took (see _lean_model)."""
     onnx = require_onnx()
     try:
         info = os.stat(path)
@@ -91,26 +96,134 @@ def read_model(path: str):
             # a larger model keeps its weights as external data, which is read separately
         )
     with open(path, "rb") as handle:
-        raw = handle.read(MAX_ONNX_BYTES + 1)
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_ONNX_BYTES:  # it grew since
+            raise UsageError(f"{path}: error: the file has {size:,} bytes, more than the limit of {MAX_ONNX_BYTES:,}")
+        # mapped, not read: the pages of the weights are only touched if their values are asked for
+        data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     try:
-        proto = onnx.load_model_from_string(raw)
-    except Exception as exc:  # protobuf's DecodeError and friends
+        lean, ranges = _lean_model(data)
+        proto = onnx.ModelProto.FromString(lean)
+    except Exception as exc:  # _Malformed, protobuf's DecodeError and friends
         raise UsageError(f"{path}: error: not an ONNX model ({type(exc).__name__})") from None
     if proto.graph is None or not proto.graph.node:
         raise UsageError(f"{path}: error: the ONNX model has no graph nodes")
     if len(proto.graph.node) > MAX_ONNX_NODES:
         raise UsageError(f"{path}: error: {len(proto.graph.node):,} nodes, more than the limit of {MAX_ONNX_NODES:,}")
-    _load_external_data(onnx, proto, Path(path))
-    return proto
+    folder = _check_external_data(onnx, proto, Path(path))
+    loaders = [_loader(onnx, data, start, end, folder) for start, end in ranges]
+    return proto, loaders
 
 
-def _load_external_data(onnx, proto, path: Path) -> None:
-    """Read tensors stored beside the model, refusing any location outside the model's folder."""
-    folder = path.resolve().parent
-    total, external = 0, False
+class _Malformed(Exception):
+    """Bytes that are not protobuf's wire format."""
+
+
+# TensorProto's fields that hold values: float_data, int32_data, string_data, int64_data, raw_data,
+# double_data, uint64_data (onnx.proto). Everything else (dims, data_type, name, external_data...) is kept.
+_TENSOR_DATA_FIELDS = frozenset({4, 5, 6, 7, 9, 10, 11})
+_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5  # ModelProto.graph, GraphProto.initializer
+
+
+def _varint(data, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise _Malformed
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(data, start: int, end: int):
+    """(field number, wire type, start of its key, start of its value, end) of each field of one message."""
+    pos = start
+    while pos < end:
+        key_start = pos
+        key, pos = _varint(data, pos, end)
+        wire = key & 7
+        if wire == 0:
+            _, after = _varint(data, pos, end)
+        elif wire == 1:
+            after = pos + 8
+        elif wire == 2:
+            length, pos = _varint(data, pos, end)
+            after = pos + length
+        elif wire == 5:
+            after = pos + 4
+        else:  # groups (3, 4) are not in onnx.proto
+            raise _Malformed
+        if after > end:
+            raise _Malformed
+        yield key >> 3, wire, key_start, pos, after
+        pos = after
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    out = bytearray()
+    for value in ((number << 3) | 2, len(payload)):
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out) + payload
+
+
+def _lean_model(data) -> tuple[bytes, list[tuple[int, int]]]:
+    """The model's bytes with every initializer's values left out, and where each initializer lies in
+    `data`. Only the model's and the graph's top-level fields and the initializers' fields are walked
+    here; protobuf itself then parses the rest (nodes, inputs, attributes)."""
+    end = len(data)
+    parts, ranges = [], []
+    for number, wire, key_start, start, after in _fields(data, 0, end):
+        if number != _MODEL_GRAPH or wire != 2:
+            parts.append(data[key_start:after])
+            continue
+        graph = []
+        for g_number, g_wire, g_key, g_start, g_after in _fields(data, start, after):
+            if g_number != _GRAPH_INITIALIZER or g_wire != 2:
+                graph.append(data[g_key:g_after])
+                continue
+            ranges.append((g_start, g_after))
+            kept = b"".join(
+                data[t_key:t_after]
+                for t_number, _, t_key, _, t_after in _fields(data, g_start, g_after)
+                if t_number not in _TENSOR_DATA_FIELDS
+            )
+            graph.append(_length_delimited(_GRAPH_INITIALIZER, kept))
+        parts.append(_length_delimited(_MODEL_GRAPH, b"".join(graph)))
+    return b"".join(parts), ranges
+
+
+def _loader(onnx, data, start: int, end: int, folder: Path | None):
+    """Reads one initializer's values: its whole TensorProto parsed from the file, external data loaded."""
+
+    def load() -> np.ndarray:
+        tensor = onnx.TensorProto.FromString(data[start:end])
+        if tensor.data_location == onnx.TensorProto.EXTERNAL and folder is not None:
+            _load_external_tensor(onnx, tensor, folder)
+        return onnx.numpy_helper.to_array(tensor)
+
+    return load
+
+
+def _load_external_tensor(onnx, tensor, folder: Path) -> None:
+    onnx.external_data_helper.load_external_data_for_tensor(tensor, str(folder))
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    del tensor.external_data[:]
+
+
+def _check_external_data(onnx, proto, path: Path) -> Path | None:
+    """Refuse tensors stored beside the model outside the model's folder; load those of node attributes
+    (constants: initializers are read on demand). Returns the folder if any tensor is external."""
+    folder, total = None, 0
     for tensor in _all_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        folder = folder or path.resolve().parent
         entries = {e.key: e.value for e in tensor.external_data}
         location = entries.get("location", "")
         target = (folder / location).resolve()
@@ -120,11 +233,14 @@ def _load_external_data(onnx, proto, path: Path) -> None:
                 " (or not a regular file)",
             )
         total += target.stat().st_size
-        external = True
         if total > 4 * MAX_ONNX_BYTES:
             raise UsageError(f"{path}: error: external data larger than {4 * MAX_ONNX_BYTES:,} bytes")
-    if external:
-        onnx.external_data_helper.load_external_data_for_model(proto, str(folder))
+    if folder is not None:
+        for node in proto.graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t") and attr.t.data_location == onnx.TensorProto.EXTERNAL:
+                    _load_external_tensor(onnx, attr.t, folder)
+    return folder
 
 
 def _all_tensors(proto):
@@ -207,6 +323,7 @@ class _Converter:
     stochastic: dict = field(default_factory=dict)  # node -> its archspec parameters (NODES_KEY metadata)
     sigmoid_of: dict = field(default_factory=dict)  # archspec sigmoid node -> its input node (for x * sigmoid(x))
     opset: int = 1
+    loaders: list = field(default_factory=list)  # per initializer, in order: reads its values (read_model)
 
     # ---- helpers ----
     def attrs(self, node) -> dict:
@@ -331,9 +448,8 @@ class _Converter:
             stochastic = {}
         if isinstance(stochastic, dict):
             self.stochastic = {k: v for k, v in stochastic.items() if isinstance(v, dict)}
-        numpy_helper = self.onnx.numpy_helper
-        for init in graph.initializer:
-            self.values[init.name] = _Lazy(init.dims, lambda t=init: numpy_helper.to_array(t))
+        for init, load in zip(graph.initializer, self.loaders, strict=True):
+            self.values[init.name] = _Lazy(init.dims, load)
         real_inputs = [i for i in graph.input if i.name not in self.values]
         if len(real_inputs) != 1:
             raise ImportError_(
@@ -1109,9 +1225,9 @@ HANDLERS = {
 def import_onnx(path: str, input_shape: tuple[int, int, int] | None = None) -> Imported:
     """Read an ONNX file and convert it to a spec mapping plus weights (no file is written)."""
     onnx = require_onnx()
-    proto = read_model(path)
+    proto, loaders = read_model(path)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-    converter = _Converter(onnx, proto, path, input_shape, opset=opset)
+    converter = _Converter(onnx, proto, path, input_shape, opset=opset, loaders=loaders)
     converter.run()
     outputs = []
     for out in proto.graph.output:
