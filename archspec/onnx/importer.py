@@ -30,7 +30,7 @@ from archspec.errors import UsageError
 from archspec.graph import INPUT
 from archspec.onnx import require_onnx
 from archspec.onnx.export import NODES_KEY
-from archspec.ops import OP_ADAPTER, ShapeError
+from archspec.ops import REGISTRY, ShapeError
 from archspec.ops.base import tensor_key
 
 MAX_ONNX_BYTES = 2 << 30  # 2 GiB: protobuf's own limit for one message (VGG-19 with weights is 0.55 GiB)
@@ -288,6 +288,17 @@ class Unsupported(Exception):
 _NAME = re.compile(r"[^A-Za-z0-9_.\-]+")  # torchvision's module paths use these ('block1-0')
 
 
+def _validated(entry: dict):
+    """The op of one spec entry, validated by its own class as spec loading does (Unsupported if refused)."""
+    cls = REGISTRY.get(entry["op"]) if isinstance(entry.get("op"), str) else None
+    if cls is None:
+        raise Unsupported(f"no archspec op {entry.get('op')!r}")
+    try:
+        return cls.model_validate(entry)
+    except ValidationError as exc:
+        raise Unsupported(f"parameters archspec refuses: {exc.errors()[0]['msg']}") from None
+
+
 def _sanitize(text: str) -> str:
     name = _NAME.sub("_", text).strip("._-")
     return name or "node"
@@ -397,15 +408,12 @@ class _Converter:
         """Add an archspec node, check its weights against its own shape rules, return its output."""
         name = self.layer_name(node, weight_name)
         entry = {"name": name, **spec, "inputs": [t.node for t in inputs]}
-        try:
-            op = OP_ADAPTER.validate_python(entry)
-        except ValidationError as exc:
-            raise Unsupported(f"parameters archspec refuses: {exc.errors()[0]['msg']}") from None
+        op = _validated(entry)
         in_shapes = [t.shape for t in inputs]
         op = self._recorded(node, entry, op, in_shapes, tensors) or op
         # the op as a spec line: name and op first, then the parameters that differ from their defaults
         fields = op.model_dump(mode="json", exclude={"name", "inputs"}, exclude_defaults=True)
-        entry = {"name": name, "op": op.model_dump(mode="json")["op"], **fields, "inputs": [t.node for t in inputs]}
+        entry = {"name": name, "op": op.op, **fields, "inputs": [t.node for t in inputs]}
         try:
             shape = tuple(op.output_shape(in_shapes))
         except ShapeError as exc:
@@ -429,10 +437,10 @@ class _Converter:
         if not isinstance(params, dict):
             return None
         try:
-            recorded = OP_ADAPTER.validate_python({**params, "name": entry["name"], "inputs": entry["inputs"]})
+            recorded = _validated({**params, "name": entry["name"], "inputs": entry["inputs"]})
             same = recorded.output_shape(in_shapes) == op.output_shape(in_shapes)
             expected = {**recorded.param_shapes(in_shapes), **recorded.buffer_shapes(in_shapes)}
-        except (ValidationError, ShapeError):
+        except (Unsupported, ShapeError):
             return None
         if not same or expected != {k: tuple(v.shape) for k, v in tensors.items()}:
             return None
@@ -724,8 +732,8 @@ def _stochastic(c: _Converter, node, tensor: Tensor, scale: float):
     if not isinstance(params, dict):
         return None
     try:
-        op = OP_ADAPTER.validate_python({**params, "name": "probe", "inputs": ["input"]})
-    except ValidationError:
+        op = _validated({**params, "name": "probe", "inputs": ["input"]})
+    except Unsupported:
         return None
     if not op.stochastic:
         return None
