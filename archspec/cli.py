@@ -381,9 +381,8 @@ def load_onnx_or_spec(path: str, shape=None):
 
 
 def cmd_export(args) -> int:
-    from archspec.onnx.export import DEFAULT_OPSET, check_opset, export_model
+    from archspec.onnx.export import DEFAULT_OPSET, check_opset, export_model, write_model
     from archspec.reference.io import load_weights
-    from archspec.report.files import atomic_write_bytes
 
     opset = args.opset or DEFAULT_OPSET
     check_opset(opset)
@@ -391,12 +390,11 @@ def cmd_export(args) -> int:
     shape = parse_input_shape(args.input) if args.input is not None else model.input_shape
     weights = load_weights(args.weights) if args.weights else model.init_weights(args.seed, shape)
     proto = export_model(model, weights, opset, shape)
-    import onnx
-
-    onnx.checker.check_model(proto, full_check=True)
-    atomic_write_bytes(Path(args.out), proto.SerializeToString())
+    written = write_model(proto, Path(args.out))
     source = args.weights or f"random weights, seed {args.seed}"
     print(f"wrote {args.out}: {len(proto.graph.node)} ONNX nodes, opset {opset}, {source}")
+    if len(written) > 1:
+        print(f"wrote {written[1]}: the weights (over 2 GiB, ONNX external data; keep it beside {written[0].name})")
     return 0
 
 

@@ -23,8 +23,9 @@ from archspec.report.table import to_json_dict
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from archspec.onnx import export as onnx_export  # noqa: E402
 from archspec.onnx import importer  # noqa: E402
-from archspec.onnx.export import export_model  # noqa: E402
+from archspec.onnx.export import export_model, write_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -113,25 +114,27 @@ def test_export_runs_in_onnxruntime_and_imports_back_identically(spec, tmp_path)
         pytest.skip(f"{spec.stem} needs {shape}: set ARCHSPEC_ONNX_ALL=1 to check it")
     weights = _conditioned_weights(model, shape)
     proto = export_model(model, weights, input_shape=shape)
-    onnx.checker.check_model(proto, full_check=True)
     # initializers carry the spec's weight names (torchvision's for the torchvision specs); training-only
     # heads (GoogLeNet's auxiliary classifiers) are not part of the inference graph. A key is `<node>.weight`,
     # or the node's name itself for a tensor the node is (ConvNeXt's `layer_scale`).
     nodes = model.graph.inference_nodes
     inference = {k: v for k, v in weights.items() if k in nodes or k.rpartition(".")[0] in nodes}
     assert {t.name for t in proto.graph.initializer} == set(inference)
+    # checked with onnx.checker (full check) and written; RegNetY-128GF's 2.6 GB of weights go to a file beside
+    path = tmp_path / f"{spec.stem}.onnx"
+    write_model(proto, path)
+    del proto
 
     x = np.random.default_rng(1).normal(size=(2, *shape)).astype(np.float32)
     ref = model.forward(x, weights)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x})[0]
     assert got.shape == ref.shape
     relative = _relative(got, ref)
     print(f"onnxruntime vs archspec: {spec.stem} at {shape}: max|diff| / max|ref| = {relative:.2e}")
     assert relative <= 1e-5
+    del session
 
-    path = tmp_path / f"{spec.stem}.onnx"
-    path.write_bytes(proto.SerializeToString())
     imported = importer.import_onnx(str(path))
     back = importer.load_onnx(str(path))
     original, again = model.analyze(shape), back.analyze()
@@ -455,6 +458,26 @@ def test_cli_export_then_onnxruntime_equals_archspec_run(tmp_path, capsys):
     )
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert _relative(session.run(None, {"input": x})[0], np.load(tmp_path / "y.npy")) <= 1e-5
+
+
+def test_weights_over_one_protobuf_message_are_exported_beside_the_model(tmp_path, capsys, monkeypatch):
+    """RegNetY-128GF's weights (2.6 GB) exceed protobuf's 2 GiB: the exporter writes them as ONNX external
+    data in `<out>.data`, which onnxruntime and the importer read (shown here with the limit lowered)."""
+    monkeypatch.setattr(onnx_export, "MAX_INLINE_WEIGHT_BYTES", 1000)
+    out = tmp_path / "r.onnx"
+    spec = str(ROOT / "specs" / "resnet18.yaml")
+    assert main(["export", spec, "--out", str(out), "--input", "3,32,32", "--seed", "3"]) == 0
+    assert f"wrote {out}.data: the weights" in capsys.readouterr().out
+    assert out.stat().st_size < 100_000 < (tmp_path / "r.onnx.data").stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.onnx", "r.onnx.data"]  # no staging folder left
+    model = archspec.load(spec)
+    weights = model.init_weights(seed=3, input_shape=(3, 32, 32))
+    x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)
+    ref = model.forward(x, weights)
+    assert _relative(_onnxruntime(out, x), ref) <= 1e-5
+    imported = importer.import_onnx(str(out))
+    assert importer.load_onnx(str(out)).analyze().totals == model.analyze((3, 32, 32)).totals
+    np.testing.assert_array_equal(importer.load_onnx(str(out)).forward(x, imported.weights), ref)
 
 
 def test_export_refuses_irregular_adaptive_pooling_at_its_spec_line(tmp_path, capsys):

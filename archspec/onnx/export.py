@@ -8,16 +8,22 @@ torchvision-equivalent specs). Constants that are not weights (a dropout ratio, 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from archspec.errors import Diagnostic, SpecError
+from archspec.errors import Diagnostic, SpecError, UsageError
 from archspec.graph import INPUT
 from archspec.model import Model
 from archspec.onnx import require_onnx
 from archspec.ops.base import NoOnnxEquivalent, tensor_key
 from archspec.reference import forward as reference
 
+# Above this many bytes of weights the initializers go to a file beside the model: one protobuf message
+# holds at most 2 GiB (RegNetY-128GF's 644 M float32 weights are 2.6 GB).
+MAX_INLINE_WEIGHT_BYTES = 2**31 - 2**26
 DEFAULT_OPSET = 21  # recent, and run by every onnxruntime since 1.18
 MIN_OPSET = 13  # Softmax over one axis, Dropout's ratio as an input, Pad's pads as an input
 # Metadata key mapping the nodes whose ONNX form does not identify them to their archspec parameters:
@@ -131,6 +137,36 @@ def export_model(
     if recorded:
         helper.set_model_props(proto, {NODES_KEY: json.dumps(recorded)})
     return proto
+
+
+def write_model(proto, out: Path) -> list[Path]:
+    """Check the model with `onnx.checker` (full check) and write it to `out`, replacing the file only once
+    it is complete. A model whose weights exceed one protobuf message keeps its initializers in
+    `<out>.data` beside it (ONNX's external data, which onnxruntime and archspec's importer read); then
+    `proto` loses its weights' bytes to that file. Returns the files written."""
+    onnx = require_onnx()
+    from archspec.report.files import atomic_write_bytes
+
+    out = Path(out)
+    if sum(t.ByteSize() for t in proto.graph.initializer) <= MAX_INLINE_WEIGHT_BYTES:
+        onnx.checker.check_model(proto, full_check=True)
+        atomic_write_bytes(out, proto.SerializeToString())
+        return [out]
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UsageError(f"{out}: error: is a directory; give a file name")
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: error: output folder does not exist")
+    data = out.with_name(out.name + ".data")
+    with tempfile.TemporaryDirectory(dir=folder, prefix=f".{out.name}.") as staging:
+        staged = Path(staging) / out.name
+        onnx.save_model(
+            proto, str(staged), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name
+        )
+        onnx.checker.check_model(str(staged), full_check=True)  # by path: the checker's way past 2 GiB
+        os.replace(Path(staging) / data.name, data)
+        os.replace(staged, out)
+    return [out, data]
 
 
 def _ir_version_for(onnx, opset: int) -> int:
