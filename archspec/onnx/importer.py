@@ -219,7 +219,7 @@ def _load_external_tensor(onnx, tensor, folder: Path) -> None:
 def _check_external_data(onnx, proto, path: Path) -> Path | None:
     """Refuse tensors stored beside the model outside the model's folder; load those of node attributes
     (constants: initializers are read on demand). Returns the folder if any tensor is external."""
-    folder, total = None, 0
+    folder, sizes = None, {}  # each external file once: exporters put every tensor into one file
     for tensor in _all_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -232,8 +232,8 @@ def _check_external_data(onnx, proto, path: Path) -> Path | None:
                 f"{path}: error: tensor '{tensor.name}' points at external data {location!r} outside the model's folder"
                 " (or not a regular file)",
             )
-        total += target.stat().st_size
-        if total > 4 * MAX_ONNX_BYTES:
+        sizes[target] = target.stat().st_size
+        if sum(sizes.values()) > 4 * MAX_ONNX_BYTES:
             raise UsageError(f"{path}: error: external data larger than {4 * MAX_ONNX_BYTES:,} bytes")
     if folder is not None:
         for node in proto.graph.node:
