@@ -143,15 +143,25 @@ def _fields(data, start: int, end: int):
     pos = start
     while pos < end:
         key_start = pos
-        key, pos = _varint(data, pos, end)
+        key = data[pos]
+        if key < 0x80:  # field numbers below 16: one byte
+            pos += 1
+        else:
+            key, pos = _varint(data, pos, end)
         wire = key & 7
-        if wire == 0:
+        if wire == 2:
+            if pos >= end:
+                raise _Malformed
+            length = data[pos]
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _varint(data, pos, end)
+            after = pos + length
+        elif wire == 0:
             _, after = _varint(data, pos, end)
         elif wire == 1:
             after = pos + 8
-        elif wire == 2:
-            length, pos = _varint(data, pos, end)
-            after = pos + length
         elif wire == 5:
             after = pos + 4
         else:  # groups (3, 4) are not in onnx.proto
@@ -176,26 +186,32 @@ def _lean_model(data) -> tuple[bytes, list[tuple[int, int]]]:
     """The model's bytes with every initializer's values left out, and where each initializer lies in
     `data`. Only the model's and the graph's top-level fields and the initializers' fields are walked
     here; protobuf itself then parses the rest (nodes, inputs, attributes)."""
-    end = len(data)
     parts, ranges = [], []
-    for number, wire, key_start, start, after in _fields(data, 0, end):
+    for number, wire, key_start, start, after in _fields(data, 0, len(data)):
         if number != _MODEL_GRAPH or wire != 2:
             parts.append(data[key_start:after])
             continue
-        graph = []
+        graph, run_start = [], start  # runs of fields kept as they are, sliced once per run
         for g_number, g_wire, g_key, g_start, g_after in _fields(data, start, after):
-            if g_number != _GRAPH_INITIALIZER or g_wire != 2:
-                graph.append(data[g_key:g_after])
-                continue
-            ranges.append((g_start, g_after))
-            kept = b"".join(
-                data[t_key:t_after]
-                for t_number, _, t_key, _, t_after in _fields(data, g_start, g_after)
-                if t_number not in _TENSOR_DATA_FIELDS
-            )
-            graph.append(_length_delimited(_GRAPH_INITIALIZER, kept))
+            if g_number == _GRAPH_INITIALIZER and g_wire == 2:
+                graph.append(data[run_start:g_key])
+                graph.append(_length_delimited(_GRAPH_INITIALIZER, _without_values(data, g_start, g_after)))
+                ranges.append((g_start, g_after))
+                run_start = g_after
+        graph.append(data[run_start:after])
         parts.append(_length_delimited(_MODEL_GRAPH, b"".join(graph)))
     return b"".join(parts), ranges
+
+
+def _without_values(data, start: int, end: int) -> bytes:
+    """One TensorProto's bytes without its value fields (_TENSOR_DATA_FIELDS)."""
+    kept, run_start = [], start
+    for number, _, key_start, _, after in _fields(data, start, end):
+        if number in _TENSOR_DATA_FIELDS:
+            kept.append(data[run_start:key_start])
+            run_start = after
+    kept.append(data[run_start:end])
+    return b"".join(kept)
 
 
 def _loader(onnx, data, start: int, end: int, folder: Path | None):
@@ -338,7 +354,18 @@ class _Converter:
 
     # ---- helpers ----
     def attrs(self, node) -> dict:
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kinds = self.onnx.AttributeProto
+        values = {}
+        for a in node.attribute:  # the common kinds directly (onnx.helper's general reader is slower)
+            if a.type == kinds.INT:
+                values[a.name] = a.i
+            elif a.type == kinds.INTS:
+                values[a.name] = list(a.ints)
+            elif a.type == kinds.FLOAT:
+                values[a.name] = a.f
+            else:
+                values[a.name] = self.onnx.helper.get_attribute_value(a)
+        return values
 
     def fold(self, what: str) -> None:
         self.folded[what] = self.folded.get(what, 0) + 1
