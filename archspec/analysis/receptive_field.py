@@ -11,11 +11,11 @@ field's size depends on the unit's position, which we report instead of hiding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
-import numpy as np
-
 from archspec.graph import INPUT
+from archspec.lazy import numpy as np
 from archspec.ops import Window
 from archspec.ops.base import broadcast_inputs
 
@@ -41,14 +41,18 @@ class ReceptiveField:
         return (min(s * unit + lo for s, lo, _ in pieces), max(s * unit + hi for s, _, hi in pieces))
 
     # The summary users compare with published tables: taken at unit 0 and the finest stride.
+    @cached_property
+    def _at_unit_0(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (self.span(0, 0), self.span(1, 0))  # cached: every table row asks for it three times
+
     def size(self) -> tuple[int, int]:
-        return tuple(self.span(a, 0)[1] - self.span(a, 0)[0] + 1 for a in range(2))
+        return tuple(hi - lo + 1 for lo, hi in self._at_unit_0)
 
     def stride(self) -> tuple[int, int]:
         return tuple(min(p[0] for p in ax) for ax in self.axes)
 
     def padding(self) -> tuple[int, int]:
-        return tuple(-self.span(a, 0)[0] for a in range(2))
+        return tuple(-lo for lo, _ in self._at_unit_0)
 
     def to_json(self) -> dict | None:
         if self.kind != "local":
