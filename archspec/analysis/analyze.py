@@ -124,15 +124,17 @@ def analyze(
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
     shapes = graph.infer_shapes(input_shape)
-    fields = receptive_fields(graph, shapes)
+    rules: dict = {}
+    fields = receptive_fields(graph, shapes, rules)
     inference = graph.inference_nodes
     layers = []
+    nodes = graph.nodes
     for name in graph.order:
-        op = graph.op(name)
+        op = nodes[name].op
         in_shapes = [shapes[i] for i in op.inputs]
         out = shapes[name]
         tensors = op.param_shapes(in_shapes)
-        rule = op.rf_rule(in_shapes)
+        rule = rules[name]
         layers.append(
             LayerStats(
                 name=name,

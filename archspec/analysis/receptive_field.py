@@ -126,18 +126,24 @@ def merge(fields: list[ReceptiveField]) -> ReceptiveField:
     return ReceptiveField("local", (axes[0], axes[1]), misaligned, context)
 
 
-def receptive_fields(graph, shapes) -> dict[str, ReceptiveField]:
-    """Receptive field of every tensor of `graph` (input pixels seen by one unit)."""
+def receptive_fields(graph, shapes, rules: dict | None = None) -> dict[str, ReceptiveField]:
+    """Receptive field of every tensor of `graph` (input pixels seen by one unit). Each op's rule is
+    also stored in `rules` when given (analysis reads the windows from it)."""
     fields: dict[str, ReceptiveField] = {INPUT: INPUT_RF}
     for name in graph.order:
-        op = graph.op(name)
+        op = graph.nodes[name].op
         ins = op.inputs
         in_shapes = [shapes[i] for i in ins]
-        gates = broadcast_inputs(in_shapes)
-        merged = merge([fields[i] for i, gate in zip(ins, gates, strict=True) if not gate])
-        if any(gates) and merged.kind == "local":
-            merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
+        if len(ins) == 1:  # most nodes: nothing to merge, and a lone input is never a broadcast gate
+            merged = fields[ins[0]]
+        else:
+            gates = broadcast_inputs(in_shapes)
+            merged = merge([fields[i] for i, gate in zip(ins, gates, strict=True) if not gate])
+            if any(gates) and merged.kind == "local":
+                merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
         rule = op.rf_rule(in_shapes)
+        if rules is not None:
+            rules[name] = rule
         if rule == "pointwise":
             fields[name] = merged
         elif rule == "global":
