@@ -82,16 +82,19 @@ class Document:
         probe = tuple(where)
         while probe:
             if probe in table:
-                return self._location(table[probe])
+                return self._location(table, probe)
             if probe in self.value_at:
-                return self._location(self.value_at[probe])
+                return self._location(self.value_at, probe)
             probe = probe[:-1]
-        return self._location(self.value_at.get((), (1, 1)))
+        return self._location(self.value_at, ()) if () in self.value_at else Location(self.path, 1, 1)
 
-    def _location(self, place: Location | tuple[int, int]) -> Location:
-        # A parsed file records (line, col) pairs, made into Locations only when one is asked for
-        # (a 20,000-line spec has 160,000 values; most are never reported).
-        return place if isinstance(place, Location) else Location(self.path, *place)
+    def _location(self, table: dict, where: Path) -> Location:
+        # A parsed file records (line, col) pairs, made into Locations when first asked for (a
+        # 20,000-line spec has 160,000 values; most are never reported) and kept for the next asker.
+        place = table[where]
+        if not isinstance(place, Location):
+            place = table[where] = Location(self.path, *place)
+        return place
 
 
 @dataclass(frozen=True)
