@@ -306,6 +306,8 @@ def _scalar(text: str, style: str | None, path: str, mark: yaml.Mark) -> Any:
         return False
     if text[0] not in _NUMBER_START:  # a word (conv2d, relu, ...): none of the number patterns below
         return text
+    if len(text) < 19 and text.isascii() and text.isdigit() and (text[0] != "0" or len(text) == 1):
+        return int(text)  # the common number: decimal, no sign, no leading zero, below the 10**18 limit
     loc = _loc(path, mark)
     if _INT.fullmatch(text) or _INT_HEX.fullmatch(text) or _INT_OCT.fullmatch(text):
         digits = text.lstrip("+-")
