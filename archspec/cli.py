@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 verification mismatch, 2 invalid input or usage. No tra
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import traceback
@@ -91,6 +92,18 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """--version, looked up only when asked for (importlib.metadata costs every other command 10 ms)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        help = help or "show program's version number and exit"
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"archspec {_version()}")  # on stdout, like argparse's own version action
+        parser.exit()
+
+
 # ---- analyze --train --fit: memory budgets ----------------------------------------------------------------
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40})
@@ -118,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact static analysis of CNN architectures declared as YAML graphs.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--version", action="version", version=f"archspec {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -446,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     # digits); lift Python's guard on printing long integers.
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
+    # pydantic searches every installed distribution's entry points for plugins when it builds its first
+    # validator (20-30 ms here, more with more packages installed); this process validates only specs.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -88,16 +88,17 @@ class Graph:
         errors: list[Diagnostic] = []
         for name in self.order if nodes is None else nodes:
             node = self.nodes[name]
-            ins = node.op.inputs
-            if any(i not in shapes for i in ins):
+            try:
+                in_shapes = [shapes[i] for i in node.op.inputs]
+            except KeyError:
                 continue  # an upstream node already failed
             try:
-                shape = node.op.output_shape([shapes[i] for i in ins])
+                shape = node.op.output_shape(in_shapes)
             except ShapeError as exc:
                 hint = getattr(exc, "hint", None)
                 errors.append(Diagnostic(node.location, f"node '{name}': {exc}", hint, node.trail))
                 continue
-            if any(d < 1 for d in shape):
+            if min(shape) < 1:
                 errors.append(
                     Diagnostic(
                         node.location,
@@ -107,7 +108,7 @@ class Graph:
                     )
                 )
                 continue
-            shapes[name] = tuple(int(d) for d in shape)
+            shapes[name] = tuple(map(int, shape))
         if errors:
             raise SpecError(errors)
         return shapes

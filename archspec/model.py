@@ -7,12 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
 from archspec.analysis.analyze import Analysis, analyze
 from archspec.errors import SpecError, UsageError, WeightsError
 from archspec.graph import Graph, build_graph, paused_gc
-from archspec.reference import forward as reference
+from archspec.lazy import numpy as np
 from archspec.spec.load import load_mapping, load_spec, load_text
 
 
@@ -39,6 +37,8 @@ class Model:
 
     def init_weights(self, seed: int = 0, input_shape=None) -> dict[str, np.ndarray]:
         """Random weights keyed '<layer>.<tensor>' in PyTorch's layouts."""
+        from archspec.reference import forward as reference  # imported here: analysis alone needs no NumPy
+
         shapes = self.graph.infer_shapes(tuple(input_shape or self.input_shape))
         return reference.init_weights(self.graph, shapes, seed)
 
@@ -50,6 +50,8 @@ class Model:
         x may have another H x W than the spec's input if the weights still fit (a fully convolutional
         net); a mismatch is reported against the input, not the weights. The *_source names are what
         error messages call the two arrays (their file names, for `archspec run`)."""
+        from archspec.reference import forward as reference
+
         x = np.asarray(x)
         if x.ndim != 4:
             raise UsageError(f"{input_source}: error: input must be N x C x H x W, got shape {list(x.shape)}")

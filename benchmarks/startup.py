@@ -6,7 +6,7 @@ For SPEC (default specs/resnet152.yaml) it prints, each the best of --runs:
 
 - `archspec analyze SPEC` as a whole process (CPU time of the child: user + system), target 0.3 s;
 - the floor under it: a Python that only imports archspec's dependencies (NumPy, pydantic with the
-  modules archspec uses, PyYAML, tabulate), and a bare `python -c pass`;
+  modules archspec uses, PyYAML), and a bare `python -c pass`;
 - `archspec.load(SPEC).analyze()` in a warm process, split into load and analyze, target 5 ms.
 
 Wall times and the load average are printed beside them: on a loaded machine wall time is several
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEPENDENCIES = "import numpy, pydantic, pydantic.fields, pydantic.types, yaml, tabulate"
+DEPENDENCIES = "import pydantic, pydantic.fields, pydantic.types, yaml"
 
 
 def child_cpu(args: list[str], runs: int) -> tuple[float, float]:

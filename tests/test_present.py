@@ -379,21 +379,3 @@ def test_the_newer_ops_explain_themselves(tmp_path, capsys):
     shipped = {layer.op for p in SPECS.glob("*.yaml") for layer in archspec.load(str(p)).analyze().layers}
     tags = {cls.model_fields["op"].annotation.__args__[0] for cls in OP_CLASSES}
     assert tags <= ops_used | shipped, tags - ops_used - shipped
-
-
-def test_analyze_does_not_import_matplotlib():
-    """Charts import matplotlib lazily: the main job starts as fast as before."""
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    code = (
-        "import contextlib, io, sys\n"
-        "from archspec.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    assert main(['analyze', 'specs/alexnet.yaml']) == 0\n"
-        "assert 'matplotlib' not in sys.modules\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=120)

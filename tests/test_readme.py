@@ -47,3 +47,18 @@ def test_python_api_snippet_runs(monkeypatch):
     namespace: dict = {}
     exec(compile(snippet, "README.md (Python API)", "exec"), namespace)
     assert namespace["logits"].shape == (1, 1000)
+
+
+def test_sweep_example_runs(monkeypatch, capsys):
+    """The README's design-space sweep is real code; run here over two widths (250 variants, not 1,000)."""
+    section = README[README.index("**A design-space sweep.**") :]
+    snippet = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    assert "WIDTHS = (32, 40, 48, 56, 64, 72, 80, 96)\n" in snippet
+    snippet = snippet.replace("WIDTHS = (32, 40, 48, 56, 64, 72, 80, 96)\n", "WIDTHS = (40, 64)\n")
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md (sweep)", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert out.startswith("250 variants in ")
+    # torchvision's resnet50 num_params: the sweep's width 64, depths 3-4-6-3 is ResNet-50.
+    assert "ResNet-50 (64, 3-4-6-3): 25,557,032 params\n" in out

@@ -124,32 +124,38 @@ def analyze(
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
     shapes = graph.infer_shapes(input_shape)
-    fields = receptive_fields(graph, shapes)
+    rules: dict = {}
+    fields = receptive_fields(graph, shapes, rules)
     inference = graph.inference_nodes
     layers = []
+    nodes = graph.nodes
+    has_groups: dict[type, bool] = {}  # (not getattr(op, "groups", 1): a missing attribute is a slow lookup)
     for name in graph.order:
-        op = graph.op(name)
+        op = nodes[name].op
         in_shapes = [shapes[i] for i in op.inputs]
         out = shapes[name]
-        tensors = op.param_shapes(in_shapes)
-        rule = op.rf_rule(in_shapes)
+        tensor_sizes = {k: numel(s) for k, s in op.param_shapes(in_shapes).items()}
+        buffers = op.buffer_shapes(in_shapes)
+        rule = rules[name]
+        kind = type(op)
+        if kind not in has_groups:
+            has_groups[kind] = "groups" in kind.model_fields
         layers.append(
             LayerStats(
                 name=name,
                 op=op.op,
                 inputs=tuple(op.inputs),
                 output_shape=out,
-                params=sum(numel(s) for s in tensors.values()),
-                param_tensors=tuple((k, numel(s)) for k, s in tensors.items()),
-                buffers=sum(numel(s) for s in op.buffer_shapes(in_shapes).values()),
+                params=sum(tensor_sizes.values()),
+                param_tensors=tuple(tensor_sizes.items()),
+                buffers=sum(numel(s) for s in buffers.values()) if buffers else 0,
                 macs=op.macs(in_shapes, out),
                 activations=numel(out),
                 receptive_field=fields[name],
                 train_only=name not in inference,
-                weights_without_bias=sum(numel(tensors[t]) for t in op.lecture_weights if t in tensors),
+                weights_without_bias=sum(tensor_sizes[t] for t in op.lecture_weights if t in tensor_sizes),
                 window=rule if isinstance(rule, Window) else None,
-                # (not getattr(op, "groups", 1): a missing attribute costs pydantic a slow lookup)
-                groups=op.groups if "groups" in type(op).model_fields else 1,
+                groups=op.groups if has_groups[kind] else 1,
             )
         )
     main = [layer for layer in layers if not layer.train_only]

@@ -11,11 +11,11 @@ field's size depends on the unit's position, which we report instead of hiding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
-import numpy as np
-
 from archspec.graph import INPUT
+from archspec.lazy import numpy as np
 from archspec.ops import Window
 from archspec.ops.base import broadcast_inputs
 
@@ -41,14 +41,18 @@ class ReceptiveField:
         return (min(s * unit + lo for s, lo, _ in pieces), max(s * unit + hi for s, _, hi in pieces))
 
     # The summary users compare with published tables: taken at unit 0 and the finest stride.
+    @cached_property
+    def _at_unit_0(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (self.span(0, 0), self.span(1, 0))  # cached: every table row asks for it three times
+
     def size(self) -> tuple[int, int]:
-        return tuple(self.span(a, 0)[1] - self.span(a, 0)[0] + 1 for a in range(2))
+        return tuple(hi - lo + 1 for lo, hi in self._at_unit_0)
 
     def stride(self) -> tuple[int, int]:
         return tuple(min(p[0] for p in ax) for ax in self.axes)
 
     def padding(self) -> tuple[int, int]:
-        return tuple(-self.span(a, 0)[0] for a in range(2))
+        return tuple(-lo for lo, _ in self._at_unit_0)
 
     def to_json(self) -> dict | None:
         if self.kind != "local":
@@ -122,18 +126,24 @@ def merge(fields: list[ReceptiveField]) -> ReceptiveField:
     return ReceptiveField("local", (axes[0], axes[1]), misaligned, context)
 
 
-def receptive_fields(graph, shapes) -> dict[str, ReceptiveField]:
-    """Receptive field of every tensor of `graph` (input pixels seen by one unit)."""
+def receptive_fields(graph, shapes, rules: dict | None = None) -> dict[str, ReceptiveField]:
+    """Receptive field of every tensor of `graph` (input pixels seen by one unit). Each op's rule is
+    also stored in `rules` when given (analysis reads the windows from it)."""
     fields: dict[str, ReceptiveField] = {INPUT: INPUT_RF}
     for name in graph.order:
-        op = graph.op(name)
+        op = graph.nodes[name].op
         ins = op.inputs
         in_shapes = [shapes[i] for i in ins]
-        gates = broadcast_inputs(in_shapes)
-        merged = merge([fields[i] for i, gate in zip(ins, gates, strict=True) if not gate])
-        if any(gates) and merged.kind == "local":
-            merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
+        if len(ins) == 1:  # most nodes: nothing to merge, and a lone input is never a broadcast gate
+            merged = fields[ins[0]]
+        else:
+            gates = broadcast_inputs(in_shapes)
+            merged = merge([fields[i] for i, gate in zip(ins, gates, strict=True) if not gate])
+            if any(gates) and merged.kind == "local":
+                merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
         rule = op.rf_rule(in_shapes)
+        if rules is not None:
+            rules[name] = rule
         if rule == "pointwise":
             fields[name] = merged
         elif rule == "global":

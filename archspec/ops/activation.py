@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
+from archspec.lazy import numpy as np
 from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
 from archspec.ops.explain import no_params_lines, same_shape_line
 

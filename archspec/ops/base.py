@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal, Protocol
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from archspec.lazy import numpy as np
 
 Shape = tuple[int, ...]  # (C, H, W) for feature maps, (F,) for flat features; never a batch axis.
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import numpy as np
-
+from archspec.lazy import numpy as np
 from archspec.ops.base import (
     NoTensors,
     OpBase,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
+from archspec.lazy import numpy as np
 from archspec.ops.base import (
     NoOnnxEquivalent,
     NoTensors,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-import numpy as np
-
+from archspec.lazy import numpy as np
 from archspec.ops.base import (
     NonNegativePair,
     NoOnnxEquivalent,

@@ -11,8 +11,7 @@ conv's im2col matrix (C*kh*kw, Ho*Wo) is a free reshape of it, and a reduction o
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from archspec.lazy import numpy as np
 
 
 def pad_input(
@@ -92,7 +91,9 @@ def window_view(
         out = [min(out[a], -(-((h, w)[a] + padding[a]) // stride[a])) for a in range(2)]
     declared = np.zeros(padded.shape[2:], dtype=np.float32)
     declared[: h + 2 * padding[0], : w + 2 * padding[1]] = 1.0
-    mask = sliding_window_view(declared, extent)[:: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+    mask = np.lib.stride_tricks.sliding_window_view(declared, extent)[
+        :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]
+    ]
     mask = mask[: out[0], : out[1]]
     cols = window_columns(padded, kernel, stride, dilation, out[1], (0, out[0]))
     return cols.transpose(0, 1, 4, 5, 2, 3), mask

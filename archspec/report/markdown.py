@@ -4,10 +4,9 @@ can regenerate the committed reports and diff them."""
 
 from __future__ import annotations
 
-from tabulate import tabulate
-
 from archspec.analysis.analyze import Analysis
 from archspec.report import conventions
+from archspec.report.grid import grid
 from archspec.report.table import (
     COMPARE_ALIGN,
     COMPARE_HEADERS,
@@ -83,12 +82,11 @@ def _module_table(analysis: Analysis, table: dict) -> str:
         row.append("" if ops_m is None else f"{ops_m:g}M")
         row.append("" if ops_m is None else f"{(macs / 1e6 - ops_m) / ops_m:+.1%}")
         rows.append(row)
-    return tabulate(
+    return grid(
         rows,
-        headers=["module", "weights", "/ 1024", "published", "diff", "MACs", "/ 10^6", "published", "diff"],
-        tablefmt="pipe",
-        colalign=("left",) + ("right",) * 8,
-        disable_numparse=True,
+        ["module", "weights", "/ 1024", "published", "diff", "MACs", "/ 10^6", "published", "diff"],
+        "pipe",
+        ("left",) + ("right",) * 8,
     )
 
 
@@ -118,19 +116,13 @@ def render_report(
     no_bias = sum(layer.weights_without_bias for layer in analysis.layers if not layer.train_only)
     summary.append(("conv + linear weights without biases (CS231n count)", fmt_int(no_bias)))
     summary.append(("receptive field of the last spatial layer", _final_local_rf(analysis)))
-    lines.append(tabulate(summary, headers=["quantity", "value"], tablefmt="pipe", disable_numparse=True))
+    lines.append(grid(summary, ["quantity", "value"], "pipe"))
     lines.append("")
     ref_rows = _reference_rows(analysis)
     if ref_rows:
         lines += ["## Against published figures", ""]
         lines.append(
-            tabulate(
-                ref_rows,
-                headers=["figure", "published", "archspec", "agreement"],
-                tablefmt="pipe",
-                colalign=("left", "right", "right", "left"),
-                disable_numparse=True,
-            )
+            grid(ref_rows, ["figure", "published", "archspec", "agreement"], "pipe", ("left", "right", "right", "left"))
         )
         lines.append("")
     table = ((analysis.metadata or {}).get("reference") or {}).get("table")
@@ -174,7 +166,7 @@ def render_index(analyses: list[Analysis], command: str, charts: list[tuple[str,
     rows = comparison_rows(analyses)
     for row in rows:
         row[0] = f"[{row[0]}]({row[0]}.md)"
-    table = tabulate(rows, headers=COMPARE_HEADERS, tablefmt="pipe", colalign=COMPARE_ALIGN, disable_numparse=True)
+    table = grid(rows, COMPARE_HEADERS, "pipe", COMPARE_ALIGN)
     return (
         f"{MARKER}\n"
         "# archspec model comparison\n\n"

@@ -7,13 +7,12 @@ import io
 import json
 from dataclasses import dataclass, replace
 
-from tabulate import tabulate
-
 from archspec.analysis.analyze import Analysis, LayerStats, Totals
 from archspec.analysis.receptive_field import ReceptiveField
 from archspec.analysis.training import TrainingMemory
 from archspec.ops.base import Window
 from archspec.report.columns import COLUMNS, DEFAULT_COLUMNS
+from archspec.report.grid import grid
 
 
 def fmt_int(n: int | float) -> str:
@@ -166,21 +165,19 @@ def _inputs_text(row: Row, previous: str | None) -> str:
     return ", ".join(row.inputs)
 
 
-def _cell(key: str, row: Row, previous: str | None) -> str:
-    if key == "layer":
-        return row.name + (f"  (x{row.count})" if row.count > 1 else "")
-    return {
-        "op": lambda: row.op,
-        "kernel": lambda: window_text(row.window, row.groups),
-        "inputs": lambda: _inputs_text(row, previous),
-        "output": lambda: shape_text(row.output_shape),
-        "params": lambda: fmt_int(row.params),
-        "macs": lambda: fmt_int(row.macs),
-        "activations": lambda: fmt_int(row.activations),
-        "rf": lambda: row.rf.describe(),
-        "train": lambda: "yes" if row.train_only else "",
-        "saved": lambda: "" if row.saved is None else fmt_int(row.saved),
-    }[key]()
+_CELLS = {
+    "layer": lambda row, previous: row.name + (f"  (x{row.count})" if row.count > 1 else ""),
+    "op": lambda row, previous: row.op,
+    "kernel": lambda row, previous: window_text(row.window, row.groups),
+    "inputs": _inputs_text,
+    "output": lambda row, previous: shape_text(row.output_shape),
+    "params": lambda row, previous: fmt_int(row.params),
+    "macs": lambda row, previous: fmt_int(row.macs),
+    "activations": lambda row, previous: fmt_int(row.activations),
+    "rf": lambda row, previous: row.rf.describe(),
+    "train": lambda row, previous: "yes" if row.train_only else "",
+    "saved": lambda row, previous: "" if row.saved is None else fmt_int(row.saved),
+}
 
 
 def layer_table(
@@ -191,18 +188,13 @@ def layer_table(
     if columns is None:
         columns = DEFAULT_COLUMNS + (("train",) if any(r.train_only for r in rs) else ())
         columns += ("saved",) if analysis.training is not None else ()
+    cells = [_CELLS[key] for key in columns]
     body = []
     previous = "input"
     for r in rs:
-        body.append([_cell(key, r, previous) for key in columns])
+        body.append([cell(r, previous) for cell in cells])
         previous = r.name
-    return tabulate(
-        body,
-        headers=[COLUMNS[k][0] for k in columns],
-        tablefmt=tablefmt,
-        colalign=tuple(COLUMNS[k][1] for k in columns),
-        disable_numparse=True,
-    )
+    return grid(body, [COLUMNS[k][0] for k in columns], tablefmt, [COLUMNS[k][1] for k in columns])
 
 
 def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
@@ -300,7 +292,7 @@ def render_table(
     analysis: Analysis, depth: int | None = None, tablefmt: str = "simple", columns: tuple[str, ...] | None = None
 ) -> str:
     body = layer_table(analysis, depth, tablefmt, columns)
-    totals = tabulate(totals_lines(analysis), tablefmt="plain")
+    totals = grid(totals_lines(analysis), layout="plain")
     return f"{title_line(analysis)}\n\n{body}\n\n{totals}\n"
 
 
@@ -318,13 +310,7 @@ def totals_table(analysis: Analysis) -> str:
     for label, text in totals_lines(analysis):
         figure, _, note = text.partition(" ")
         body.append([label, figure, note.strip()])
-    return tabulate(
-        body,
-        headers=["total", "value", "unit and note"],
-        tablefmt="pipe",
-        colalign=("left", "right", "left"),
-        disable_numparse=True,
-    )
+    return grid(body, ["total", "value", "unit and note"], "pipe", ("left", "right", "left"))
 
 
 def _rf_numbers(rf: ReceptiveField) -> list:
@@ -421,19 +407,18 @@ def render_cs231n(analysis: Analysis, tablefmt: str = "simple") -> str:
     from archspec.report.conventions import CS231N_FOOTNOTE
 
     rs = cs231n_rows(analysis)
-    body = tabulate(
+    body = grid(
         [[r.name, r.op, f"[{'x'.join(map(str, r.volume))}]", fmt_int(r.memory), fmt_int(r.weights)] for r in rs],
-        headers=["layer", "op", "volume (H x W x C)", "memory (values)", "weights (no bias)"],
-        tablefmt=tablefmt,
-        colalign=("left", "left", "right", "right", "right"),
-        disable_numparse=True,
+        ["layer", "op", "volume (H x W x C)", "memory (values)", "weights (no bias)"],
+        tablefmt,
+        ("left", "left", "right", "right", "right"),
     )
     memory = sum(r.memory for r in rs)
     weights = sum(r.weights for r in rs)
     from archspec.analysis.memory import DTYPE_BYTES
 
     nbytes = memory * DTYPE_BYTES[analysis.dtype]
-    totals = tabulate(
+    totals = grid(
         [
             (
                 "TOTAL memory",
@@ -441,7 +426,7 @@ def render_cs231n(analysis: Analysis, tablefmt: str = "simple") -> str:
             ),
             ("TOTAL weights", f"{fmt_int(weights)}  ({human(weights)})"),
         ],
-        tablefmt="plain",
+        layout="plain",
     )
     note = "\n".join("  " + line for line in CS231N_FOOTNOTE.splitlines())
     return f"{analysis.name} (CS231n view): input {shape_text(analysis.input_shape)}, {analysis.dtype}\n\n{body}\n\n{totals}\n\n*{note.strip()}\n"
@@ -650,6 +635,4 @@ def render_comparison(analyses: list[Analysis], fmt: str = "table") -> str:
         return buffer.getvalue()
     rows = comparison_rows(ordered)
     tablefmt = "pipe" if fmt == "markdown" else "simple"
-    return (
-        tabulate(rows, headers=COMPARE_HEADERS, tablefmt=tablefmt, disable_numparse=True, colalign=COMPARE_ALIGN) + "\n"
-    )
+    return grid(rows, COMPARE_HEADERS, tablefmt, COMPARE_ALIGN) + "\n"

@@ -17,6 +17,7 @@ from archspec.spec.yamlsafe import Document, Path
 
 MAX_NODES = 20_000  # after expansion (ResNet-152 has about 500, ResNet-1001 about 3,700); bounds time to seconds
 MAX_BLOCK_DEPTH = 16
+_NOTHING_TO_SUBSTITUTE = frozenset({int, float, bool, type(None)})
 MAX_WORK = 2_000_000  # values walked while substituting block parameters (bounds time, not just nodes)
 
 
@@ -141,6 +142,10 @@ class Expander:
         interpolated (`conv_$c` -> `conv_3`) instead of computed."""
         data = {}
         for key, value in raw.items():
+            if value.__class__ in _NOTHING_TO_SUBSTITUTE:  # most values of most nodes: kernel: 3, bias: false
+                self._work += 1
+                data[key] = value
+                continue
             where = (*path, key)
             if key == "name" and isinstance(value, str):
                 data[key] = self._text(value, env, doc, where, block, trail)

@@ -16,7 +16,7 @@ MAX_REPEAT = 1000  # repeat counts beyond this are a typo or an attack, not a ne
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class TableRow(Strict):

@@ -51,6 +51,7 @@ _NULLS = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
 _INF_NAN = re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")
+_NUMBER_START = frozenset("0123456789+-.")  # how every pattern above (ints, floats, base 60, inf) starts
 
 
 @dataclass
@@ -59,8 +60,9 @@ class Document:
 
     data: Any
     path: str
-    value_at: dict[Path, Location] = field(default_factory=dict)
-    key_at: dict[Path, Location] = field(default_factory=dict)
+    # Where each value and key starts: a Location, or (line, col) in `path` (see `_location`).
+    value_at: dict[Path, Location | tuple[int, int]] = field(default_factory=dict)
+    key_at: dict[Path, Location | tuple[int, int]] = field(default_factory=dict)
     # Problems that do not stop parsing (duplicate keys, ambiguous scalars): all reported together.
     errors: list[Diagnostic] = field(default_factory=list)
     # Scalars written in quotes: their text starts one column after the quote.
@@ -80,11 +82,19 @@ class Document:
         probe = tuple(where)
         while probe:
             if probe in table:
-                return table[probe]
+                return self._location(table, probe)
             if probe in self.value_at:
-                return self.value_at[probe]
+                return self._location(self.value_at, probe)
             probe = probe[:-1]
-        return self.value_at.get((), Location(self.path, 1, 1))
+        return self._location(self.value_at, ()) if () in self.value_at else Location(self.path, 1, 1)
+
+    def _location(self, table: dict, where: Path) -> Location:
+        # A parsed file records (line, col) pairs, made into Locations when first asked for (a
+        # 20,000-line spec has 160,000 values; most are never reported) and kept for the next asker.
+        place = table[where]
+        if not isinstance(place, Location):
+            place = table[where] = Location(self.path, *place)
+        return place
 
 
 @dataclass(frozen=True)
@@ -232,13 +242,13 @@ class _Builder:
                 f"more than {MAX_YAML_NODES:,} YAML values in one file",
                 "use blocks with 'repeat' instead of writing layers out",
             )
-        loc = _loc(self.doc.path, event.start_mark)
-        self.doc.value_at[where] = loc
+        mark = event.start_mark
+        self.doc.value_at[where] = (mark.line + 1, mark.column + 1)
         if isinstance(event, ScalarEvent):
             if event.style in ("'", '"'):
                 self.doc.quoted.add(where)
             try:
-                return _scalar(event.value, event.style, loc)
+                return _scalar(event.value, event.style, self.doc.path, mark)
             except SpecError as exc:  # keep going: report every bad scalar in one run
                 self.doc.errors.extend(exc.diagnostics)
                 return event.value
@@ -254,9 +264,9 @@ class _Builder:
 
     def mapping(self, where: Path, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        first_seen: dict[str, Location] = {}
+        first_seen: dict[str, tuple[int, int]] = {}
         while not isinstance(event := next(self.events), MappingEndEvent):
-            key_loc = _loc(self.doc.path, event.start_mark)
+            key_loc = (event.start_mark.line + 1, event.start_mark.column + 1)
             if not isinstance(event, ScalarEvent) or event.value == "<<" or event.anchor or event.tag:
                 self._refuse(
                     event.start_mark,
@@ -265,12 +275,12 @@ class _Builder:
                 )
             key = event.value
             if key in first_seen:
-                first = first_seen[key]
+                (first_line, first_col), (line, col) = first_seen[key], key_loc
                 self.doc.errors.append(
                     Diagnostic(
-                        key_loc,
-                        f"duplicate key '{key}' (first defined at line {first.line}"
-                        + (f", column {first.col})" if first.line == key_loc.line else ")"),
+                        Location(self.doc.path, line, col),
+                        f"duplicate key '{key}' (first defined at line {first_line}"
+                        + (f", column {first_col})" if first_line == line else ")"),
                         "remove one of them; YAML would silently keep only the last",
                     )
                 )
@@ -285,7 +295,7 @@ class _Builder:
 _EMPTY = object()
 
 
-def _scalar(text: str, style: str | None, loc: Location) -> Any:
+def _scalar(text: str, style: str | None, path: str, mark: yaml.Mark) -> Any:
     if style:  # quoted or block scalar: always a string (plain style is None, or '' from libyaml)
         return text
     if text in _NULLS:
@@ -294,6 +304,11 @@ def _scalar(text: str, style: str | None, loc: Location) -> Any:
         return True
     if text in _FALSE:
         return False
+    if text[0] not in _NUMBER_START:  # a word (conv2d, relu, ...): none of the number patterns below
+        return text
+    if len(text) < 19 and text.isascii() and text.isdigit() and (text[0] != "0" or len(text) == 1):
+        return int(text)  # the common number: decimal, no sign, no leading zero, below the 10**18 limit
+    loc = _loc(path, mark)
     if _INT.fullmatch(text) or _INT_HEX.fullmatch(text) or _INT_OCT.fullmatch(text):
         digits = text.lstrip("+-")
         if len(digits) > 20:  # checked before int(): Python refuses to parse very long digit strings

@@ -11,9 +11,8 @@
 
 from __future__ import annotations
 
-from tabulate import tabulate
-
 from archspec.model import Model, load
+from archspec.report.grid import grid
 from archspec.verify.checks import Check, VerifyReport
 from archspec.verify.numbers import check_forward
 from archspec.verify.receptive_field import check_receptive_fields, probe_spans
@@ -44,7 +43,8 @@ def render_report(report: VerifyReport, max_lines: int = 10) -> str:
         detail = f"{len(notes)} not checkable" if notes else ""
         rows.append([c.what, c.checked, len(c.mismatches), status, detail])
     text = f"{report.path} ({report.name}): {'PASS' if report.passed else 'FAIL'}\n"
-    text += tabulate(rows, headers=["check", "checked", "mismatches", "status", "notes"], tablefmt="simple") + "\n"
+    headers = ["check", "checked", "mismatches", "status", "notes"]
+    text += grid(rows, headers, "simple", ("left", "right", "right", "left", "left")) + "\n"
     for c in report.checks:
         for line in c.mismatches[:max_lines]:
             text += f"  mismatch: {c.what}: {line}\n"
