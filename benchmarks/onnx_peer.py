@@ -12,8 +12,9 @@ Conventions:
 - MACs: archspec counts conv and linear weights, one multiply-add = 1, bias excluded. onnx-tool counts a
   bias add as one more MAC per output element of a Conv/Gemm, and also counts element-wise ops (BN, ReLU,
   pooling, Add). So onnx-tool's Conv/Gemm/MatMul MACs minus their bias adds must equal archspec's total.
-Times: median of N runs of the whole job in one process, file already on disk: archspec = read + import
-+ analyze (shapes, params, MACs, memory, receptive fields); onnx-tool = load + shape inference + profile.
+Times: median of N runs of the whole job in one process, the two tools' runs interleaved, file already on
+disk (and in the page cache): archspec = read + import + analyze (shapes, params, MACs, memory, receptive
+fields); onnx-tool = load + shape inference + profile. Imports are not timed (one untimed call each first).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -72,13 +74,17 @@ def shared_elements(path: str) -> int:
     return sum((count - 1) * sizes[name] for name, count in readers.items() if count > 1)
 
 
-def timed(fn, runs: int) -> tuple[object, float]:
-    times, result = [], None
+def timed_pair(ours, theirs, runs: int) -> tuple[object, float, object, float]:
+    """Median milliseconds of `runs` calls of each, interleaved (ours, theirs, ours, ...) so that a change
+    in the machine's load affects both alike; one untimed call of each first (imports, caches)."""
+    mine, peer = [], []
+    result_ours, result_theirs = ours(), theirs()
     for _ in range(runs):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return result, statistics.median(times) * 1000
+        for fn, times in ((ours, mine), (theirs, peer)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return result_ours, statistics.median(mine) * 1000, result_theirs, statistics.median(peer) * 1000
 
 
 def main() -> int:
@@ -99,8 +105,10 @@ def main() -> int:
         paths.append(out)
     rows, disagree = [], 0
     for path in paths:
-        ours, t_ours = timed(lambda p=path: archspec_figures(p), args.runs)
-        theirs, t_theirs = timed(lambda p=path, s=ours.input_shape: onnx_tool_figures(p, s), args.runs)
+        shape = archspec_figures(path).input_shape
+        ours, t_ours, theirs, t_theirs = timed_pair(
+            lambda p=path: archspec_figures(p), lambda p=path, s=shape: onnx_tool_figures(p, s), args.runs
+        )
         params, all_macs, products, bias_adds = theirs
         shared = shared_elements(path)
         params_ok = params == ours.totals.params + ours.totals.buffers - shared
@@ -116,16 +124,18 @@ def main() -> int:
                 f"{products:,} - {bias_adds:,}",
                 "yes" if macs_ok else "NO",
                 f"{all_macs:,}",
-                f"{t_ours:.0f}",
-                f"{t_theirs:.0f}",
-                f"{t_theirs / t_ours:.1f}",
+                f"{t_ours:.1f}",
+                f"{t_theirs:.1f}",
+                f"{t_theirs / t_ours:.2f}",
             ]
         )
     headers = ["model", "archspec params + buffers - shared", "onnx-tool params", "agree"]
     headers += ["archspec MACs", "onnx-tool Conv/Gemm MACs - bias adds", "agree", "onnx-tool MACs (all ops)"]
     headers += ["archspec ms", "onnx-tool ms", "onnx-tool / archspec"]
     print(tabulate(rows, headers=headers, disable_numparse=True, colalign=("left",) + ("right",) * 10))
-    print(f"\n{len(rows) - disagree} of {len(rows)} models agree; times: median of {args.runs} runs")
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\n{len(rows) - disagree} of {len(rows)} models agree; times: median of {args.runs} interleaved runs")
+    print(f"load average after the runs (1, 5, 15 min): {load} on {os.cpu_count()} cores")
     return 1 if disagree else 0
 
 

@@ -13,6 +13,7 @@ flatten; MatMul + Add -> linear; Constant and Identity chains -> nothing).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import mmap
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
+from pydantic_core import PydanticUndefined
 
 from archspec.errors import UsageError
 from archspec.graph import INPUT
@@ -304,6 +306,12 @@ class Unsupported(Exception):
 _NAME = re.compile(r"[^A-Za-z0-9_.\-]+")  # torchvision's module paths use these ('block1-0')
 
 
+@functools.cache
+def _defaults(cls) -> dict:
+    """Each field's default, for fields that have one (the handlers write plain JSON values)."""
+    return {name: f.default for name, f in cls.model_fields.items() if f.default is not PydanticUndefined}
+
+
 def _validated(entry: dict):
     """The op of one spec entry, validated by its own class as spec loading does (Unsupported if refused)."""
     cls = REGISTRY.get(entry["op"]) if isinstance(entry.get("op"), str) else None
@@ -407,21 +415,25 @@ class _Converter:
         else the module path in the node's name ('/layer1/layer1.0/relu/Relu' -> 'layer1.0.relu')."""
         candidates = []
         if weight and node.op_type == "Mul":  # a layer_scale's tensor is keyed by the node name itself
-            candidates.append(_sanitize(weight))
+            candidates.append(weight)
         if weight and weight.endswith(".weight"):
-            candidates.append(_sanitize(weight[: -len(".weight")]))
+            candidates.append(weight[: -len(".weight")])
         parts = [p for p in node.name.split("/") if p]
         if len(parts) > 1:
             path = ""
             for part in parts[:-1]:  # the last part is the op ('Conv', 'Relu_1')
                 path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
-            candidates.append(_sanitize(path))
+            candidates.append(path)
         # torch's dynamo exporter names nodes 'node_<aten op>': the prefix says nothing
-        candidates.append(_sanitize(node.name.removeprefix("node_") or node.op_type.lower()))
-        for candidate in candidates:
+        candidates.append(node.name.removeprefix("node_") or node.op_type.lower())
+        for raw in candidates[:-1]:  # made valid only when tried: the first one usually is free
+            candidate = _sanitize(raw)
             if candidate not in self.names and candidate != INPUT:
                 return self._claim(candidate)
-        base = candidates[-1] if candidates[-1] != INPUT else "input_"
+        last = _sanitize(candidates[-1])
+        if last not in self.names and last != INPUT:
+            return self._claim(last)
+        base = last if last != INPUT else "input_"
         k = 1
         while f"{base}_{k}" in self.names:
             k += 1
@@ -437,9 +449,14 @@ class _Converter:
         entry = {"name": name, **spec, "inputs": [t.node for t in inputs]}
         op = _validated(entry)
         in_shapes = [t.shape for t in inputs]
-        op = self._recorded(node, entry, op, in_shapes, tensors) or op
+        recorded = self._recorded(node, entry, op, in_shapes, tensors)
         # the op as a spec line: name and op first, then the parameters that differ from their defaults
-        fields = op.model_dump(mode="json", exclude={"name", "inputs"}, exclude_defaults=True)
+        if recorded is None:
+            defaults = _defaults(type(op))
+            fields = {k: v for k, v in spec.items() if k != "op" and (k not in defaults or defaults[k] != v)}
+        else:
+            op = recorded
+            fields = op.model_dump(mode="json", exclude={"name", "inputs"}, exclude_defaults=True)
         entry = {"name": name, "op": op.op, **fields, "inputs": [t.node for t in inputs]}
         try:
             shape = tuple(op.output_shape(in_shapes))
