@@ -67,6 +67,8 @@ class Document:
     errors: list[Diagnostic] = field(default_factory=list)
     # Scalars written in quotes: their text starts one column after the quote.
     quoted: set[Path] = field(default_factory=set)
+    # Python data (document_from_data): locations are key paths, made when first asked for like the above.
+    key_paths: bool = False
 
     def locate_in(self, where: Path, offset: int) -> Location:
         """The column `offset` characters into the scalar at `where` (for a token of an expression).
@@ -93,7 +95,10 @@ class Document:
         # 20,000-line spec has 160,000 values; most are never reported) and kept for the next asker.
         place = table[where]
         if not isinstance(place, Location):
-            place = table[where] = Location(self.path, *place)
+            if self.key_paths:
+                place = table[where] = KeyPathLocation(self.path, *place, _key_path(where))
+            else:
+                place = table[where] = Location(self.path, *place)
         return place
 
 
@@ -119,26 +124,25 @@ def _key_path(where: Path) -> str:
 def document_from_data(data: Any, name: str = "<mapping>") -> Document:
     """A `Document` for a spec given as Python data, with the same limits and scalar rules as a file
     (depth, value count, integer size, finite floats); every value is located by its key path."""
-    doc = Document(None, name)
+    doc = Document(None, name, key_paths=True)
     count = 0
     errors: list[Diagnostic] = []
 
     def build(value: Any, where: Path, depth: int) -> Any:
         nonlocal count
         count += 1
-        loc = KeyPathLocation(name, count, 1, _key_path(where))
-        doc.value_at[where] = loc
+        doc.value_at[where] = (count, 1)  # its key path, made only if reported (Document._location)
         if depth > MAX_DEPTH:
-            raise SpecError(Diagnostic(loc, f"nesting deeper than {MAX_DEPTH} levels"))
+            raise SpecError(Diagnostic(doc.locate(where), f"nesting deeper than {MAX_DEPTH} levels"))
         if count > MAX_YAML_NODES:
-            raise SpecError(Diagnostic(loc, f"more than {MAX_YAML_NODES:,} values in one spec"))
+            raise SpecError(Diagnostic(doc.locate(where), f"more than {MAX_YAML_NODES:,} values in one spec"))
         if isinstance(value, dict):
             result = {}
             for key, item in value.items():
                 if not isinstance(key, str):
-                    errors.append(Diagnostic(loc, f"key {key!r} is not a string", "spec keys are names"))
+                    errors.append(Diagnostic(doc.locate(where), f"key {key!r} is not a string", "spec keys are names"))
                     continue
-                doc.key_at[(*where, key)] = KeyPathLocation(name, count, 1, _key_path((*where, key)))
+                doc.key_at[(*where, key)] = (count, 1)
                 result[key] = build(item, (*where, key), depth + 1)
             return result
         if isinstance(value, (list, tuple)):
@@ -147,15 +151,15 @@ def document_from_data(data: Any, name: str = "<mapping>") -> Document:
             return value
         if isinstance(value, int):
             if abs(value) > MAX_INT:
-                errors.append(Diagnostic(loc, "number is too large (the limit is 10**18)"))
+                errors.append(Diagnostic(doc.locate(where), "number is too large (the limit is 10**18)"))
             return value
         if isinstance(value, float):
             if not math.isfinite(value):
-                errors.append(Diagnostic(loc, f"'{value}' is not a finite number", "use a finite value"))
+                errors.append(Diagnostic(doc.locate(where), f"'{value}' is not a finite number", "use a finite value"))
             return value
         errors.append(
             Diagnostic(
-                loc,
+                doc.locate(where),
                 f"unsupported value of type {type(value).__name__}",
                 "use dicts, lists, str, int, float, bool and None",
             )
