@@ -49,7 +49,7 @@ class _Lazy:
     and copying a model's weights out of the protobuf takes longer than the whole analysis."""
 
     def __init__(self, shape: tuple[int, ...], make):
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = tuple(map(int, shape))
         self.ndim = len(self.shape)
         self.size = math.prod(self.shape)
         self._make = make
@@ -462,7 +462,7 @@ class _Converter:
             shape = tuple(op.output_shape(in_shapes))
         except ShapeError as exc:
             raise ImportError_(f"{self.path}: error: node '{node.name}' ({node.op_type}): {exc}") from None
-        expected = {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)}
+        expected = {**op.param_shapes(in_shapes), **op.buffer_shapes(in_shapes)} if tensors else {}
         for key, array in tensors.items():
             if tuple(array.shape) != tuple(expected.get(key, ())):
                 raise ImportError_(
