@@ -211,6 +211,37 @@ class _Builder:
         return data
 
     def value(self, event, where: Path, depth: int) -> Any:
+        self.count += 1
+        if (
+            event.__class__ is not ScalarEvent
+            or event.anchor is not None
+            or event.tag is not None
+            or depth > MAX_DEPTH
+            or self.count > MAX_YAML_NODES
+        ):
+            self._check(event, depth)  # the one test above passes most values (plain scalars) at once
+        mark = event.start_mark
+        self.doc.value_at[where] = (mark.line + 1, mark.column + 1)
+        if event.__class__ is ScalarEvent:
+            if event.style in ("'", '"'):
+                self.doc.quoted.add(where)
+            try:
+                return _scalar(event.value, event.style, self.doc.path, mark)
+            except SpecError as exc:  # keep going: report every bad scalar in one run
+                self.doc.errors.extend(exc.diagnostics)
+                return event.value
+        if event.__class__ is SequenceStartEvent:
+            items = []
+            while (event := next(self.events)).__class__ is not SequenceEndEvent:
+                items.append(self.value(event, (*where, len(items)), depth + 1))
+            return items
+        if event.__class__ is MappingStartEvent:
+            return self.mapping(where, depth)
+        self._refuse(mark, f"invalid YAML: unexpected {type(event).__name__}")  # pragma: no cover
+        return None
+
+    def _check(self, event, depth: int) -> None:
+        """Refuse aliases, anchors, tags (but the non-specific '!' on a scalar), depth and size."""
         if isinstance(event, AliasEvent):
             self._refuse(
                 event.start_mark,
@@ -229,7 +260,6 @@ class _Builder:
                 f"YAML tag '{event.tag}' is not allowed",
                 "archspec specs are plain data; remove the tag",
             )
-        self.count += 1
         if depth > MAX_DEPTH:
             self._refuse(
                 event.start_mark,
@@ -242,53 +272,34 @@ class _Builder:
                 f"more than {MAX_YAML_NODES:,} YAML values in one file",
                 "use blocks with 'repeat' instead of writing layers out",
             )
-        mark = event.start_mark
-        self.doc.value_at[where] = (mark.line + 1, mark.column + 1)
-        if isinstance(event, ScalarEvent):
-            if event.style in ("'", '"'):
-                self.doc.quoted.add(where)
-            try:
-                return _scalar(event.value, event.style, self.doc.path, mark)
-            except SpecError as exc:  # keep going: report every bad scalar in one run
-                self.doc.errors.extend(exc.diagnostics)
-                return event.value
-        if isinstance(event, SequenceStartEvent):
-            items = []
-            while not isinstance(event := next(self.events), SequenceEndEvent):
-                items.append(self.value(event, (*where, len(items)), depth + 1))
-            return items
-        if isinstance(event, MappingStartEvent):
-            return self.mapping(where, depth)
-        self._refuse(event.start_mark, f"invalid YAML: unexpected {type(event).__name__}")  # pragma: no cover
-        return None
 
     def mapping(self, where: Path, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        first_seen: dict[str, tuple[int, int]] = {}
-        while not isinstance(event := next(self.events), MappingEndEvent):
-            key_loc = (event.start_mark.line + 1, event.start_mark.column + 1)
-            if not isinstance(event, ScalarEvent) or event.value == "<<" or event.anchor or event.tag:
+        key_at = self.doc.key_at
+        while (event := next(self.events)).__class__ is not MappingEndEvent:
+            if event.__class__ is not ScalarEvent or event.value == "<<" or event.anchor or event.tag:
                 self._refuse(
                     event.start_mark,
                     "mapping keys must be plain names",
                     "merge keys ('<<'), complex keys, anchors and tags on keys are not supported",
                 )
-            key = event.value
-            if key in first_seen:
-                (first_line, first_col), (line, col) = first_seen[key], key_loc
+            key, mark = event.value, event.start_mark
+            here = (*where, key)
+            if key in result:
+                first = self.doc._location(key_at, here)
+                line, col = mark.line + 1, mark.column + 1
                 self.doc.errors.append(
                     Diagnostic(
                         Location(self.doc.path, line, col),
-                        f"duplicate key '{key}' (first defined at line {first_line}"
-                        + (f", column {first_col})" if first_line == line else ")"),
+                        f"duplicate key '{key}' (first defined at line {first.line}"
+                        + (f", column {first.col})" if first.line == line else ")"),
                         "remove one of them; YAML would silently keep only the last",
                     )
                 )
-                self.value(next(self.events), (*where, key, "<duplicate>"), depth + 1)  # checked, then dropped
+                self.value(next(self.events), (*here, "<duplicate>"), depth + 1)  # checked, then dropped
                 continue
-            first_seen[key] = key_loc
-            self.doc.key_at[(*where, key)] = key_loc
-            result[key] = self.value(next(self.events), (*where, key), depth + 1)
+            key_at[here] = (mark.line + 1, mark.column + 1)
+            result[key] = self.value(next(self.events), here, depth + 1)
         return result
 
 
