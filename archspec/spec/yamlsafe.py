@@ -60,9 +60,9 @@ class Document:
 
     data: Any
     path: str
-    # Where each value and key starts: a Location, or (line, col) in `path` (see `_location`).
-    value_at: dict[Path, Location | tuple[int, int]] = field(default_factory=dict)
-    key_at: dict[Path, Location | tuple[int, int]] = field(default_factory=dict)
+    # Where each value and key starts: a Location, or a packed mark in `path` (see `_location`).
+    value_at: dict[Path, Location | int] = field(default_factory=dict)
+    key_at: dict[Path, Location | int] = field(default_factory=dict)
     # Problems that do not stop parsing (duplicate keys, ambiguous scalars): all reported together.
     errors: list[Diagnostic] = field(default_factory=list)
     # Scalars written in quotes: their text starts one column after the quote.
@@ -89,11 +89,12 @@ class Document:
         return self._location(self.value_at, ()) if () in self.value_at else Location(self.path, 1, 1)
 
     def _location(self, table: dict, where: Path) -> Location:
-        # A parsed file records (line, col) pairs, made into Locations when first asked for (a
-        # 20,000-line spec has 160,000 values; most are never reported) and kept for the next asker.
+        # A parsed file records each mark as one int (`_packed`), made into a Location when first asked
+        # for and kept for the next asker: a 20,000-line spec has 160,000 values, most never reported, and
+        # an int is neither an allocation nor an object the garbage collector has to walk.
         place = table[where]
         if not isinstance(place, Location):
-            place = table[where] = Location(self.path, *place)
+            place = table[where] = Location(self.path, place >> _COLUMN_BITS, place & _COLUMN_MASK)
         return place
 
 
@@ -176,6 +177,16 @@ def _loc(path: str, mark: yaml.Mark) -> Location:
     return Location(path, mark.line + 1, mark.column + 1)
 
 
+# A mark packed into one int: the 1-based line above the 1-based column. Columns stay below 2**21 (a file
+# has at most MAX_FILE_BYTES = 2**20 bytes).
+_COLUMN_BITS = 21
+_COLUMN_MASK = (1 << _COLUMN_BITS) - 1
+
+
+def _packed(mark: yaml.Mark) -> int:
+    return (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+
+
 # libyaml's event parser is ~20x faster than the pure-Python one (a 1 MiB file in well under a second).
 _EVENT_LOADER = getattr(yaml, "CSafeLoader", None) if yaml.__with_libyaml__ else None
 _EVENT_LOADER = _EVENT_LOADER or yaml.SafeLoader
@@ -221,7 +232,7 @@ class _Builder:
         ):
             self._check(event, depth)  # the one test above passes most values (plain scalars) at once
         mark = event.start_mark
-        self.doc.value_at[where] = (mark.line + 1, mark.column + 1)
+        self.doc.value_at[where] = _packed(mark)
         if event.__class__ is ScalarEvent:
             if event.style in ("'", '"'):
                 self.doc.quoted.add(where)
@@ -298,7 +309,7 @@ class _Builder:
                 )
                 self.value(next(self.events), (*here, "<duplicate>"), depth + 1)  # checked, then dropped
                 continue
-            key_at[here] = (mark.line + 1, mark.column + 1)
+            key_at[here] = _packed(mark)
             result[key] = self.value(next(self.events), here, depth + 1)
         return result
 
