@@ -118,3 +118,19 @@ def test_readme_load_examples_run(monkeypatch, capsys):
 
 def test_a_path_object_works():
     assert archspec.load(Path(SPECS / "alexnet.yaml")).name == "alexnet"
+
+
+def test_an_edited_block_library_is_read_again(tmp_path):
+    """Parsed libraries are kept between loads, keyed by their bytes: an edit is seen at the next load."""
+    lib = tmp_path / "lib.yaml"
+    spec = tmp_path / "net.yaml"
+    spec.write_text("name: n\ninput: [3, 8, 8]\ninclude: [lib.yaml]\nnodes:\n  - {name: u, block: unit}\n")
+    lib.write_text("blocks:\n  unit:\n    nodes: [{name: c, op: conv2d, out_channels: 4, kernel: 1}]\n")
+    # 1x1 conv, 3 -> 4 channels: 3*4 weights + 4 biases = 16 params.
+    assert archspec.load(spec).analyze().totals.params == 16
+    lib.write_text("blocks:\n  unit:\n    nodes: [{name: c, op: conv2d, out_channels: 5, kernel: 1}]\n")
+    assert archspec.load(spec).analyze().totals.params == 3 * 5 + 5
+    lib.write_text("blocks:\n  unit:\n    nodes: [{name: c, op: conv2d, out_channels: 5, kernel: 1, typo: 1}]\n")
+    for _ in range(2):  # a library's errors are reported at every load, not only the first
+        with pytest.raises(archspec.SpecError, match="typo"):
+            archspec.load(spec)

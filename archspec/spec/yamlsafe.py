@@ -60,9 +60,9 @@ class Document:
 
     data: Any
     path: str
-    # Where each value and key starts: a Location, or (line, col) in `path` (see `_location`).
-    value_at: dict[Path, Location | tuple[int, int]] = field(default_factory=dict)
-    key_at: dict[Path, Location | tuple[int, int]] = field(default_factory=dict)
+    # Where each value and key starts: a Location, or a packed mark in `path` (see `_location`).
+    value_at: dict[Path, Location | int] = field(default_factory=dict)
+    key_at: dict[Path, Location | int] = field(default_factory=dict)
     # Problems that do not stop parsing (duplicate keys, ambiguous scalars): all reported together.
     errors: list[Diagnostic] = field(default_factory=list)
     # Scalars written in quotes: their text starts one column after the quote.
@@ -91,14 +91,15 @@ class Document:
         return self._location(self.value_at, ()) if () in self.value_at else Location(self.path, 1, 1)
 
     def _location(self, table: dict, where: Path) -> Location:
-        # A parsed file records (line, col) pairs, made into Locations when first asked for (a
-        # 20,000-line spec has 160,000 values; most are never reported) and kept for the next asker.
+        # A parsed file records each mark as one int (`_packed`), made into a Location when first asked
+        # for and kept for the next asker: a 20,000-line spec has 160,000 values, most never reported, and
+        # an int is neither an allocation nor an object the garbage collector has to walk.
         place = table[where]
         if not isinstance(place, Location):
-            if self.key_paths:
-                place = table[where] = KeyPathLocation(self.path, *place, _key_path(where))
+            if self.key_paths:  # Python data: the mark is the value's number, located by its key path
+                place = table[where] = KeyPathLocation(self.path, place, 1, _key_path(where))
             else:
-                place = table[where] = Location(self.path, *place)
+                place = table[where] = Location(self.path, place >> _COLUMN_BITS, place & _COLUMN_MASK)
         return place
 
 
@@ -131,7 +132,7 @@ def document_from_data(data: Any, name: str = "<mapping>") -> Document:
     def build(value: Any, where: Path, depth: int) -> Any:
         nonlocal count
         count += 1
-        doc.value_at[where] = (count, 1)  # its key path, made only if reported (Document._location)
+        doc.value_at[where] = count  # its key path, made only if reported (Document._location)
         if depth > MAX_DEPTH:
             raise SpecError(Diagnostic(doc.locate(where), f"nesting deeper than {MAX_DEPTH} levels"))
         if count > MAX_YAML_NODES:
@@ -142,7 +143,7 @@ def document_from_data(data: Any, name: str = "<mapping>") -> Document:
                 if not isinstance(key, str):
                     errors.append(Diagnostic(doc.locate(where), f"key {key!r} is not a string", "spec keys are names"))
                     continue
-                doc.key_at[(*where, key)] = (count, 1)
+                doc.key_at[(*where, key)] = count
                 result[key] = build(item, (*where, key), depth + 1)
             return result
         if isinstance(value, (list, tuple)):
@@ -180,6 +181,16 @@ def _loc(path: str, mark: yaml.Mark) -> Location:
     return Location(path, mark.line + 1, mark.column + 1)
 
 
+# A mark packed into one int: the 1-based line above the 1-based column. Columns stay below 2**21 (a file
+# has at most MAX_FILE_BYTES = 2**20 bytes).
+_COLUMN_BITS = 21
+_COLUMN_MASK = (1 << _COLUMN_BITS) - 1
+
+
+def _packed(mark: yaml.Mark) -> int:
+    return (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+
+
 # libyaml's event parser is ~20x faster than the pure-Python one (a 1 MiB file in well under a second).
 _EVENT_LOADER = getattr(yaml, "CSafeLoader", None) if yaml.__with_libyaml__ else None
 _EVENT_LOADER = _EVENT_LOADER or yaml.SafeLoader
@@ -215,6 +226,37 @@ class _Builder:
         return data
 
     def value(self, event, where: Path, depth: int) -> Any:
+        self.count += 1
+        if (
+            event.__class__ is not ScalarEvent
+            or event.anchor is not None
+            or event.tag is not None
+            or depth > MAX_DEPTH
+            or self.count > MAX_YAML_NODES
+        ):
+            self._check(event, depth)  # the one test above passes most values (plain scalars) at once
+        mark = event.start_mark
+        self.doc.value_at[where] = _packed(mark)
+        if event.__class__ is ScalarEvent:
+            if event.style in ("'", '"'):
+                self.doc.quoted.add(where)
+            try:
+                return _scalar(event.value, event.style, self.doc.path, mark)
+            except SpecError as exc:  # keep going: report every bad scalar in one run
+                self.doc.errors.extend(exc.diagnostics)
+                return event.value
+        if event.__class__ is SequenceStartEvent:
+            items = []
+            while (event := next(self.events)).__class__ is not SequenceEndEvent:
+                items.append(self.value(event, (*where, len(items)), depth + 1))
+            return items
+        if event.__class__ is MappingStartEvent:
+            return self.mapping(where, depth)
+        self._refuse(mark, f"invalid YAML: unexpected {type(event).__name__}")  # pragma: no cover
+        return None
+
+    def _check(self, event, depth: int) -> None:
+        """Refuse aliases, anchors, tags (but the non-specific '!' on a scalar), depth and size."""
         if isinstance(event, AliasEvent):
             self._refuse(
                 event.start_mark,
@@ -233,7 +275,6 @@ class _Builder:
                 f"YAML tag '{event.tag}' is not allowed",
                 "archspec specs are plain data; remove the tag",
             )
-        self.count += 1
         if depth > MAX_DEPTH:
             self._refuse(
                 event.start_mark,
@@ -246,53 +287,34 @@ class _Builder:
                 f"more than {MAX_YAML_NODES:,} YAML values in one file",
                 "use blocks with 'repeat' instead of writing layers out",
             )
-        mark = event.start_mark
-        self.doc.value_at[where] = (mark.line + 1, mark.column + 1)
-        if isinstance(event, ScalarEvent):
-            if event.style in ("'", '"'):
-                self.doc.quoted.add(where)
-            try:
-                return _scalar(event.value, event.style, self.doc.path, mark)
-            except SpecError as exc:  # keep going: report every bad scalar in one run
-                self.doc.errors.extend(exc.diagnostics)
-                return event.value
-        if isinstance(event, SequenceStartEvent):
-            items = []
-            while not isinstance(event := next(self.events), SequenceEndEvent):
-                items.append(self.value(event, (*where, len(items)), depth + 1))
-            return items
-        if isinstance(event, MappingStartEvent):
-            return self.mapping(where, depth)
-        self._refuse(event.start_mark, f"invalid YAML: unexpected {type(event).__name__}")  # pragma: no cover
-        return None
 
     def mapping(self, where: Path, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        first_seen: dict[str, tuple[int, int]] = {}
-        while not isinstance(event := next(self.events), MappingEndEvent):
-            key_loc = (event.start_mark.line + 1, event.start_mark.column + 1)
-            if not isinstance(event, ScalarEvent) or event.value == "<<" or event.anchor or event.tag:
+        key_at = self.doc.key_at
+        while (event := next(self.events)).__class__ is not MappingEndEvent:
+            if event.__class__ is not ScalarEvent or event.value == "<<" or event.anchor or event.tag:
                 self._refuse(
                     event.start_mark,
                     "mapping keys must be plain names",
                     "merge keys ('<<'), complex keys, anchors and tags on keys are not supported",
                 )
-            key = event.value
-            if key in first_seen:
-                (first_line, first_col), (line, col) = first_seen[key], key_loc
+            key, mark = event.value, event.start_mark
+            here = (*where, key)
+            if key in result:
+                first = self.doc._location(key_at, here)
+                line, col = mark.line + 1, mark.column + 1
                 self.doc.errors.append(
                     Diagnostic(
                         Location(self.doc.path, line, col),
-                        f"duplicate key '{key}' (first defined at line {first_line}"
-                        + (f", column {first_col})" if first_line == line else ")"),
+                        f"duplicate key '{key}' (first defined at line {first.line}"
+                        + (f", column {first.col})" if first.line == line else ")"),
                         "remove one of them; YAML would silently keep only the last",
                     )
                 )
-                self.value(next(self.events), (*where, key, "<duplicate>"), depth + 1)  # checked, then dropped
+                self.value(next(self.events), (*here, "<duplicate>"), depth + 1)  # checked, then dropped
                 continue
-            first_seen[key] = key_loc
-            self.doc.key_at[(*where, key)] = key_loc
-            result[key] = self.value(next(self.events), (*where, key), depth + 1)
+            key_at[here] = _packed(mark)
+            result[key] = self.value(next(self.events), here, depth + 1)
         return result
 
 
