@@ -583,6 +583,16 @@ def test_weights_are_read_on_demand_exactly_as_onnx_reads_them(name, tmp_path):
         assert _relative(model.forward(x, imported.weights), _onnxruntime(path, x)) <= 1e-5
 
 
+def test_a_file_of_countless_tiny_fields_is_refused_quickly(tmp_path, capsys, monkeypatch):
+    """The importer walks the model's top-level protobuf fields in Python; a hostile file of millions of
+    tiny fields is refused after MAX_WIRE_FIELDS of them (lowered here), not walked for minutes."""
+    path = tmp_path / "many.onnx"
+X
+    monkeypatch.setattr(importer, "MAX_WIRE_FIELDS", 500)
+    assert main(["analyze", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"{path}: error: more than 500 protobuf fields, which no model has"
+
+
 def test_a_truncated_file_is_not_an_onnx_model(tmp_path, capsys):
     path, _, _ = _fixture("branchy")
     cut = tmp_path / "cut.onnx"

@@ -37,6 +37,9 @@ from archspec.ops.base import tensor_key
 
 MAX_ONNX_BYTES = 2 << 30  # 2 GiB: protobuf's own limit for one message (VGG-19 with weights is 0.55 GiB)
 MAX_ONNX_NODES = 20_000  # as many as a spec may have after expanding blocks
+# Protobuf fields the importer walks itself (the model's, the graph's and each initializer's; see
+# _lean_model): DenseNet-121 has about 3,000, a model at MAX_ONNX_NODES with as many weights under 200,000.
+MAX_WIRE_FIELDS = 1_000_000
 MAX_NAMES_SHOWN = 5  # node names listed per unsupported op type
 
 
@@ -106,6 +109,8 @@ def read_model(path: str):
     try:
         lean, ranges = _lean_model(data)
         proto = onnx.ModelProto.FromString(lean)
+    except _TooManyFields:
+        raise UsageError(f"{path}: error: more than {MAX_WIRE_FIELDS:,} protobuf fields, which no model has") from None
     except Exception as exc:  # _Malformed, protobuf's DecodeError and friends
         raise UsageError(f"{path}: error: not an ONNX model ({type(exc).__name__})") from None
     if proto.graph is None or not proto.graph.node:
@@ -119,6 +124,10 @@ def read_model(path: str):
 
 class _Malformed(Exception):
     """Bytes that are not protobuf's wire format."""
+
+
+class _TooManyFields(Exception):
+    """More protobuf fields than MAX_WIRE_FIELDS."""
 
 
 # TensorProto's fields that hold values: float_data, int32_data, string_data, int64_data, raw_data,
@@ -140,10 +149,15 @@ def _varint(data, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data, start: int, end: int):
-    """(field number, wire type, start of its key, start of its value, end) of each field of one message."""
+def _fields(data, start: int, end: int, budget: list[int]):
+    """(field number, wire type, start of its key, start of its value, end) of each field of one message.
+    `budget` holds how many more fields may be walked: a hostile file of 2 GiB of tiny fields would
+    otherwise keep this Python loop busy for minutes (protobuf's own parser is C)."""
     pos = start
     while pos < end:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooManyFields
         key_start = pos
         key = data[pos]
         if key < 0x80:  # field numbers below 16: one byte
@@ -188,16 +202,16 @@ def _lean_model(data) -> tuple[bytes, list[tuple[int, int]]]:
     """The model's bytes with every initializer's values left out, and where each initializer lies in
     `data`. Only the model's and the graph's top-level fields and the initializers' fields are walked
     here; protobuf itself then parses the rest (nodes, inputs, attributes)."""
-    parts, ranges = [], []
-    for number, wire, key_start, start, after in _fields(data, 0, len(data)):
+    parts, ranges, budget = [], [], [MAX_WIRE_FIELDS]
+    for number, wire, key_start, start, after in _fields(data, 0, len(data), budget):
         if number != _MODEL_GRAPH or wire != 2:
             parts.append(data[key_start:after])
             continue
         graph, run_start = [], start  # runs of fields kept as they are, sliced once per run
-        for g_number, g_wire, g_key, g_start, g_after in _fields(data, start, after):
+        for g_number, g_wire, g_key, g_start, g_after in _fields(data, start, after, budget):
             if g_number == _GRAPH_INITIALIZER and g_wire == 2:
                 graph.append(data[run_start:g_key])
-                graph.append(_length_delimited(_GRAPH_INITIALIZER, _without_values(data, g_start, g_after)))
+                graph.append(_length_delimited(_GRAPH_INITIALIZER, _without_values(data, g_start, g_after, budget)))
                 ranges.append((g_start, g_after))
                 run_start = g_after
         graph.append(data[run_start:after])
@@ -205,10 +219,10 @@ def _lean_model(data) -> tuple[bytes, list[tuple[int, int]]]:
     return b"".join(parts), ranges
 
 
-def _without_values(data, start: int, end: int) -> bytes:
+def _without_values(data, start: int, end: int, budget: list[int]) -> bytes:
     """One TensorProto's bytes without its value fields (_TENSOR_DATA_FIELDS)."""
     kept, run_start = [], start
-    for number, _, key_start, _, after in _fields(data, start, end):
+    for number, _, key_start, _, after in _fields(data, start, end, budget):
         if number in _TENSOR_DATA_FIELDS:
             kept.append(data[run_start:key_start])
             run_start = after
