@@ -587,7 +587,7 @@ def test_a_file_of_countless_tiny_fields_is_refused_quickly(tmp_path, capsys, mo
     """The importer walks the model's top-level protobuf fields in Python; a hostile file of millions of
     tiny fields is refused after MAX_WIRE_FIELDS of them (lowered here), not walked for minutes."""
     path = tmp_path / "many.onnx"
-X
+    path.write_bytes(bytes([0xA0, 0x01, 0x00]) * 1000)  # 1,000 fields: key 0xA0 0x01 (field 20, a varint), value 0
     monkeypatch.setattr(importer, "MAX_WIRE_FIELDS", 500)
     assert main(["analyze", str(path)]) == 2
     assert capsys.readouterr().err.strip() == f"{path}: error: more than 500 protobuf fields, which no model has"
