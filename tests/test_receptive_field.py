@@ -117,6 +117,24 @@ def test_global_pooling_sees_the_whole_input(write_spec):
     assert not check_receptive_fields(model.graph, model.analyze()).mismatches
 
 
+def test_a_gate_does_not_make_a_thin_probe_look_valid(write_spec):
+    """Found by the random-graph property test: a 1x1 conv with padding 1, gated by its own pooled
+    sigmoid, then a 1x1 stride-2 conv. On a probe cut to 1 px across, the stride-2 conv reads only the
+    padding columns (0 and 2 of 3), so locally it sees nothing there; only the gate's global context
+    reaches it. The thin probe must be chosen by the local field, which the gates-off probe measures."""
+    nodes = [
+        {"name": "c", "op": "conv2d", "out_channels": 1, "kernel": 1, "padding": 1, "bias": False},
+        {"name": "p", "op": "adaptive_avg_pool2d", "output_size": 1},
+        {"name": "g", "op": "sigmoid"},
+        {"name": "m", "op": "mul", "inputs": ["c", "g"]},
+        {"name": "s", "op": "conv2d", "out_channels": 1, "kernel": 1, "stride": 2},
+    ]
+    model, layers = _analyze(write_spec, nodes, size=12)
+    # s unit u reads m (= c) at 2u, and c at j reads input pixel j - 1: unit 1 sees pixel 1.
+    assert layers["s"].receptive_field.span(0, 1) == (1, 1)
+    assert not check_receptive_fields(model.graph, model.analyze()).mismatches
+
+
 @pytest.mark.parametrize(
     ("spec", "layer", "size", "stride"),
     [

@@ -144,7 +144,9 @@ def _thin_size(graph: Graph, nodes: list[str], axis: int, length: int, actual: t
             shapes = graph.infer_shapes(tuple(shape), nodes)
         except SpecError:  # too small for some node: try a larger extent
             continue
-        across = exact_spans(graph, shapes, 1 - axis, nodes)
+        # Locally (gates fed zeros, as the probes measure the local field): a gate's global context
+        # must not count as seeing the thin axis when the node's own window lies in the padding.
+        across = exact_spans(graph, shapes, 1 - axis, nodes, context=False)
         if all((across[n][:, 0] != EMPTY).any() for n in nodes):  # every node sees the thin axis
             return tuple(shape)
     return None
