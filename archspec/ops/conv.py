@@ -109,28 +109,53 @@ class Conv2d(Plain, OpBase):
         )
 
     # ---- kernel: im2col in row blocks (one slice copy per tap), one batched matrix product per block ----
+    absorbs_affine: ClassVar[bool] = True
+
+    def channel_affine(self, w, channels):
+        return None  # it mixes channels
+
     def forward(self, xs, w: Weights, mm: MatMul):
+        return self._forward(xs, w, mm, None)
+
+    def forward_affine(self, xs, w: Weights, mm: MatMul, affine):
+        scale_shift = affine(self.out_channels)
+        return None if scale_shift is None else self._forward(xs, w, mm, scale_shift)
+
+    def _forward(self, xs, w: Weights, mm: MatMul, affine):
+        """The convolution, followed by y * scale + shift per output channel when `affine` is given: the
+        scale goes into the (copied) weights when they are smaller than the output, else onto the output
+        in place; the shift joins the bias. Either way no extra pass of a separate batch-norm kernel."""
         x = xs[0]
         n, c, _, _ = x.shape
         g, kh, kw = self.groups, *pair(self.kernel)
         stride, dilation = pair(self.stride), pair(self.dilation)
         weight = w.param("weight", (self.out_channels, c // g, kh, kw))
+        bias = w.param("bias", (self.out_channels,)) if self.bias else None
         padded = pad_input(x, pair(self.padding))
         extent = [dilation[a] * ((kh, kw)[a] - 1) + 1 for a in range(2)]
         if padded.shape[2] < extent[0] or padded.shape[3] < extent[1]:
             raise ValueError(f"window {extent} does not fit in padded input {padded.shape[2:]}")
         ho, wo = ((padded.shape[2 + a] - extent[a]) // stride[a] + 1 for a in range(2))
+        scale_out = None  # a per-channel scale still to apply to the output
+        if affine is not None:
+            scale, shift = (np.asarray(a, dtype=weight.dtype) for a in affine)
+            bias = shift if bias is None else bias * scale + shift
+            if c == g or weight.size <= n * self.out_channels * ho * wo:  # scaling the smaller of the two
+                weight = weight * scale.reshape(-1, 1, 1, 1)
+            else:
+                scale_out = scale
         depth = (c // g) * kh * kw
-        # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
-        kernel = weight.reshape(g, self.out_channels // g, depth)
-        bias = w.param("bias", (self.out_channels,)).reshape(g, -1, 1) if self.bias else None
         if c == g:  # depthwise (each output channel reads one input channel): no matrix product to batch
             return self._depthwise(padded, weight, bias, (ho, wo), stride, dilation, mm)
+        # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
+        kernel = weight.reshape(g, self.out_channels // g, depth)
+        bias = None if bias is None else bias.reshape(g, -1, 1)
+        if scale_out is not None:
+            scale_out = scale_out.reshape(g, -1, 1)
         if (kh, kw) == (1, 1) and stride == (1, 1):
             # A 1x1 stride-1 conv's im2col matrix is the (padded) input itself: no copy at all.
             out = mm(kernel, padded.reshape(n, g, depth, ho * wo))  # (N, G, O/G, Ho*Wo)
-            if bias is not None:
-                out += bias
+            _epilogue(out, scale_out, bias)
             return out.reshape(n, self.out_channels, ho, wo)
         out = np.empty((n, g, self.out_channels // g, ho * wo), dtype=np.result_type(x, weight))
         # Output rows in blocks, so the im2col matrix in memory is at most ~COLUMN_BLOCK_BYTES at a time.
@@ -140,10 +165,12 @@ class Conv2d(Plain, OpBase):
             bottom = min(ho, top + block)
             # (N, C, kh, kw, rows, Wo) -> (N, G, C/G*kh*kw, rows*Wo): the im2col matrix, a free reshape.
             cols = window_columns(padded, (kh, kw), stride, dilation, wo, (top, bottom), buffer)
-            part = mm(kernel, cols.reshape(n, g, depth, (bottom - top) * wo))  # (N, G, O/G, rows*Wo)
-            if bias is not None:
-                part += bias
-            out[..., top * wo : bottom * wo] = part
+            part = out[..., top * wo : bottom * wo]
+            if bottom - top == ho:  # one block: the product goes straight into the output
+                mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
+            else:
+                part[...] = mm(kernel, cols.reshape(n, g, depth, (bottom - top) * wo))  # (N, G, O/G, rows*Wo)
+            _epilogue(part, scale_out, bias)
         return out.reshape(n, self.out_channels, ho, wo)
 
     def to_onnx(self, g, xs, in_shapes):
@@ -162,12 +189,13 @@ class Conv2d(Plain, OpBase):
     def _depthwise(self, padded, weight, bias, size, stride, dilation, mm: MatMul):
         """groups == input channels (MobileNet, EfficientNet): out[:, o] = sum over kernel taps of the
         input channel o // m (m = out/in channels), shifted by the tap, times weight[o, 0, tap].
-        One vectorized multiply-accumulate per tap over all channels, not one tiny product per group."""
+        One vectorized multiply-accumulate per tap over all channels, not one tiny product per group;
+        the first tap writes the output (no zero fill)."""
         n, c = padded.shape[:2]
         (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
         kh, kw = weight.shape[2:]
         source = padded if self.out_channels == c else np.repeat(padded, self.out_channels // c, axis=1)
-        out = np.zeros((n, self.out_channels, ho, wo), dtype=np.result_type(padded, weight))
+        out = np.empty((n, self.out_channels, ho, wo), dtype=np.result_type(padded, weight))
         scratch = np.empty_like(out)
         taps = weight.reshape(1, self.out_channels, kh, kw)
         for i in range(kh):
@@ -175,10 +203,22 @@ class Conv2d(Plain, OpBase):
                 shifted = source[
                     :, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw
                 ]
-                mm.multiply_accumulate(out, shifted, taps[:, :, i : i + 1, j : j + 1], scratch)
+                tap = taps[:, :, i : i + 1, j : j + 1]
+                if i == j == 0:
+                    mm.multiply(out, shifted, tap)
+                else:
+                    mm.multiply_accumulate(out, shifted, tap, scratch)
         if bias is not None:
             out += bias.reshape(1, self.out_channels, 1, 1)
         return out
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None}), 1
+
+
+def _epilogue(out: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | None) -> None:
+    """out = out * scale + bias in place, each broadcast over the last axis (positions)."""
+    if scale is not None:
+        out *= scale
+    if bias is not None:
+        out += bias

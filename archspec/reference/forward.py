@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -130,6 +131,7 @@ def run(
     on_output: Callable[[str, np.ndarray, Weights, MatMul], None] | None = None,
     on_live: Callable[[str, int], None] | None = None,
     dropped: Mapping[str, tuple[int, ...]] | None = None,
+    fuse: bool = False,
 ) -> dict[str, np.ndarray]:
     """Run `nodes` (default: all, in order) on input x (N, C, H, W).
 
@@ -138,12 +140,18 @@ def run(
     bytes of all distinct buffers alive just after each node ran (views count once). A node in
     `dropped` (a stochastic-depth branch skipped at training time, mapped to its output shape) reads
     nothing and yields zeros.
+    With `fuse` (the inference fast path, `Model.forward`; never for measurement), a per-channel affine
+    (a batch norm) whose input is read by nothing else is applied by the kernel that produces that input
+    (`absorbs_affine`), and the affine node passes the result on: the output is the same (to float32
+    round-off), but the kernels' Weights/MatMul records are not what `measure` needs.
     Returns the kept tensors (by default the graph outputs).
     """
     order = list(graph.order if nodes is None else nodes)
     keep = keep or (lambda n: n in graph.outputs or n in graph.train_outputs)
     dropped = dropped or {}
     last = last_readers(graph, order, set(dropped))
+    absorbers = _absorbers(graph, order, keep, dropped) if fuse else {}
+    absorbed: set[str] = set()  # affine nodes already applied by their producer's kernel
     grouped = group_weights(weights, graph)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
     caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
@@ -156,8 +164,18 @@ def run(
         if name in dropped:
             # The branch is skipped and yields zeros of the node's shape (not every reader broadcasts).
             out = np.zeros((len(x), *dropped[name]), dtype=DTYPE)
+        elif name in absorbed:
+            out = tensors[op.inputs[0]]
         elif op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
             out = op.forward_in_place(tensors[op.inputs[0]])
+        elif name in absorbers:
+            follower = absorbers[name]
+            affine = partial(graph.op(follower).channel_affine, Weights(grouped.get(follower, {}), follower))
+            out = op.forward_affine([tensors[i] for i in op.inputs], w, mm, affine)
+            if out is None:  # the follower is no per-channel affine: each runs its own kernel
+                out = op.forward([tensors[i] for i in op.inputs], w, mm)
+            else:
+                absorbed.add(follower)
         else:
             out = op.forward([tensors[i] for i in op.inputs], w, mm)
         tensors[name] = out
@@ -171,6 +189,29 @@ def run(
             if last.get(i) == name:
                 tensors.pop(i, None)
     return kept
+
+
+def _absorbers(graph: Graph, order: list[str], keep: Callable[[str], bool], dropped: Collection[str]) -> dict[str, str]:
+    """{producer: follower} where the producer's kernel may apply the follower if the follower is a
+    per-channel affine: the follower has that one input, the producer can absorb an affine
+    (`absorbs_affine`), nothing else reads the producer's output and it is not kept."""
+    readers = graph.readers
+    running = set(order)
+    pairs: dict[str, str] = {}
+    for name in order:
+        inputs = graph.op(name).inputs
+        if len(inputs) != 1 or name in dropped:
+            continue
+        source = inputs[0]
+        if (
+            source in running
+            and source not in dropped
+            and not keep(source)
+            and readers[source] == (name,)
+            and graph.op(source).absorbs_affine
+        ):
+            pairs[source] = name
+    return pairs
 
 
 def _may_overwrite(inputs, name, last, keep, tensors, kept, caller_input) -> bool:
