@@ -131,11 +131,12 @@ class Conv2d(Plain, OpBase):
         stride, dilation = pair(self.stride), pair(self.dilation)
         weight = w.param("weight", (self.out_channels, c // g, kh, kw))
         bias = w.param("bias", (self.out_channels,)) if self.bias else None
-        padded = pad_input(x, pair(self.padding))
+        padding = pair(self.padding)
+        padded_size = [x.shape[2 + a] + 2 * padding[a] for a in range(2)]
         extent = [dilation[a] * ((kh, kw)[a] - 1) + 1 for a in range(2)]
-        if padded.shape[2] < extent[0] or padded.shape[3] < extent[1]:
-            raise ValueError(f"window {extent} does not fit in padded input {padded.shape[2:]}")
-        ho, wo = ((padded.shape[2 + a] - extent[a]) // stride[a] + 1 for a in range(2))
+        if padded_size[0] < extent[0] or padded_size[1] < extent[1]:
+            raise ValueError(f"window {extent} does not fit in padded input {tuple(padded_size)}")
+        ho, wo = ((padded_size[a] - extent[a]) // stride[a] + 1 for a in range(2))
         scale_out = None  # a per-channel scale still to apply to the output
         if affine is not None:
             scale, shift = (np.asarray(a, dtype=weight.dtype) for a in affine)
@@ -146,7 +147,14 @@ class Conv2d(Plain, OpBase):
                 scale_out = scale
         depth = (c // g) * kh * kw
         if c == g:  # depthwise (each output channel reads one input channel): no matrix product to batch
-            return self._depthwise(padded, weight, bias, (ho, wo), stride, dilation, mm)
+            return self._depthwise(x, weight, bias, (ho, wo), stride, dilation, mm)
+        if (kh, kw) == (1, 1) and stride == (1, 1) and g == 1 and not any(padding) and _channels_last(x):
+            # A pointwise conv on a channels-last map (after a depthwise conv): (N, H*W, C) is a free view,
+            # so the product (H*W, C) @ (C, O) needs no copy and leaves its output channels-last too.
+            out = mm(x.transpose(0, 2, 3, 1).reshape(n, ho * wo, c), weight.reshape(self.out_channels, c).T)
+            _epilogue(out, scale_out, bias)
+            return out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+        padded = pad_input(x, padding)
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
         kernel = weight.reshape(g, self.out_channels // g, depth)
         bias = None if bias is None else bias.reshape(g, -1, 1)
@@ -186,34 +194,48 @@ class Conv2d(Plain, OpBase):
             group=self.groups,
         )
 
-    def _depthwise(self, padded, weight, bias, size, stride, dilation, mm: MatMul):
+    def _depthwise(self, x, weight, bias, size, stride, dilation, mm: MatMul):
         """groups == input channels (MobileNet, EfficientNet): out[:, o] = sum over kernel taps of the
         input channel o // m (m = out/in channels), shifted by the tap, times weight[o, 0, tap].
-        One vectorized multiply-accumulate per tap over all channels, not one tiny product per group;
-        the first tap writes the output (no zero fill)."""
-        n, c = padded.shape[:2]
+
+        One vectorized multiply-accumulate per tap over all channels and positions, not one tiny product
+        per group, computed channels-last: the padded input is (N, H, W, C), so each tap's shifted
+        window has long contiguous rows of W x C values (channel-first rows are only W long, 7 values
+        deep in a network), and the tap's weights are laid out as one (Wo, C) row that broadcasts along
+        them. The first tap writes the output (no zero fill). The result is returned as an (N, C, H, W)
+        view of the channels-last array; the next pointwise conv reads it without a copy."""
+        n, c, h, w = x.shape
         (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
-        kh, kw = weight.shape[2:]
-        source = padded if self.out_channels == c else np.repeat(padded, self.out_channels // c, axis=1)
-        out = np.empty((n, self.out_channels, ho, wo), dtype=np.result_type(padded, weight))
+        (ph, pw), (kh, kw) = pair(self.padding), weight.shape[2:]
+        hp, wp = h + 2 * ph, w + 2 * pw
+        padded = np.empty((n, hp, wp, c), dtype=x.dtype)  # only the border is zeroed: the rest is copied over
+        padded[:, :ph], padded[:, ph + h :], padded[:, :, :pw], padded[:, :, pw + w :] = 0, 0, 0, 0
+        padded[:, ph : ph + h, pw : pw + w] = x.transpose(0, 2, 3, 1)
+        m = self.out_channels // c
+        source = padded if m == 1 else np.repeat(padded, m, axis=3)  # output channel o reads input o // m
+        out = np.empty((n, ho, wo, self.out_channels), dtype=np.result_type(x, weight))
         scratch = np.empty_like(out)
-        taps = weight.reshape(1, self.out_channels, kh, kw)
+        # rows[t] is (Wo, O): tap t's weights repeated along the output row, contiguous like the windows.
+        taps = weight.reshape(self.out_channels, kh * kw).T
+        rows = np.ascontiguousarray(np.broadcast_to(taps[:, None, :], (kh * kw, wo, self.out_channels)))
         for i in range(kh):
             for j in range(kw):
-                shifted = source[
-                    :, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw
-                ]
-                tap = taps[:, :, i : i + 1, j : j + 1]
+                shifted = source[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
                 if i == j == 0:
-                    mm.multiply(out, shifted, tap)
+                    mm.multiply(out, shifted, rows[0])
                 else:
-                    mm.multiply_accumulate(out, shifted, tap, scratch)
+                    mm.multiply_accumulate(out, shifted, rows[i * kw + j], scratch)
         if bias is not None:
-            out += bias.reshape(1, self.out_channels, 1, 1)
-        return out
+            out += bias
+        return out.transpose(0, 3, 1, 2)
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None}), 1
+
+
+def _channels_last(x: np.ndarray) -> bool:
+    """x (N, C, H, W) is laid out (N, H, W, C) in memory, as the depthwise kernel leaves its output."""
+    return x.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 def _epilogue(out: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | None) -> None:
