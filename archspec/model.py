@@ -75,7 +75,8 @@ class Model:
             ) from None
         analysis = self.analyze(tuple(x.shape[1:]), batch=x.shape[0])
         reference.guard_memory(reference.forward_memory_bytes(analysis), "this forward pass")
-        outputs = reference.run(self.graph, x, weights, keep=lambda n: n == self.graph.outputs[0], fuse=True)
+        with reference.shared_blas():
+            outputs = reference.run(self.graph, x, weights, keep=lambda n: n == self.graph.outputs[0], fuse=True)
         return outputs[self.graph.outputs[0]]
 
 

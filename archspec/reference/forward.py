@@ -7,7 +7,8 @@ tensors the kernels read, MACs from the operands of the matrix products they exe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -17,6 +18,7 @@ from archspec.errors import ResourceError, WeightsError
 from archspec.graph import INPUT, Graph, last_readers
 from archspec.ops import MatMul, Weights
 from archspec.ops.base import tensor_key
+from archspec.ops.parallel import sharing
 
 DTYPE = np.float32
 ITEM_BYTES = np.dtype(DTYPE).itemsize  # every array of the forward pass is float32
@@ -189,6 +191,30 @@ def run(
             if last.get(i) == name:
                 tensors.pop(i, None)
     return kept
+
+
+_BLAS: list = []  # the threadpoolctl controller of NumPy's BLAS, made once (it scans the loaded libraries)
+
+
+@contextmanager
+def shared_blas() -> Iterator[None]:
+    """For the inference fast path: BLAS limited to one thread, and large products shared out by
+    `archspec.ops.parallel` over as many threads as BLAS had (see that module for why). Without
+    threadpoolctl, or with one BLAS thread, BLAS is left as it is."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        yield
+        return
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController().select(user_api="blas"))
+    blas = _BLAS[0]
+    threads = max((lib.num_threads for lib in blas.lib_controllers), default=1)
+    if threads <= 1:
+        yield
+        return
+    with blas.limit(limits=1), sharing(threads):
+        yield
 
 
 def _absorbers(graph: Graph, order: list[str], keep: Callable[[str], bool], dropped: Collection[str]) -> dict[str, str]:

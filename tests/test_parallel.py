@@ -1,0 +1,60 @@
+"""Work sharing (archspec/ops/parallel.py): a shared product is the same product, counted once."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from archspec.ops import MatMul
+from archspec.ops.parallel import run_shared, shared_threads, sharing
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "b_shape"),
+    [
+        ((300, 200), (200, 400)),  # split along the columns (N > M)
+        ((500, 300), (300, 70)),  # split along the rows (M > N)
+        ((2, 64, 150), (3, 2, 150, 1200)),  # batch dimensions broadcast (conv: groups, images)
+    ],
+)
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_shared_product_equals_the_plain_one(a_shape, b_shape, threads):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=a_shape).astype(np.float32), rng.normal(size=b_shape).astype(np.float32)
+    plain, shared = MatMul(), MatMul()
+    want = plain(a, b)
+    with sharing(threads):
+        assert shared_threads() == threads
+        got = shared(a, b)
+        into = np.empty_like(want)
+        assert shared(a, b, out=into) is into
+    assert shared_threads() == 1
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(into, want, rtol=1e-5, atol=1e-4)
+    # M x K x N per batch element (hand arithmetic: the broadcast batch of the operands), counted once per call
+    m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
+    batch = int(np.prod(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])))
+    assert plain.macs == batch * m * k * n and shared.macs == 2 * plain.macs
+
+
+def test_every_part_runs_once_and_errors_reach_the_caller():
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def part(i):
+        def run():
+            with lock:
+                seen.append(i)
+
+        return run
+
+    run_shared([part(i) for i in range(5)])
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+
+    def fail():
+        raise ValueError("part failed")
+
+    with pytest.raises(ValueError, match="part failed"):
+        run_shared([part(9), fail])
