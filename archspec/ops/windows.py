@@ -11,8 +11,16 @@ conv's im2col matrix (C*kh*kw, Ho*Wo) is a free reshape of it, and a reduction o
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from archspec.ops.parallel import run_shared, shared_threads
+
+# An im2col matrix of at least this many elements is filled by the threads of `parallel.sharing`
+# (a few hundred microseconds of copying: more than handing work to another thread costs).
+SHARED_COPY_ELEMENTS = 1 << 18
 
 
 def pad_input(
@@ -54,12 +62,16 @@ def window_columns(
     size = n * c * kh * kw * count * out_width
     cols = np.empty(shape, dtype=padded.dtype) if buffer is None else buffer[:size].reshape(shape)
 
-    for i in range(kh):
-        top = start * sh + i * dh
-        for j in range(kw):
-            left = j * dw
+    def copy(taps):
+        for i, j in taps:
+            top, left = start * sh + i * dh, j * dw
             rows_ij = slice(top, top + sh * (count - 1) + 1, sh)
             cols[:, :, i, j] = padded[:, :, rows_ij, left : left + sw * (out_width - 1) + 1 : sw]
+
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    # Inside `parallel.sharing` a large im2col matrix is filled by several threads, a share of the taps each.
+    parts = min(shared_threads(), len(taps)) if size >= SHARED_COPY_ELEMENTS else 1
+    run_shared([partial(copy, taps[p::parts]) for p in range(parts)])
     return cols
 
 
