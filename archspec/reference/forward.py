@@ -77,9 +77,21 @@ def init_weights(graph: Graph, shapes: dict[str, tuple], seed: int = 0) -> dict[
     }
 
 
-def check_weights(graph: Graph, shapes: dict[str, tuple], weights: dict[str, np.ndarray], source: str) -> None:
-    """Report missing, extra and mis-shaped tensors by name (all of them, not just the first)."""
-    expected = {key: shape for key, (_, _, shape) in expected_tensors(graph, shapes).items()}
+def expected_shapes(graph: Graph, shapes: dict[str, tuple]) -> dict[str, tuple]:
+    """Every tensor the graph needs: key -> shape."""
+    return {key: shape for key, (_, _, shape) in expected_tensors(graph, shapes).items()}
+
+
+def check_weights(
+    graph: Graph,
+    shapes: dict[str, tuple],
+    weights: dict[str, np.ndarray],
+    source: str,
+    expected: dict[str, tuple] | None = None,
+) -> None:
+    """Report missing, extra and mis-shaped tensors by name (all of them, not just the first).
+    `expected`: `expected_shapes(graph, shapes)`, when the caller already has it."""
+    expected = expected_shapes(graph, shapes) if expected is None else expected
     problems = []
     for key in expected:
         if key not in weights:
