@@ -58,3 +58,26 @@ def test_every_part_runs_once_and_errors_reach_the_caller():
 
     with pytest.raises(ValueError, match="part failed"):
         run_shared([part(9), fail])
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"out_channels": 64, "kernel": 3, "padding": 1},  # im2col filled and multiplied in shares
+        {"out_channels": 64, "kernel": 3, "padding": 1, "groups": 64},  # depthwise: bands of output rows
+        {"out_channels": 128, "kernel": 5, "stride": 2, "padding": 2, "groups": 64},  # depthwise, multiplier 2
+    ],
+)
+def test_a_shared_convolution_equals_the_plain_one(fields):
+    from archspec.ops import REGISTRY, Weights
+
+    op = REGISTRY["conv2d"](name="c", op="conv2d", **fields)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 64, 72, 72)).astype(np.float32)
+    tensors = {key: rng.normal(size=shape).astype(np.float32) for key, shape in op.param_shapes([x.shape[1:]]).items()}
+    plain, shared = MatMul(), MatMul()
+    want = op.forward([x], Weights(tensors, "c"), plain)
+    with sharing(2):
+        got = op.forward([x], Weights(tensors, "c"), shared)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    assert shared.macs == plain.macs == op.macs([x.shape[1:]], got.shape[1:])
