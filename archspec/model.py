@@ -74,7 +74,7 @@ class Model:
                 )
             ) from None
         reference.guard_memory(self._forward_bytes(image, x.shape[0]), "this forward pass")
-        with reference.shared_blas():
+        with reference.inference():
             outputs = reference.run(self.graph, x, weights, keep=lambda n: n == self.graph.outputs[0], fuse=True)
         return outputs[self.graph.outputs[0]]
 

@@ -81,3 +81,33 @@ def test_a_shared_convolution_equals_the_plain_one(fields):
         got = op.forward([x], Weights(tensors, "c"), shared)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     assert shared.macs == plain.macs == op.macs([x.shape[1:]], got.shape[1:])
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"out_channels": 4, "kernel": 3, "padding": 1},  # DenseNet's 3x3: fewer outputs than inputs
+        {"out_channels": 4, "kernel": [3, 2], "padding": [2, 0], "dilation": [2, 1], "bias": False},
+        {"out_channels": 2, "kernel": 3, "groups": 2},  # no padding, two groups
+    ],
+)
+def test_the_fast_path_convolution_matches_the_definition(fields):
+    """Inside parallel.fast() a stride-1 conv with fewer output than input channels sums one product
+    per tap over padded rows; its output must still be the convolution (naive loops)."""
+    import naive
+
+    from archspec.ops import REGISTRY, Weights
+    from archspec.ops.base import pair
+    from archspec.ops.parallel import fast
+
+    op = REGISTRY["conv2d"](name="c", op="conv2d", **fields)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 6, 7, 5)).astype(np.float32)
+    tensors = {key: rng.normal(size=shape).astype(np.float32) for key, shape in op.param_shapes([x.shape[1:]]).items()}
+    with fast():
+        got = op.forward([x], Weights(tensors, "c"), MatMul())
+    want = naive.conv2d(
+        x, tensors["weight"], tensors.get("bias"), (1, 1), pair(op.padding), pair(op.dilation), op.groups
+    )
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -24,7 +24,7 @@ from archspec.ops.base import (
     window_output_size,
 )
 from archspec.ops.explain import dot, num, window_size_lines
-from archspec.ops.parallel import run_shared, shared_threads
+from archspec.ops.parallel import fast_path, run_shared, shared_threads
 from archspec.ops.windows import pad_input, window_columns
 
 # Upper bound on one row block of the im2col matrix (see Conv2d.forward): small enough that a big
@@ -158,6 +158,8 @@ class Conv2d(Plain, OpBase):
             out = mm(x.transpose(0, 2, 3, 1).reshape(n, ho * wo, c), weight.reshape(self.out_channels, c).T)
             _epilogue(out, scale_out, bias)
             return out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+        if stride == (1, 1) and (kh, kw) != (1, 1) and self.out_channels < c and fast_path():
+            return self._tap_sum(x, weight, bias, scale_out, (ho, wo), mm)
         padded = pad_input(x, padding)
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
         kernel = weight.reshape(g, self.out_channels // g, depth)
@@ -197,6 +199,40 @@ class Conv2d(Plain, OpBase):
             dilations=list(pair(self.dilation)),
             group=self.groups,
         )
+
+    def _tap_sum(self, x, weight, bias, scale_out, size, mm: MatMul):
+        """A stride-1 convolution with fewer output than input channels (DenseNet's 128 -> 32), on the
+        inference path only: one product per kernel tap, summed, instead of an im2col matrix kh*kw times
+        the input's size. The trick is to compute every output row over the padded width: then the
+        input that tap (i, j) sees is one contiguous run of the flattened padded map, starting at
+        i * Wp + j, which BLAS reads in place (rows C apart), so nothing is copied. The columns past
+        each output row's end are computed and dropped (they are why measurement, which counts every
+        product, never takes this path). Summing costs one pass over the small output per tap."""
+        n, c = x.shape[:2]
+        g, o = self.groups, self.out_channels
+        (ho, wo), (dh, dw) = size, pair(self.dilation)
+        kh, kw = weight.shape[2:]
+        # One spare row at the bottom: the last tap's run ends (kw - 1) * dw cells past the padded map.
+        padded = np.ascontiguousarray(pad_input(x, pair(self.padding), extra=(1, 0)))
+        wp = padded.shape[3]
+        flat = padded.reshape(n, g, c // g, -1)
+        length = ho * wp
+        taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh, kw, g, o // g, c // g)
+        acc = np.empty((n, g, o // g, length), dtype=np.result_type(x, weight))
+        term = np.empty_like(acc)
+        for i in range(kh):
+            for j in range(kw):
+                start = i * dh * wp + j * dw
+                mm(taps[i, j], flat[..., start : start + length], out=term if i or j else acc)
+                if i or j:
+                    acc += term
+        out = np.ascontiguousarray(acc.reshape(n, o, ho, wp)[..., :wo])
+        _epilogue(
+            out,
+            None if scale_out is None else scale_out.reshape(-1, 1, 1),
+            None if bias is None else bias.reshape(-1, 1, 1),
+        )
+        return out
 
     def _depthwise(self, x, weight, bias, size, stride, dilation, mm: MatMul):
         """groups == input channels (MobileNet, EfficientNet): out[:, o] = sum over kernel taps of the

@@ -28,6 +28,25 @@ MIN_SHARED_MACS = 10_000_000
 _threads: contextvars.ContextVar[int] = contextvars.ContextVar("archspec_shared_threads", default=1)
 
 
+_fast: contextvars.ContextVar[bool] = contextvars.ContextVar("archspec_fast_path", default=False)
+
+
+def fast_path() -> bool:
+    """True inside `fast()`: the inference path (Model.forward), where nothing reads the kernels'
+    Weights/MatMul records, so a kernel may take a method whose products differ from the ones
+    measurement counts (a convolution over padded rows, for instance). False for measurement."""
+    return _fast.get()
+
+
+@contextmanager
+def fast() -> Iterator[None]:
+    token = _fast.set(True)
+    try:
+        yield
+    finally:
+        _fast.reset(token)
+
+
 def shared_threads() -> int:
     """How many threads (the caller's included) may work on one product now; 1 outside `sharing`."""
     return _threads.get()
