@@ -111,3 +111,38 @@ def test_the_fast_path_convolution_matches_the_definition(fields):
     )
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fields", [{"op": "relu"}, {"op": "relu6"}, {"op": "silu"}, {"op": "sigmoid"}])
+def test_shared_activations_equal_the_plain_ones(fields):
+    from archspec.ops import REGISTRY, Weights
+
+    op = REGISTRY[fields["op"]](name="a", **fields)
+    x = np.random.default_rng(3).normal(scale=4, size=(1, 40, 70, 60)).astype(np.float32)
+    want = op.forward([x], Weights({}, "a"), MatMul())
+    with sharing(2):
+        got = op.forward([x], Weights({}, "a"), MatMul())
+        if op.in_place:
+            y = x.copy()
+            assert op.forward_in_place(y) is y
+            np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_shared_batch_norm_and_add_equal_the_plain_ones():
+    from archspec.ops import REGISTRY, Weights
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(2, 2, 40, 70, 60)).astype(np.float32)
+    gate = rng.normal(size=(2, 40, 1, 1)).astype(np.float32)
+    tensors = {
+        key: rng.uniform(0.5, 1.5, size=40).astype(np.float32)
+        for key in ("weight", "bias", "running_mean", "running_var")
+    }
+    bn = REGISTRY["batch_norm"](name="bn", op="batch_norm")
+    add = REGISTRY["add"](name="s", op="add", inputs=["a", "b", "c"])
+    want = bn.forward([x], Weights(tensors, "bn"), MatMul()), add.forward([x, y, gate], Weights({}, "s"), MatMul())
+    with sharing(2):
+        got = bn.forward([x], Weights(tensors, "bn"), MatMul()), add.forward([x, y, gate], Weights({}, "s"), MatMul())
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)

@@ -16,6 +16,8 @@ every other caller run exactly as before.
 from __future__ import annotations
 
 import contextvars
+import itertools
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -123,6 +125,21 @@ def run_shared(runs: list[Callable[[], object]]) -> None:
         runs[0]()
     else:
         _POOL.run_all(runs)
+
+
+# An element-wise kernel's output of at least this many elements is cut into bands (see `bands`).
+SHARED_ELEMENTS = 1 << 17
+
+
+def bands(shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
+    """Index tuples cutting an (N, C, H, W) array into one band of rows (axis 2) per sharing thread,
+    whatever its memory layout; a single band covering everything outside `sharing`, for small or flat
+    arrays. Element-wise kernels run one band per thread: `run_shared([... for band in bands(shape)])`."""
+    threads = shared_threads()
+    if threads == 1 or len(shape) != 4 or shape[2] < threads or math.prod(shape) < SHARED_ELEMENTS:
+        return [(...,)]
+    cut = [shape[2] * i // threads for i in range(threads + 1)]
+    return [(slice(None), slice(None), slice(lo, hi)) for lo, hi in itertools.pairwise(cut)]
 
 
 @contextmanager
