@@ -118,7 +118,9 @@ def test_shared_activations_equal_the_plain_ones(fields):
     from archspec.ops import REGISTRY, Weights
 
     op = REGISTRY[fields["op"]](name="a", **fields)
-    x = np.random.default_rng(3).normal(scale=4, size=(1, 40, 70, 60)).astype(np.float32)
+    x = (
+        np.random.default_rng(3).normal(scale=4, size=(1, 40, 120, 120)).astype(np.float32)
+    )  # above SHARED_ELEMENTS: banded
     want = op.forward([x], Weights({}, "a"), MatMul())
     with sharing(2):
         got = op.forward([x], Weights({}, "a"), MatMul())
@@ -133,7 +135,7 @@ def test_shared_batch_norm_and_add_equal_the_plain_ones():
     from archspec.ops import REGISTRY, Weights
 
     rng = np.random.default_rng(4)
-    x, y = rng.normal(size=(2, 2, 40, 70, 60)).astype(np.float32)
+    x, y = rng.normal(size=(2, 2, 40, 120, 120)).astype(np.float32)  # above SHARED_ELEMENTS: banded
     gate = rng.normal(size=(2, 40, 1, 1)).astype(np.float32)
     tensors = {
         key: rng.uniform(0.5, 1.5, size=40).astype(np.float32)
@@ -146,3 +148,15 @@ def test_shared_batch_norm_and_add_equal_the_plain_ones():
         got = bn.forward([x], Weights(tensors, "bn"), MatMul()), add.forward([x, y, gate], Weights({}, "s"), MatMul())
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
+
+
+def test_bands_cover_the_rows_once():
+    from archspec.ops.parallel import SHARED_ELEMENTS, bands
+
+    shape = (1, 8, 101, SHARED_ELEMENTS // 800 + 1)
+    assert bands(shape) == [(...,)]  # outside `sharing`: one band, everything
+    with sharing(3):
+        parts = bands(shape)
+        assert bands((1, 8, 2, 2)) == [(...,)]  # too small to share
+    rows = [r for *_, band in parts for r in range(101)[band]]
+    assert len(parts) == 3 and rows == list(range(101))

@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # Products below this many multiply-accumulates run whole: handing a part to another thread costs
-# tens of microseconds, about what 1e7 MACs take on one core.
-MIN_SHARED_MACS = 10_000_000
+# tens of microseconds of CPU and, on a busy machine, the risk of waiting for a helper that lost its
+# core; 2e7 MACs take about 0.2 ms on one core.
+MIN_SHARED_MACS = 20_000_000
 
 _threads: contextvars.ContextVar[int] = contextvars.ContextVar("archspec_shared_threads", default=1)
 
@@ -127,8 +128,9 @@ def run_shared(runs: list[Callable[[], object]]) -> None:
         _POOL.run_all(runs)
 
 
-# An element-wise kernel's output of at least this many elements is cut into bands (see `bands`).
-SHARED_ELEMENTS = 1 << 17
+# An element-wise kernel's output of at least this many elements (2 MiB of float32, about 0.3 ms of
+# memory traffic per pass) is cut into bands (see `bands`); smaller ones are not worth a hand-off.
+SHARED_ELEMENTS = 1 << 19
 
 
 def bands(shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
