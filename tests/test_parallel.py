@@ -160,3 +160,24 @@ def test_bands_cover_the_rows_once():
         assert bands((1, 8, 2, 2)) == [(...,)]  # too small to share
     rows = [r for *_, band in parts for r in range(101)[band]]
     assert len(parts) == 3 and rows == list(range(101))
+
+
+@pytest.mark.parametrize(
+    "fields", [{"kernel": 3, "stride": 2, "padding": 1}, {"kernel": 3, "stride": 2, "ceil_mode": True}, {"kernel": 2}]
+)
+def test_shared_max_pooling_matches_the_definition(fields):
+    import naive
+
+    from archspec.ops import REGISTRY, Weights
+    from archspec.ops.base import pair
+
+    op = REGISTRY["max_pool2d"](name="p", op="max_pool2d", **fields)
+    x = np.random.default_rng(5).normal(size=(1, 32, 300, 301)).astype(np.float32)  # output above SHARED_ELEMENTS
+    k, p = pair(op.kernel), pair(op.padding)
+    s = pair(op.stride) if op.stride is not None else k
+    want = naive.pool2d(x[:, :2], "max", k, s, p, op.ceil_mode)  # two channels: the loops are slow
+    plain = op.forward([x], Weights({}, "p"), MatMul())
+    with sharing(2):
+        shared = op.forward([x], Weights({}, "p"), MatMul())
+    np.testing.assert_array_equal(shared, plain)
+    np.testing.assert_array_equal(plain[:, :2], want)
