@@ -142,3 +142,37 @@ def test_measurement_stays_unfused(spec):
             layer.activations,
         ), layer.name
     assert any(layer.buffers for layer in analysis.layers)  # there were batch norms to measure
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        # one input channel: a 1x1 conv's input is both channel-first and channels-last
+        [
+            {"name": "pw", "op": "conv2d", "out_channels": 2, "kernel": 1},
+            {"name": "sum", "op": "add", "inputs": ["pw", "pw"]},
+        ],
+        # a depthwise conv (channels-last on the inference path) straight into a flatten
+        [{"name": "dw", "op": "conv2d", "out_channels": 1, "kernel": 3, "groups": 1, "padding": 1}],
+        [
+            {"name": "dw", "op": "conv2d", "out_channels": 2, "kernel": 3, "groups": 1, "padding": 1},
+            {"name": "dw2", "op": "conv2d", "out_channels": 2, "kernel": 3, "groups": 2, "padding": 1},
+        ],
+    ],
+)
+def test_verify_sees_channel_first_arrays_and_the_fast_path_the_same_numbers(nodes):
+    """Measurement keeps arrays channel-first (a flatten stays a view, as the memory model says); the
+    inference path may keep a depthwise output channels-last, and gives the same numbers."""
+    from archspec.verify import verify_model
+
+    spec = {
+        "name": "layouts",
+        "input": [1, 6, 6],
+        "nodes": [*nodes, {"name": "flat", "op": "flatten"}, {"name": "fc", "op": "linear", "out_features": 3}],
+    }
+    model = archspec.load(spec)
+    assert verify_model(model, "layouts", samples=2).passed
+    weights = model.init_weights(0)
+    x = np.random.default_rng(0).normal(size=(2, 1, 6, 6)).astype(np.float32)
+    unfused = reference.run(model.graph, x, weights, keep=lambda n: n == "fc")["fc"]
+    np.testing.assert_allclose(model.forward(x, weights), unfused, rtol=1e-5, atol=1e-5)

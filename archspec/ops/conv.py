@@ -242,8 +242,9 @@ class Conv2d(Plain, OpBase):
         per group, computed channels-last: the padded input is (N, H, W, C), so each tap's shifted
         window has long contiguous rows of W x C values (channel-first rows are only W long, 7 values
         deep in a network), and the tap's weights are laid out as one (Wo, C) row that broadcasts along
-        them. The first tap writes the output (no zero fill). The result is returned as an (N, C, H, W)
-        view of the channels-last array; the next pointwise conv reads it without a copy."""
+        them. The first tap writes the output (no zero fill). On the inference path the result is an
+        (N, C, H, W) view of the channels-last array, which the next pointwise conv reads without a copy;
+        for measurement it is copied channel-first."""
         n, c, h, w = x.shape
         (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
         (ph, pw), (kh, kw) = pair(self.padding), weight.shape[2:]
@@ -281,15 +282,18 @@ class Conv2d(Plain, OpBase):
         counters = [MatMul() for _ in range(parts)]
         run_shared([partial(output_rows, bounds[p], bounds[p + 1], counters[p]) for p in range(parts)])
         mm.macs += sum(counter.macs for counter in counters)
-        return out.transpose(0, 3, 1, 2)
+        # Measurement keeps every array channel-first, as the static memory model assumes (a flatten of
+        # a channels-last map would be a copy, not a view); the inference path keeps the layout.
+        return out.transpose(0, 3, 1, 2) if fast_path() else np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None}), 1
 
 
 def _channels_last(x: np.ndarray) -> bool:
-    """x (N, C, H, W) is laid out (N, H, W, C) in memory, as the depthwise kernel leaves its output."""
-    return x.transpose(0, 2, 3, 1).flags.c_contiguous
+    """x (N, C, H, W) is laid out (N, H, W, C) in memory, as the depthwise kernel leaves its output on the
+    inference path (and not also channel-first, as a single channel or a 1 x 1 map is)."""
+    return x.transpose(0, 2, 3, 1).flags.c_contiguous and not x.flags.c_contiguous
 
 
 def _epilogue(out: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | None) -> None:
