@@ -7,17 +7,13 @@ kernel never calls a static rule: it derives what it needs from the arrays it is
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-
-from archspec.ops.parallel import MIN_SHARED_MACS, run_shared, shared_threads
 
 Shape = tuple[int, ...]  # (C, H, W) for feature maps, (F,) for flat features; never a batch axis.
 
@@ -98,24 +94,8 @@ class MatMul:
         if a.shape[-1] != b.shape[-2]:
             raise ShapeError(f"matrix product of {a.shape} and {b.shape}: inner sizes differ")
         batch = a.shape[:-2] if a.shape[:-2] == b.shape[:-2] else np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        m, n = a.shape[-2], b.shape[-1]
-        macs = math.prod(batch) * m * a.shape[-1] * n
-        self.macs += macs
-        threads = shared_threads()
-        if threads == 1 or macs < MIN_SHARED_MACS or max(m, n) < 2 * threads:
-            return np.matmul(a, b, out=out)
-        # Inside `parallel.sharing` (the inference fast path): the product in slices of its larger side,
-        # each one single-threaded BLAS call writing its slice of the output.
-        if out is None:
-            out = np.empty((*batch, m, n), dtype=np.result_type(a, b))
-        bounds = [(m if m >= n else n) * i // threads for i in range(threads + 1)]
-        slices = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
-        if m >= n:
-            runs = [partial(np.matmul, a[..., rows, :], b, out=out[..., rows, :]) for rows in slices]
-        else:
-            runs = [partial(np.matmul, a, b[..., cols], out=out[..., cols]) for cols in slices]
-        run_shared(runs)
-        return out
+        self.macs += math.prod(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        return np.matmul(a, b, out=out)
 
     def multiply(self, out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         """out = a * b elementwise (broadcasting), counting one MAC per product: the first term of a

@@ -1,16 +1,13 @@
-"""Work sharing for the inference fast path: large matrix products split into parts run on the caller's
-thread and a few helper threads, each part a single-threaded BLAS call.
+"""Work sharing for the inference fast path: element-wise kernels, depthwise convolutions, im2col
+copies and pooling cut into bands run on the caller's thread and a few helper threads (NumPy releases
+the GIL inside its loops). BLAS threads its own products; this covers the work BLAS never sees.
 
-Why not BLAS's own threads: on a machine whose cores are shared with other processes, OpenBLAS's
-threaded products stall whenever one of its threads waits for a core (measured on this project's
-2-core machine under load: a 32 x 1152 x 784 product took 0.5 ms single-threaded and 30-45 ms with two
-OpenBLAS threads). Here the caller never waits for a part nobody has started: after its own part it
-takes any part still unclaimed, so the worst case is the single-threaded time, and with a free core
-the product runs about twice as fast.
+The caller never waits for a band nobody has started: after its own band it takes any band still
+unclaimed, so a helper that has no core costs at most the hand-off.
 
-`sharing(threads)` turns this on for the current thread (Model.forward uses the count of threads BLAS
-was given, and limits BLAS itself to one meanwhile); outside it nothing is split, so measurement and
-every other caller run exactly as before.
+`sharing(threads)` turns this on for the current thread (Model.forward, when the machine's cores are
+free: see `reference.forward.shared_blas`); outside it nothing is split, so measurement and every other
+caller run exactly as before.
 """
 
 from __future__ import annotations
@@ -22,11 +19,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-# Products below this many multiply-accumulates run whole: handing a part to another thread costs
-# tens of microseconds of CPU and, on a busy machine, the risk of waiting for a helper that lost its
-# core; 2e7 MACs take about 0.2 ms on one core.
-MIN_SHARED_MACS = 20_000_000
 
 _threads: contextvars.ContextVar[int] = contextvars.ContextVar("archspec_shared_threads", default=1)
 
@@ -51,7 +43,7 @@ def fast() -> Iterator[None]:
 
 
 def shared_threads() -> int:
-    """How many threads (the caller's included) may work on one product now; 1 outside `sharing`."""
+    """How many threads (the caller's included) may share one kernel's work now; 1 outside `sharing`."""
     return _threads.get()
 
 
@@ -121,7 +113,7 @@ _POOL = _Pool()
 
 
 def run_shared(runs: list[Callable[[], object]]) -> None:
-    """Run independent callables (which release the GIL: NumPy products) on up to `shared_threads()`."""
+    """Run independent callables (which release the GIL: NumPy loops) on up to `shared_threads()`."""
     if len(runs) == 1:
         runs[0]()
     else:
@@ -146,7 +138,7 @@ def bands(shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
 
 @contextmanager
 def sharing(threads: int) -> Iterator[None]:
-    """Split large products over `threads` threads (the caller's included) inside this block."""
+    """Share large kernels' work over `threads` threads (the caller's included) inside this block."""
     token = _threads.set(max(1, threads))
     try:
         yield

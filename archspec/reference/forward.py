@@ -208,11 +208,33 @@ def run(
 _BLAS: list = []  # the threadpoolctl controller of NumPy's BLAS, made once (it scans the loaded libraries)
 
 
+# Above this share of the last 10 s in which some task waited for a CPU (Linux pressure stall
+# information), the machine counts as busy: see shared_blas.
+BUSY_CPU_PRESSURE = 10.0
+
+
+def cpu_pressure() -> float | None:
+    """% of the last 10 s in which some runnable task waited for a CPU (/proc/pressure/cpu), or None."""
+    try:
+        with open("/proc/pressure/cpu") as pressure:
+            return float(pressure.readline().split()[1].partition("=")[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @contextmanager
 def shared_blas() -> Iterator[None]:
-    """For the inference fast path: BLAS limited to one thread, and large products shared out by
-    `archspec.ops.parallel` over as many threads as BLAS had (see that module for why). Without
-    threadpoolctl, or with one BLAS thread, BLAS is left as it is."""
+    """Threads for the inference fast path, as many as BLAS was given (none of this with one):
+
+    - cores free (low CPU pressure, or no pressure information): BLAS keeps its threads for the
+      products, and the work BLAS never sees (element-wise kernels, depthwise convolutions, im2col
+      copies, pooling) is shared out over as many threads by `archspec.ops.parallel`;
+    - cores busy with other processes: BLAS limited to one thread and nothing shared. OpenBLAS's
+      threads wait for each other at every product, and one that has lost its core stalls them all:
+      measured on this project's 2-core machine under load, a 32 x 1152 x 784 product took 0.5 ms on
+      one thread and 30-45 ms on two, and whole forward passes were 3-5x slower than on one thread.
+
+    Needs threadpoolctl to read and limit BLAS's threads; without it BLAS is left as it is."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
@@ -225,8 +247,13 @@ def shared_blas() -> Iterator[None]:
     if threads <= 1:
         yield
         return
-    with blas.limit(limits=1), sharing(threads):
-        yield
+    pressure = cpu_pressure()
+    if pressure is not None and pressure > BUSY_CPU_PRESSURE:
+        with blas.limit(limits=1):
+            yield
+    else:
+        with sharing(threads):
+            yield
 
 
 @contextmanager
