@@ -197,7 +197,7 @@ def layer_profile(model, x, weights, repeats: int) -> list[dict]:
             macs[name] = mm.macs
             last[0] = now
 
-        with reference.inference():  # the path model.forward takes (fused, shared, fast kernels)
+        with reference.inference():  # the path model.forward takes (fused, fast kernels, BLAS threads for the load)
             reference.run(model.graph, x, weights, on_output=record, fuse=True)
     return [
         {"name": name, "op": model.graph.op(name).op, "seconds": min(ts), "macs": macs[name]}

@@ -4,7 +4,6 @@ stochastic depth (Huang et al.'s and torchvision's)."""
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
@@ -12,7 +11,6 @@ from pydantic import Field
 
 from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
 from archspec.ops.explain import no_params_lines, same_shape_line
-from archspec.ops.parallel import bands, run_shared
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -37,14 +35,10 @@ class ReLU(Plain, Pointwise, NoTensors, OpBase):
         return TrainSaves((Saved("output", what="result"),), output_aliases_input=self.inplace)
 
     def forward(self, xs, w, mm):
-        x = xs[0]
-        out = np.empty_like(x)
-        run_shared([partial(np.maximum, x[band], 0, out=out[band]) for band in bands(x.shape)])
-        return out
+        return np.maximum(xs[0], 0)
 
     def forward_in_place(self, x):
-        run_shared([partial(np.maximum, x[band], 0, out=x[band]) for band in bands(x.shape)])
-        return x
+        return np.maximum(x, 0, out=x)
 
     def to_onnx(self, g, xs, in_shapes):
         g.node("Relu", xs)
@@ -70,16 +64,7 @@ class _Elementwise(Plain, Pointwise, NoTensors, OpBase):
 
     def forward(self, xs, w, mm):
         x = xs[0]
-        parts = bands(x.shape)
-        if len(parts) == 1:
-            return self.f(x).astype(x.dtype, copy=False)
-        out = np.empty_like(x)  # one band of rows per sharing thread
-
-        def band_of(band):
-            out[band] = self.f(x[band])
-
-        run_shared([partial(band_of, band) for band in parts])
-        return out
+        return self.f(x).astype(x.dtype, copy=False)
 
 
 def _saves_self(inplace: bool, in_shapes) -> TrainSaves:
@@ -106,10 +91,7 @@ class _InPlace:
     in_place: ClassVar[bool] = True
 
     def forward_in_place(self, x):
-        def band_of(band):
-            x[band] = self.f(x[band])
-
-        run_shared([partial(band_of, band) for band in bands(x.shape)])
+        x[...] = self.f(x)
         return x
 
 
@@ -127,8 +109,7 @@ class ReLU6(_SavesSelf, _InPlace, _Elementwise):
         g.node("Clip", [xs[0], g.const(0.0, "float32"), g.const(6.0, "float32")])
 
     def forward_in_place(self, x):
-        run_shared([partial(np.clip, x[band], 0, 6, out=x[band]) for band in bands(x.shape)])
-        return x
+        return np.clip(x, 0, 6, out=x)
 
 
 def _one_plus_exp_minus(x: np.ndarray) -> np.ndarray:
@@ -206,11 +187,7 @@ class SiLU(_SavesSelf, _InPlace, _Elementwise):
         return np.divide(x, t, out=t)  # x * sigmoid(x) = x / (1 + exp(-x)): four passes, no temporaries left
 
     def forward_in_place(self, x):
-        def band_of(band):
-            np.divide(x[band], _one_plus_exp_minus(x[band]), out=x[band])
-
-        run_shared([partial(band_of, band) for band in bands(x.shape)])
-        return x
+        return np.divide(x, _one_plus_exp_minus(x), out=x)
 
 
 # Numerical Recipes' Chebyshev fit of erfc (Press et al., "erfcc"): relative error below 1.2e-7 for

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -24,15 +23,13 @@ from archspec.ops.base import (
     window_output_size,
 )
 from archspec.ops.explain import dot, num, window_size_lines
-from archspec.ops.parallel import fast_path, run_shared, shared_threads
+from archspec.ops.fastpath import fast_path
 from archspec.ops.windows import pad_input, window_columns
 
 # Upper bound on one row block of the im2col matrix (see Conv2d.forward): small enough that a big
 # layer's matrix (C*kh*kw times its input) is never built whole, large enough that the matrix
 # products stay few and large (each BLAS call with threads on a busy machine has a cost).
 COLUMN_BLOCK_BYTES = 16 << 20
-# A depthwise output of at least this many elements is shared out by `parallel.sharing` (see _depthwise).
-SHARED_ELEMENTS = 1 << 17
 
 
 class Conv2d(Plain, OpBase):
@@ -260,28 +257,15 @@ class Conv2d(Plain, OpBase):
         taps = weight.reshape(self.out_channels, kh * kw).T
         rows = np.ascontiguousarray(np.broadcast_to(taps[:, None, :], (kh * kw, wo, self.out_channels)))
 
-        def output_rows(top: int, bottom: int, counter: MatMul) -> None:
-            part, part_scratch = out[:, top:bottom], scratch[:, top:bottom]
-            for i in range(kh):
-                for j in range(kw):
-                    first = i * dh + top * sh
-                    shifted = source[
-                        :, first : first + sh * (bottom - top - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw
-                    ]
-                    if i == j == 0:
-                        counter.multiply(part, shifted, rows[0])
-                    else:
-                        counter.multiply_accumulate(part, shifted, rows[i * kw + j], part_scratch)
-            if bias is not None:
-                part += bias
-
-        # Inside `parallel.sharing` a large map is cut into bands of output rows, one per thread, each
-        # counting its own products (added up here, on this thread).
-        parts = min(shared_threads(), ho) if out.size >= SHARED_ELEMENTS else 1
-        bounds = [ho * p // parts for p in range(parts + 1)]
-        counters = [MatMul() for _ in range(parts)]
-        run_shared([partial(output_rows, bounds[p], bounds[p + 1], counters[p]) for p in range(parts)])
-        mm.macs += sum(counter.macs for counter in counters)
+        for i in range(kh):
+            for j in range(kw):
+                shifted = source[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+                if i == j == 0:
+                    mm.multiply(out, shifted, rows[0])
+                else:
+                    mm.multiply_accumulate(out, shifted, rows[i * kw + j], scratch)
+        if bias is not None:
+            out += bias
         # Measurement keeps every array channel-first, as the static memory model assumes (a flatten of
         # a channels-last map would be a copy, not a view); the inference path keeps the layout.
         return out.transpose(0, 3, 1, 2) if fast_path() else np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -19,7 +18,6 @@ from archspec.ops.base import (
     require_spatial,
 )
 from archspec.ops.explain import no_params_lines, shape
-from archspec.ops.parallel import bands, run_shared
 
 
 def _describe(names: list[str], shapes) -> str:
@@ -51,16 +49,9 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
         return TrainSaves()  # a sum needs nothing for its backward; its output is a new tensor
 
     def forward(self, xs, w, mm):
-        shape = np.broadcast_shapes(*(x.shape for x in xs))  # the probe adds a broadcast gate (Mul.probe)
-        out = np.empty_like(next(x for x in xs if x.shape == shape))  # laid out like a full-size input
-
-        def band_of(band):  # one band of rows per sharing thread (the whole array outside `sharing`)
-            part = [x[band] if x.shape == shape else x for x in xs]
-            np.add(part[0], part[1], out=out[band])
-            for x in part[2:]:
-                out[band] += x
-
-        run_shared([partial(band_of, band) for band in bands(out.shape)])
+        out = np.add(xs[0], xs[1])  # a new array; further inputs are added in place
+        for x in xs[2:]:
+            out += x
         return out
 
     def to_onnx(self, g, xs, in_shapes):

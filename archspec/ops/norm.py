@@ -4,7 +4,6 @@ channels, and ConvNeXt's learnable per-channel scale."""
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
@@ -23,7 +22,6 @@ from archspec.ops.base import (
     require_spatial,
 )
 from archspec.ops.explain import no_params_lines, num, same_shape_line
-from archspec.ops.parallel import bands, run_shared
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -99,14 +97,8 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
         # Two passes over the map (a product into a new array, a sum in place) with per-channel constants.
         x = xs[0]
         scale, shift = self.channel_affine(w, x.shape[1])
-        scale, shift = (a.astype(x.dtype).reshape(1, -1, 1, 1) for a in (scale, shift))
-        out = np.empty_like(x)
-
-        def band_of(band):
-            np.multiply(x[band], scale, out=out[band])
-            out[band] += shift
-
-        run_shared([partial(band_of, band) for band in bands(x.shape)])
+        out = np.multiply(x, scale.astype(x.dtype).reshape(1, -1, 1, 1))
+        out += shift.astype(x.dtype).reshape(1, -1, 1, 1)
         return out
 
     def to_onnx(self, g, xs, in_shapes):

@@ -11,16 +11,8 @@ conv's im2col matrix (C*kh*kw, Ho*Wo) is a free reshape of it, and a reduction o
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-
-from archspec.ops.parallel import bands, run_shared, shared_threads
-
-# An im2col matrix of at least this many elements is filled by the threads of `parallel.sharing`
-# (a few hundred microseconds of copying: more than handing work to another thread costs).
-SHARED_COPY_ELEMENTS = 1 << 18
 
 
 def pad_input(
@@ -62,16 +54,12 @@ def window_columns(
     size = n * c * kh * kw * count * out_width
     cols = np.empty(shape, dtype=padded.dtype) if buffer is None else buffer[:size].reshape(shape)
 
-    def copy(taps):
-        for i, j in taps:
-            top, left = start * sh + i * dh, j * dw
+    for i in range(kh):
+        top = start * sh + i * dh
+        for j in range(kw):
+            left = j * dw
             rows_ij = slice(top, top + sh * (count - 1) + 1, sh)
             cols[:, :, i, j] = padded[:, :, rows_ij, left : left + sw * (out_width - 1) + 1 : sw]
-
-    taps = [(i, j) for i in range(kh) for j in range(kw)]
-    # Inside `parallel.sharing` a large im2col matrix is filled by several threads, a share of the taps each.
-    parts = min(shared_threads(), len(taps)) if size >= SHARED_COPY_ELEMENTS else 1
-    run_shared([partial(copy, taps[p::parts]) for p in range(parts)])
     return cols
 
 
@@ -96,25 +84,18 @@ def window_max(
     x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], ceil_mode: bool
 ) -> np.ndarray:
     """Max over each window of x (N, C, H, W), padding -inf: a running maximum of the kh x kw strided
-    views of the padded input, one pass per tap over the output and no window buffer (in bands of
-    output rows inside `parallel.sharing`)."""
+    views of the padded input, one pass per tap over the output and no window buffer."""
     padded, (oh, ow) = _padded(x, kernel, stride, padding, (1, 1), ceil_mode, -np.inf)
     (kh, kw), (sh, sw) = kernel, stride
     out = np.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
 
-    def rows(band):
-        top, bottom, _ = band[2].indices(oh) if band != (...,) else (0, oh, 1)
-        part = out[:, :, top:bottom]
-        for i in range(kh):
-            first = top * sh + i
-            for j in range(kw):
-                tap = padded[:, :, first : first + sh * (bottom - top - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
-                if i == j == 0:
-                    np.copyto(part, tap)
-                else:
-                    np.maximum(part, tap, out=part)
-
-    run_shared([partial(rows, band) for band in bands(out.shape)])
+    for i in range(kh):
+        for j in range(kw):
+            tap = padded[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+            if i == j == 0:
+                np.copyto(out, tap)
+            else:
+                np.maximum(out, tap, out=out)
     return out
 
 

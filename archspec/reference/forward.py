@@ -18,7 +18,7 @@ from archspec.errors import ResourceError, WeightsError
 from archspec.graph import INPUT, Graph, last_readers
 from archspec.ops import MatMul, Weights
 from archspec.ops.base import tensor_key
-from archspec.ops.parallel import fast, sharing
+from archspec.ops.fastpath import fast
 
 DTYPE = np.float32
 ITEM_BYTES = np.dtype(DTYPE).itemsize  # every array of the forward pass is float32
@@ -209,8 +209,8 @@ _BLAS: list = []  # the threadpoolctl controller of NumPy's BLAS, made once (it 
 
 
 # Above this share of the last 10 s in which some task waited for a CPU (Linux pressure stall
-# information), the machine counts as busy: see shared_blas.
-BUSY_CPU_PRESSURE = 10.0
+# information), the machine counts as busy: see blas_threads_for_load.
+BUSY_CPU_PRESSURE = 20.0
 
 
 def cpu_pressure() -> float | None:
@@ -223,17 +223,14 @@ def cpu_pressure() -> float | None:
 
 
 @contextmanager
-def shared_blas() -> Iterator[None]:
-    """Threads for the inference fast path, as many as BLAS was given (none of this with one):
+def blas_threads_for_load() -> Iterator[None]:
+    """BLAS threads for the inference fast path: as many as BLAS was given while the cores are free
+    (low CPU pressure, or no pressure information), one while other processes keep them busy.
 
-    - cores free (low CPU pressure, or no pressure information): BLAS keeps its threads for the
-      products, and the work BLAS never sees (element-wise kernels, depthwise convolutions, im2col
-      copies, pooling) is shared out over as many threads by `archspec.ops.parallel`;
-    - cores busy with other processes: BLAS limited to one thread and nothing shared. OpenBLAS's
-      threads wait for each other at every product, and one that has lost its core stalls them all:
-      measured on this project's 2-core machine under load, a 32 x 1152 x 784 product took 0.5 ms on
-      one thread and 30-45 ms on two, and whole forward passes were 3-5x slower than on one thread.
-
+    OpenBLAS's threads wait for each other at every product, and one that has lost its core stalls
+    them all: on this project's shared 2-core machine under load a 32 x 1152 x 784 product took 0.5 ms
+    on one thread and 30-45 ms on two, and whole forward passes were 3-5x slower than on one thread,
+    while with free cores two threads were about 1.5x faster (ResNet-50: 72-80 ms against 112-117).
     Needs threadpoolctl to read and limit BLAS's threads; without it BLAS is left as it is."""
     try:
         from threadpoolctl import ThreadpoolController
@@ -244,23 +241,19 @@ def shared_blas() -> Iterator[None]:
         _BLAS.append(ThreadpoolController().select(user_api="blas"))
     blas = _BLAS[0]
     threads = max((lib.num_threads for lib in blas.lib_controllers), default=1)
-    if threads <= 1:
+    pressure = cpu_pressure()
+    if threads <= 1 or pressure is None or pressure <= BUSY_CPU_PRESSURE:
         yield
         return
-    pressure = cpu_pressure()
-    if pressure is not None and pressure > BUSY_CPU_PRESSURE:
-        with blas.limit(limits=1):
-            yield
-    else:
-        with sharing(threads):
-            yield
+    with blas.limit(limits=1):
+        yield
 
 
 @contextmanager
 def inference() -> Iterator[None]:
-    """The fast path of Model.forward: BLAS shared as `shared_blas` says, and kernels free to compute
-    the same output by products that measurement would count differently (`parallel.fast_path`)."""
-    with shared_blas(), fast():
+    """The fast path of Model.forward: BLAS threads as `blas_threads_for_load` says, and kernels free to
+    compute the same output in ways measurement would record differently (`archspec.ops.fastpath`)."""
+    with blas_threads_for_load(), fast():
         yield
 
 
