@@ -256,7 +256,6 @@ class Conv2d(Plain, OpBase):
         # rows[t] is (Wo, O): tap t's weights repeated along the output row, contiguous like the windows.
         taps = weight.reshape(self.out_channels, kh * kw).T
         rows = np.ascontiguousarray(np.broadcast_to(taps[:, None, :], (kh * kw, wo, self.out_channels)))
-
         for i in range(kh):
             for j in range(kw):
                 shifted = source[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
@@ -281,7 +280,7 @@ def _channels_last(x: np.ndarray) -> bool:
 
 
 def _epilogue(out: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | None) -> None:
-    """out = out * scale + bias in place, each broadcast over the last axis (positions)."""
+    """out = out * scale + bias in place (per output channel, each already shaped to broadcast against out)."""
     if scale is not None:
         out *= scale
     if bias is not None:
