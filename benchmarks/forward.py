@@ -1,6 +1,6 @@
 """Benchmark archspec's NumPy reference forward pass against the machine's own matrix-product speed.
 
-    python benchmarks/forward.py [--runs N] [--warmup N] [--profile] [--torch] [--blas-threads N] [SPEC ...]
+    python benchmarks/forward.py [--runs N] [--warmup N] [--rounds N] [--profile] [--torch] [--blas-threads N] [SPEC ...]
 
 For each spec (default: specs/vgg16.yaml and specs/alexnet.yaml, batch 1) it loads the model with
 archspec.load, makes weights with model.init_weights(0), runs model.forward a few times to warm up,
@@ -16,6 +16,10 @@ With --torch, or whenever ARCHSPEC_TORCH_PYTHON names a Python that has torch an
 same torchvision model (weights=None, eval, no_grad, torch.set_num_threads = NumPy's BLAS threads)
 is timed in a subprocess and archspec-time / torch-time is printed (a spec named X or X_torchvision
 is matched to torchvision.models.X; a parameter-count mismatch is flagged).
+
+--rounds N alternates the archspec and torch children N times per model and pools their runs: on a
+shared machine a burst of load then falls on both sides. The table gives the ratio of medians and the
+ratio of best runs (archspec's best / torch's best), with the 1-minute load average over the rounds.
 
 --profile adds a per-layer and per-op time table. --blas-threads N limits NumPy's BLAS (and torch)
 to N threads inside the child processes (threadpoolctl, else openblas_set_num_threads via ctypes):
@@ -193,7 +197,8 @@ def layer_profile(model, x, weights, repeats: int) -> list[dict]:
             macs[name] = mm.macs
             last[0] = now
 
-        reference.run(model.graph, x, weights, on_output=record)
+        with reference.inference():  # the path model.forward takes (fused, fast kernels, BLAS threads for the load)
+            reference.run(model.graph, x, weights, on_output=record, fuse=True)
     return [
         {"name": name, "op": model.graph.op(name).op, "seconds": min(ts), "macs": macs[name]}
         for name, ts in times.items()
@@ -338,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         help="limit NumPy's BLAS (and torch) to this many threads "
         "via threadpoolctl/openblas_set_num_threads; default: leave NumPy's own setting",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate archspec and torch children this many times (runs pooled)"
+    )
     parser.add_argument("--wait", type=float, default=0.0, help="seconds to poll for a missing spec file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -383,23 +391,37 @@ def main(argv: list[str] | None = None) -> int:
         ]
         cmd += ["--blas-threads", str(args.blas_threads)] if args.blas_threads else []
         res = run_child(cmd + (["--profile"] if args.profile else []), f"archspec child for {spec}")
-        if tpy and "error" not in res:
-            c, h, w = res["input_shape"]
-            res["torch"] = run_child(
-                [
-                    tpy,
-                    "-c",
-                    TORCH_CHILD,
-                    res["name"],
-                    str(c),
-                    str(h),
-                    str(w),
-                    str(threads),
-                    str(args.runs),
-                    str(args.warmup),
-                ],
-                f"torch ({tpy})",
-            )
+        loads = [os.getloadavg()[0]]
+        # Rounds alternate archspec and torch children, so a burst of load on a shared machine falls on
+        # both sides; every run of every round is pooled (min and median below).
+        for round_ in range(args.rounds):
+            if round_ and "error" not in res:
+                again = run_child(cmd, f"archspec child for {spec}")
+                if "error" not in again:
+                    res["times"] += again["times"]
+            if tpy and "error" not in res:
+                c, h, w = res["input_shape"]
+                torch_res = run_child(
+                    [
+                        tpy,
+                        "-c",
+                        TORCH_CHILD,
+                        res["name"],
+                        str(c),
+                        str(h),
+                        str(w),
+                        str(threads),
+                        str(args.runs),
+                        str(args.warmup),
+                    ],
+                    f"torch ({tpy})",
+                )
+                if "torch" in res and "error" not in torch_res and "error" not in res["torch"]:
+                    res["torch"]["times"] += torch_res["times"]
+                else:
+                    res.setdefault("torch", torch_res)
+            loads.append(os.getloadavg()[0])
+        res["load"] = (min(loads), max(loads))
         results.append(res)
     print(f"  load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
@@ -426,19 +448,26 @@ def main(argv: list[str] | None = None) -> int:
         ]
         torch_res = res.get("torch")
         if torch_res is None:
-            row += ["-", "-"]
+            row += ["-"] * 4
         elif "error" in torch_res:
-            row += ["n/a", "n/a"]
+            row += ["n/a"] * 4
             problems.append(f"{res['name']} torch: {torch_res['error']}")
         else:
             tt = statistics.median(torch_res["times"])
             same = torch_res["params"] == res["params"]
-            row += [f"{tt * 1e3:,.0f}", f"{t / tt:.2f}" + ("" if same else " *")]
+            best = min(res["times"]) / min(torch_res["times"])
+            row += [
+                f"{tt * 1e3:,.0f}",
+                f"{min(torch_res['times']) * 1e3:,.0f}",
+                f"{t / tt:.2f}" + ("" if same else " *"),
+                f"{best:.2f}" + ("" if same else " *"),
+            ]
             if not same:
                 problems_note.append(
                     f"* {res['name']}: torchvision.models.{torch_res['model']} is not the same network "
                     f"({torch_res['params']:,} parameters vs the spec's {res['params']:,}); compare with care"
                 )
+        row.append("{:.1f}-{:.1f}".format(*res["load"]))
         perf_rows.append(row)
         mem_rows.append(
             [
@@ -468,7 +497,10 @@ def main(argv: list[str] | None = None) -> int:
                 "matmul GFLOP/s (before/after)",
                 "ratio",
                 "torch ms",
+                "torch min ms",
                 "archspec/torch",
+                "ratio of mins",
+                "load (1 min)",
             ],
             perf_rows,
         )
@@ -494,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"GFLOP/s = 2 * MACs / median forward time over {args.runs} runs after {args.warmup} warm-up; "
         f"baseline = median float32 {BASELINE_SIZE}x{BASELINE_SIZE} matmul GFLOP/s measured in the same "
-        f"child right before and after the model; ratio = GFLOP/s / baseline."
+        f"child right before and after the model; ratio = GFLOP/s / baseline. archspec/torch = ratio of "
+        "median times; ratio of mins = archspec's best run / torch's best run (all rounds pooled)."
     )
     print(
         "memory in MiB. fwd peak RSS = ru_maxrss (getrusage) of the model's own child process over the "

@@ -28,6 +28,10 @@ def test_an_op_that_forgets_its_macs_rule_is_refused():
     class Forgetful(Plain, Pointwise, OpBase):  # params and buffers given, MACs forgotten
         op: Literal["forgetful"]
         lecture_weights = ()
+        absorbs_affine = False
+
+        def channel_affine(self, w, channels):
+            return None
 
         def output_shape(self, in_shapes):
             return in_shapes[0]

@@ -112,10 +112,20 @@ class ReLU6(_SavesSelf, _InPlace, _Elementwise):
         return np.clip(x, 0, 6, out=x)
 
 
+def _one_plus_exp_minus(x: np.ndarray) -> np.ndarray:
+    """1 + exp(-x) as a new array of x's dtype, in three passes. exp overflows to inf for very negative
+    x, which is the right limit for both uses below (1 / inf = 0, x / inf = -0), so the warning is muted."""
+    t = np.negative(x)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1
+    return t
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)) without overflow: exp is only taken of -|x|."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    """1 / (1 + exp(-x)), accurate to float32 round-off at both ends."""
+    t = _one_plus_exp_minus(x)
+    return np.reciprocal(t, out=t)
 
 
 class Sigmoid(_Elementwise):
@@ -173,7 +183,11 @@ class SiLU(_SavesSelf, _InPlace, _Elementwise):
         g.node("Mul", [xs[0], g.node("Sigmoid", xs)])  # ONNX has no SiLU: x * sigmoid(x), as PyTorch exports it
 
     def f(self, x):
-        return x * _sigmoid(x)
+        t = _one_plus_exp_minus(x)
+        return np.divide(x, t, out=t)  # x * sigmoid(x) = x / (1 + exp(-x)): four passes, no temporaries left
+
+    def forward_in_place(self, x):
+        return np.divide(x, _one_plus_exp_minus(x), out=x)
 
 
 # Numerical Recipes' Chebyshev fit of erfc (Press et al., "erfcc"): relative error below 1.2e-7 for

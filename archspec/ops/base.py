@@ -8,6 +8,7 @@ kernel never calls a static rule: it derives what it needs from the arrays it is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal, Protocol
 
@@ -89,12 +90,22 @@ class MatMul:
     def __init__(self) -> None:
         self.macs = 0
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """a @ b (into `out` when given, which saves a copy when the product is one slice of a larger array)."""
         if a.shape[-1] != b.shape[-2]:
             raise ShapeError(f"matrix product of {a.shape} and {b.shape}: inner sizes differ")
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        self.macs += int(np.prod(batch, dtype=np.int64)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
-        return np.matmul(a, b)
+        batch = a.shape[:-2] if a.shape[:-2] == b.shape[:-2] else np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        self.macs += math.prod(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        return np.matmul(a, b, out=out)
+
+    def multiply(self, out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        """out = a * b elementwise (broadcasting), counting one MAC per product: the first term of a
+        sum that `multiply_accumulate` continues."""
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        if shape != out.shape:
+            raise ShapeError(f"multiply of {a.shape} and {b.shape} into {out.shape}: shapes differ")
+        self.macs += math.prod(shape)
+        np.multiply(a, b, out=out)
 
     def multiply_accumulate(self, out: np.ndarray, a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> None:
         """out += a * b elementwise (broadcasting), counting one MAC per product actually formed.
@@ -108,6 +119,10 @@ class MatMul:
         self.macs += math.prod(shape)
         np.multiply(a, b, out=scratch)
         out += scratch
+
+
+# affine(channels) -> (scale, shift) of shape (channels,), or None: see OpBase.forward_affine.
+AffineSource = Callable[[int], "tuple[np.ndarray, np.ndarray] | None"]
 
 
 def tensor_key(node: str, tensor: str) -> str:
@@ -195,6 +210,8 @@ OP_CONTRACT: tuple[str, ...] = (
     "stochastic",  # drops its residual branch at training time (stochastic depth); such an op also has
     # `survival` (probability that the branch runs; None until assigned) and `with_drop_probability(p)`
     "lecture_weights",  # tensors counted as "weights" in the lecture's tables (biases excluded)
+    "absorbs_affine",  # its kernel can apply a following per-channel affine y * scale + shift to its output
+    # channels for free (conv, linear: `forward_affine`), so inference can skip a batch norm after it
     # static rules (shapes only)
     "output_shape",
     "param_shapes",
@@ -202,6 +219,9 @@ OP_CONTRACT: tuple[str, ...] = (
     "macs",
     "rf_rule",
     "train_saves",  # what autograd saves for backward in training (PyTorch eager): TrainSaves
+    # channel_affine(w, channels) -> (scale, shift) per channel when the op is, at inference, nothing but
+    # y = x * scale + shift over the channel axis (batch norm with running statistics); None otherwise
+    "channel_affine",
     # kernel and its receptive-field probe
     "forward",
     "probe",
@@ -230,6 +250,7 @@ class OpBase(BaseModel):
     size_dependent: ClassVar[bool]
     stochastic: ClassVar[bool]
     lecture_weights: ClassVar[tuple[str, ...]]
+    absorbs_affine: ClassVar[bool]
 
     # ---- static rules (shapes only) -------------------------------------------------------
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
@@ -268,6 +289,18 @@ class OpBase(BaseModel):
         """The kernel, overwriting x (only for ops with in_place = True)."""
         raise NotImplementedError
 
+    def forward_affine(self, xs: list[np.ndarray], w: Weights, mm: MatMul, affine: AffineSource) -> np.ndarray | None:
+        """The kernel followed by a per-channel affine, fused (only for ops with absorbs_affine = True):
+        `affine(channels)` gives (scale, shift) for this op's output channels, or None when the next op is
+        not an affine after all; then this returns None and the caller runs `forward` and the next op.
+        Only the inference fast path uses it (`reference.forward.run(..., fuse=True)`); measurement never does."""
+        raise NotImplementedError
+
+    def channel_affine(self, w: Weights, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(scale, shift), each of shape (channels,), when this op at inference is y = x * scale + shift
+        along the channel axis, read from its tensors through `w`; None for any other op."""
+        raise NotImplementedError
+
     def probe(self) -> tuple[OpBase, int]:
         """The op as the receptive-field probe runs it, and how many channels to feed each input.
 
@@ -295,9 +328,14 @@ class OpBase(BaseModel):
 
 
 class NoTensors:
-    """Mixin for ops without parameters, buffers or MACs (activations, merges, views, pooling)."""
+    """Mixin for ops without parameters, buffers or MACs (activations, merges, views, pooling). Without
+    tensors an op is no learned affine and has no weights to absorb one into."""
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
+    absorbs_affine: ClassVar[bool] = False
+
+    def channel_affine(self, w, channels):
+        return None
 
     def param_shapes(self, in_shapes):
         return {}

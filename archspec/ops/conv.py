@@ -22,6 +22,7 @@ from archspec.ops.base import (
     window_output_size,
 )
 from archspec.ops.explain import dot, num, window_size_lines
+from archspec.ops.fastpath import fast_path
 from archspec.ops.windows import pad_input, window_columns
 
 # Upper bound on one row block of the im2col matrix (see Conv2d.forward): small enough that a big
@@ -108,28 +109,63 @@ class Conv2d(Plain, OpBase):
         )
 
     # ---- kernel: im2col in row blocks (one slice copy per tap), one batched matrix product per block ----
+    absorbs_affine: ClassVar[bool] = True
+
+    def channel_affine(self, w, channels):
+        return None  # it mixes channels
+
     def forward(self, xs, w: Weights, mm: MatMul):
+        return self._forward(xs, w, mm, None)
+
+    def forward_affine(self, xs, w: Weights, mm: MatMul, affine):
+        scale_shift = affine(self.out_channels)
+        return None if scale_shift is None else self._forward(xs, w, mm, scale_shift)
+
+    def _forward(self, xs, w: Weights, mm: MatMul, affine):
+        """The convolution, followed by y * scale + shift per output channel when `affine` is given: the
+        scale goes into the (copied) weights when they are smaller than the output, else onto the output
+        in place; the shift joins the bias. Either way no extra pass of a separate batch-norm kernel."""
         x = xs[0]
         n, c, _, _ = x.shape
         g, kh, kw = self.groups, *pair(self.kernel)
         stride, dilation = pair(self.stride), pair(self.dilation)
         weight = w.param("weight", (self.out_channels, c // g, kh, kw))
-        padded = pad_input(x, pair(self.padding))
+        bias = w.param("bias", (self.out_channels,)) if self.bias else None
+        padding = pair(self.padding)
+        padded_size = [x.shape[2 + a] + 2 * padding[a] for a in range(2)]
         extent = [dilation[a] * ((kh, kw)[a] - 1) + 1 for a in range(2)]
-        if padded.shape[2] < extent[0] or padded.shape[3] < extent[1]:
-            raise ValueError(f"window {extent} does not fit in padded input {padded.shape[2:]}")
-        ho, wo = ((padded.shape[2 + a] - extent[a]) // stride[a] + 1 for a in range(2))
+        if padded_size[0] < extent[0] or padded_size[1] < extent[1]:
+            raise ValueError(f"window {extent} does not fit in padded input {tuple(padded_size)}")
+        ho, wo = ((padded_size[a] - extent[a]) // stride[a] + 1 for a in range(2))
+        scale_out = None  # a per-channel scale still to apply to the output
+        if affine is not None:
+            scale, shift = (np.asarray(a, dtype=weight.dtype) for a in affine)
+            bias = shift if bias is None else bias * scale + shift
+            if c == g or weight.size <= n * self.out_channels * ho * wo:  # scaling the smaller of the two
+                weight = weight * scale.reshape(-1, 1, 1, 1)
+            else:
+                scale_out = scale
         depth = (c // g) * kh * kw
+        if c == g:  # depthwise (each output channel reads one input channel): no matrix product to batch
+            return self._depthwise(x, weight, bias, (ho, wo), stride, dilation, mm)
+        if (kh, kw) == (1, 1) and stride == (1, 1) and g == 1 and not any(padding) and _channels_last(x):
+            # A pointwise conv on a channels-last map (after a depthwise conv): (N, H*W, C) is a free view,
+            # so the product (H*W, C) @ (C, O) needs no copy and leaves its output channels-last too.
+            out = mm(x.transpose(0, 2, 3, 1).reshape(n, ho * wo, c), weight.reshape(self.out_channels, c).T)
+            _epilogue(out, scale_out, bias)
+            return out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+        if stride == (1, 1) and (kh, kw) != (1, 1) and self.out_channels < c and fast_path():
+            return self._tap_sum(x, weight, bias, scale_out, (ho, wo), mm)
+        padded = pad_input(x, padding)
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
         kernel = weight.reshape(g, self.out_channels // g, depth)
-        bias = w.param("bias", (self.out_channels,)).reshape(g, -1, 1) if self.bias else None
-        if c == g:  # depthwise (each output channel reads one input channel): no matrix product to batch
-            return self._depthwise(padded, weight, bias, (ho, wo), stride, dilation, mm)
+        bias = None if bias is None else bias.reshape(g, -1, 1)
+        if scale_out is not None:
+            scale_out = scale_out.reshape(g, -1, 1)
         if (kh, kw) == (1, 1) and stride == (1, 1):
             # A 1x1 stride-1 conv's im2col matrix is the (padded) input itself: no copy at all.
             out = mm(kernel, padded.reshape(n, g, depth, ho * wo))  # (N, G, O/G, Ho*Wo)
-            if bias is not None:
-                out += bias
+            _epilogue(out, scale_out, bias)
             return out.reshape(n, self.out_channels, ho, wo)
         out = np.empty((n, g, self.out_channels // g, ho * wo), dtype=np.result_type(x, weight))
         # Output rows in blocks, so the im2col matrix in memory is at most ~COLUMN_BLOCK_BYTES at a time.
@@ -139,10 +175,12 @@ class Conv2d(Plain, OpBase):
             bottom = min(ho, top + block)
             # (N, C, kh, kw, rows, Wo) -> (N, G, C/G*kh*kw, rows*Wo): the im2col matrix, a free reshape.
             cols = window_columns(padded, (kh, kw), stride, dilation, wo, (top, bottom), buffer)
-            part = mm(kernel, cols.reshape(n, g, depth, (bottom - top) * wo))  # (N, G, O/G, rows*Wo)
-            if bias is not None:
-                part += bias
-            out[..., top * wo : bottom * wo] = part
+            part = out[..., top * wo : bottom * wo]
+            if bottom - top == ho:  # one block: the product goes straight into the output
+                mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
+            else:
+                part[...] = mm(kernel, cols.reshape(n, g, depth, (bottom - top) * wo))  # (N, G, O/G, rows*Wo)
+            _epilogue(part, scale_out, bias)
         return out.reshape(n, self.out_channels, ho, wo)
 
     def to_onnx(self, g, xs, in_shapes):
@@ -158,26 +196,91 @@ class Conv2d(Plain, OpBase):
             group=self.groups,
         )
 
-    def _depthwise(self, padded, weight, bias, size, stride, dilation, mm: MatMul):
-        """groups == input channels (MobileNet, EfficientNet): out[:, o] = sum over kernel taps of the
-        input channel o // m (m = out/in channels), shifted by the tap, times weight[o, 0, tap].
-        One vectorized multiply-accumulate per tap over all channels, not one tiny product per group."""
-        n, c = padded.shape[:2]
-        (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
+    def _tap_sum(self, x, weight, bias, scale_out, size, mm: MatMul):
+        """A stride-1 convolution with fewer output than input channels (DenseNet's 128 -> 32), on the
+        inference path only: one product per kernel tap, summed, instead of an im2col matrix kh*kw times
+        the input's size. The trick is to compute every output row over the padded width: then the
+        input that tap (i, j) sees is one contiguous run of the flattened padded map, starting at
+        i * Wp + j, which BLAS reads in place (rows C apart), so nothing is copied. The columns past
+        each output row's end are computed and dropped (they are why measurement, which counts every
+        product, never takes this path). Summing costs one pass over the small output per tap."""
+        n, c = x.shape[:2]
+        g, o = self.groups, self.out_channels
+        (ho, wo), (dh, dw) = size, pair(self.dilation)
         kh, kw = weight.shape[2:]
-        source = padded if self.out_channels == c else np.repeat(padded, self.out_channels // c, axis=1)
-        out = np.zeros((n, self.out_channels, ho, wo), dtype=np.result_type(padded, weight))
-        scratch = np.empty_like(out)
-        taps = weight.reshape(1, self.out_channels, kh, kw)
+        # One spare row at the bottom: the last tap's run ends (kw - 1) * dw cells past the padded map.
+        padded = np.ascontiguousarray(pad_input(x, pair(self.padding), extra=(1, 0)))
+        wp = padded.shape[3]
+        flat = padded.reshape(n, g, c // g, -1)
+        length = ho * wp
+        taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh, kw, g, o // g, c // g)
+        acc = np.empty((n, g, o // g, length), dtype=np.result_type(x, weight))
+        term = np.empty_like(acc)
         for i in range(kh):
             for j in range(kw):
-                shifted = source[
-                    :, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw
-                ]
-                mm.multiply_accumulate(out, shifted, taps[:, :, i : i + 1, j : j + 1], scratch)
-        if bias is not None:
-            out += bias.reshape(1, self.out_channels, 1, 1)
+                start = i * dh * wp + j * dw
+                mm(taps[i, j], flat[..., start : start + length], out=term if i or j else acc)
+                if i or j:
+                    acc += term
+        out = np.ascontiguousarray(acc.reshape(n, o, ho, wp)[..., :wo])
+        _epilogue(
+            out,
+            None if scale_out is None else scale_out.reshape(-1, 1, 1),
+            None if bias is None else bias.reshape(-1, 1, 1),
+        )
         return out
+
+    def _depthwise(self, x, weight, bias, size, stride, dilation, mm: MatMul):
+        """groups == input channels (MobileNet, EfficientNet): out[:, o] = sum over kernel taps of the
+        input channel o // m (m = out/in channels), shifted by the tap, times weight[o, 0, tap].
+
+        One vectorized multiply-accumulate per tap over all channels and positions, not one tiny product
+        per group, computed channels-last: the padded input is (N, H, W, C), so each tap's shifted
+        window has long contiguous rows of W x C values (channel-first rows are only W long, 7 values
+        deep in a network), and the tap's weights are laid out as one (Wo, C) row that broadcasts along
+        them. The first tap writes the output (no zero fill). On the inference path the result is an
+        (N, C, H, W) view of the channels-last array, which the next pointwise conv reads without a copy;
+        for measurement it is copied channel-first."""
+        n, c, h, w = x.shape
+        (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
+        (ph, pw), (kh, kw) = pair(self.padding), weight.shape[2:]
+        hp, wp = h + 2 * ph, w + 2 * pw
+        padded = np.empty((n, hp, wp, c), dtype=x.dtype)  # only the border is zeroed: the rest is copied over
+        padded[:, :ph], padded[:, ph + h :], padded[:, :, :pw], padded[:, :, pw + w :] = 0, 0, 0, 0
+        padded[:, ph : ph + h, pw : pw + w] = x.transpose(0, 2, 3, 1)
+        m = self.out_channels // c
+        source = padded if m == 1 else np.repeat(padded, m, axis=3)  # output channel o reads input o // m
+        out = np.empty((n, ho, wo, self.out_channels), dtype=np.result_type(x, weight))
+        scratch = np.empty_like(out)
+        # rows[t] is (Wo, O): tap t's weights repeated along the output row, contiguous like the windows.
+        taps = weight.reshape(self.out_channels, kh * kw).T
+        rows = np.ascontiguousarray(np.broadcast_to(taps[:, None, :], (kh * kw, wo, self.out_channels)))
+        for i in range(kh):
+            for j in range(kw):
+                shifted = source[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+                if i == j == 0:
+                    mm.multiply(out, shifted, rows[0])
+                else:
+                    mm.multiply_accumulate(out, shifted, rows[i * kw + j], scratch)
+        if bias is not None:
+            out += bias
+        # Measurement keeps every array channel-first, as the static memory model assumes (a flatten of
+        # a channels-last map would be a copy, not a view); the inference path keeps the layout.
+        return out.transpose(0, 3, 1, 2) if fast_path() else np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None}), 1
+
+
+def _channels_last(x: np.ndarray) -> bool:
+    """x (N, C, H, W) is laid out (N, H, W, C) in memory, as the depthwise kernel leaves its output on the
+    inference path (and not also channel-first, as a single channel or a 1 x 1 map is)."""
+    return x.transpose(0, 2, 3, 1).flags.c_contiguous and not x.flags.c_contiguous
+
+
+def _epilogue(out: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | None) -> None:
+    """out = out * scale + bias in place (per output channel, each already shaped to broadcast against out)."""
+    if scale is not None:
+        out *= scale
+    if bias is not None:
+        out += bias

@@ -120,18 +120,37 @@ class Linear(Plain, OpBase):
     def train_saves(self, in_shapes, out_shape):
         return TrainSaves((Saved("input", what="mat1"),))  # and weight.t(), a view of the parameter
 
+    absorbs_affine: ClassVar[bool] = True
+
+    def channel_affine(self, w, channels):
+        return None  # it mixes features
+
     def forward(self, xs, w, mm):
+        return self._forward(xs, w, mm, None)
+
+    def forward_affine(self, xs, w, mm, affine):
+        scale_shift = affine(self.out_features)
+        return None if scale_shift is None else self._forward(xs, w, mm, scale_shift)
+
+    def _forward(self, xs, w, mm, affine):
+        """y = x W^T + b, then y * scale + shift per output feature when `affine` is given (folded into
+        a scaled copy of the weights and the bias)."""
         x = xs[0]
         weight = w.param("weight", (self.out_features, x.shape[1]))
+        bias = w.param("bias", (self.out_features,)) if self.bias else None
+        if affine is not None:
+            scale, shift = (a.astype(weight.dtype, copy=False) for a in affine)
+            weight = weight * scale.reshape(-1, 1)
+            bias = shift if bias is None else bias * scale + shift
         if self.per_pixel:  # (out, C) @ (N, C, H*W): channel-first, no transpose of the map
             n, c, h, width = x.shape
             out = mm(weight, x.reshape(n, c, h * width)).reshape(n, self.out_features, h, width)
-            if self.bias:
-                out = out + w.param("bias", (self.out_features,)).reshape(1, -1, 1, 1)
+            if bias is not None:
+                out += bias.reshape(1, -1, 1, 1)
             return out
         out = mm(x, weight.T)
-        if self.bias:
-            out = out + w.param("bias", (self.out_features,))
+        if bias is not None:
+            out += bias
         return out
 
     def probe(self):

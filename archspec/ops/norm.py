@@ -80,16 +80,26 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
             return rng.uniform(0.5, 1.5, shape)
         return rng.normal(0, 0.1, shape)
 
-    def forward(self, xs, w, mm):
-        x = xs[0]
-        c = x.shape[1]
-        mean = w.buffer("running_mean", (c,)).reshape(1, c, 1, 1)
-        var = w.buffer("running_var", (c,)).reshape(1, c, 1, 1)
-        out = (x - mean) / np.sqrt(var + np.float32(self.eps))
+    absorbs_affine: ClassVar[bool] = False
+
+    def channel_affine(self, w, channels):
+        """At inference BN is x * scale + shift per channel: scale = gamma / sqrt(var + eps), shift = beta -
+        mean * scale (computed in float64 from the float32 tensors, then rounded once)."""
+        mean = w.buffer("running_mean", (channels,)).astype(np.float64)
+        scale = 1.0 / np.sqrt(w.buffer("running_var", (channels,)).astype(np.float64) + self.eps)
+        shift = -mean * scale
         if self.affine:
-            out = out * w.param("weight", (c,)).reshape(1, c, 1, 1)
-            out = out + w.param("bias", (c,)).reshape(1, c, 1, 1)
-        return out.astype(x.dtype, copy=False)
+            gamma = w.param("weight", (channels,)).astype(np.float64)
+            scale, shift = scale * gamma, shift * gamma + w.param("bias", (channels,))
+        return scale.astype(np.float32), shift.astype(np.float32)
+
+    def forward(self, xs, w, mm):
+        # Two passes over the map (a product into a new array, a sum in place) with per-channel constants.
+        x = xs[0]
+        scale, shift = self.channel_affine(w, x.shape[1])
+        out = np.multiply(x, scale.astype(x.dtype).reshape(1, -1, 1, 1))
+        out += shift.astype(x.dtype).reshape(1, -1, 1, 1)
+        return out
 
     def to_onnx(self, g, xs, in_shapes):
         c = in_shapes[0][0]
@@ -206,6 +216,10 @@ class LayerNorm(Plain, OpBase):
         ]
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
+    absorbs_affine: ClassVar[bool] = False
+
+    def channel_affine(self, w, channels):
+        return None  # its statistics come from each input position, not from constants
 
     def output_shape(self, in_shapes):
         return in_shapes[0]
@@ -289,6 +303,11 @@ class LayerScale(Plain, Pointwise, OpBase):
         ]
 
     lecture_weights: ClassVar[tuple[str, ...]] = ()
+    absorbs_affine: ClassVar[bool] = False
+
+    def channel_affine(self, w, channels):
+        gamma = w.param("", (channels, 1, 1)).reshape(channels)
+        return gamma, np.zeros_like(gamma)  # a scale without shift
 
     def output_shape(self, in_shapes):
         require_spatial(in_shapes[0], "layer_scale")

@@ -22,7 +22,7 @@ from archspec.ops.base import (
     window_output_size,
 )
 from archspec.ops.explain import no_params_lines, num, shape, window_size_lines
-from archspec.ops.windows import window_view
+from archspec.ops.windows import window_max, window_view
 
 
 class _WindowPool(Plain, NoTensors, OpBase):
@@ -79,15 +79,7 @@ class MaxPool2d(_WindowPool):
         return TrainSaves((Saved("input", what="self"), indices))
 
     def forward(self, xs, w, mm):
-        view, _ = window_view(
-            xs[0],
-            pair(self.kernel),
-            self._stride(),
-            pair(self.padding),
-            ceil_mode=self.ceil_mode,
-            pad_value=-np.inf,
-        )
-        return view.max(axis=(-2, -1))
+        return window_max(xs[0], pair(self.kernel), self._stride(), pair(self.padding), self.ceil_mode)
 
     def to_onnx(self, g, xs, in_shapes):
         g.node("MaxPool", xs, **self._onnx_window())
@@ -185,6 +177,8 @@ class AdaptiveAvgPool2d(Plain, NoTensors, OpBase):
 
     def forward(self, xs, w, mm):
         x = xs[0]
+        if pair(self.output_size) == (1, 1):  # global average pooling (squeeze-and-excitation, classifiers)
+            return np.ascontiguousarray(x.mean(axis=(2, 3), keepdims=True), dtype=x.dtype)
         # Averaging matrices A_h (o_h x H) and A_w (o_w x W): out = A_h . x . A_w^T, no loop.
         mats = []
         for length, out in zip(x.shape[2:], pair(self.output_size), strict=True):

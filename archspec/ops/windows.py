@@ -62,6 +62,42 @@ def window_columns(
     return cols
 
 
+def _padded(x, kernel, stride, padding, dilation, ceil_mode, pad_value) -> tuple[np.ndarray, list[int]]:
+    """x padded for sliding windows, and the number of windows along H and W (measured from the arrays)."""
+    h, w = x.shape[2:]
+    extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
+    # ceil_mode may need one partial window past the right padding: add stride-1 overflow cells.
+    extra = [stride[a] - 1 if ceil_mode else 0 for a in range(2)]
+    padded = pad_input(x, padding, extra, pad_value)
+    if padded.shape[2] < extent[0] or padded.shape[3] < extent[1]:
+        raise ValueError(f"window {extent} does not fit in padded input {padded.shape[2:]}")
+    out = [(padded.shape[2 + a] - extent[a]) // stride[a] + 1 for a in range(2)]
+    if ceil_mode:
+        # Keep only windows that start inside the input or the left padding (PyTorch's rule); that
+        # condition (index * stride < size + padding) holds for a prefix of the windows.
+        out = [min(out[a], -(-((h, w)[a] + padding[a]) // stride[a])) for a in range(2)]
+    return padded, out
+
+
+def window_max(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], ceil_mode: bool
+) -> np.ndarray:
+    """Max over each window of x (N, C, H, W), padding -inf: a running maximum of the kh x kw strided
+    views of the padded input, one pass per tap over the output and no window buffer."""
+    padded, (oh, ow) = _padded(x, kernel, stride, padding, (1, 1), ceil_mode, -np.inf)
+    (kh, kw), (sh, sw) = kernel, stride
+    out = np.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
+
+    for i in range(kh):
+        for j in range(kw):
+            tap = padded[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+            if i == j == 0:
+                np.copyto(out, tap)
+            else:
+                np.maximum(out, tap, out=out)
+    return out
+
+
 def window_view(
     x: np.ndarray,
     kernel: tuple[int, int],
@@ -79,16 +115,7 @@ def window_view(
     so they take kh*kw/(sh*sw) times the input's memory; they never alias x."""
     h, w = x.shape[2:]
     extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
-    # ceil_mode may need one partial window past the right padding: add stride-1 overflow cells.
-    extra = [stride[a] - 1 if ceil_mode else 0 for a in range(2)]
-    padded = pad_input(x, padding, extra, pad_value)
-    if padded.shape[2] < extent[0] or padded.shape[3] < extent[1]:
-        raise ValueError(f"window {extent} does not fit in padded input {padded.shape[2:]}")
-    out = [(padded.shape[2 + a] - extent[a]) // stride[a] + 1 for a in range(2)]
-    if ceil_mode:
-        # Keep only windows that start inside the input or the left padding (PyTorch's rule); that
-        # condition (index * stride < size + padding) holds for a prefix of the windows.
-        out = [min(out[a], -(-((h, w)[a] + padding[a]) // stride[a])) for a in range(2)]
+    padded, out = _padded(x, kernel, stride, padding, dilation, ceil_mode, pad_value)
     declared = np.zeros(padded.shape[2:], dtype=np.float32)
     declared[: h + 2 * padding[0], : w + 2 * padding[1]] = 1.0
     mask = np.lib.stride_tricks.sliding_window_view(declared, extent)[

@@ -7,8 +7,10 @@ tensors the kernels read, MACs from the operands of the matrix products they exe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -16,6 +18,7 @@ from archspec.errors import ResourceError, WeightsError
 from archspec.graph import INPUT, Graph, last_readers
 from archspec.ops import MatMul, Weights
 from archspec.ops.base import tensor_key
+from archspec.ops.fastpath import fast
 
 DTYPE = np.float32
 ITEM_BYTES = np.dtype(DTYPE).itemsize  # every array of the forward pass is float32
@@ -74,9 +77,21 @@ def init_weights(graph: Graph, shapes: dict[str, tuple], seed: int = 0) -> dict[
     }
 
 
-def check_weights(graph: Graph, shapes: dict[str, tuple], weights: dict[str, np.ndarray], source: str) -> None:
-    """Report missing, extra and mis-shaped tensors by name (all of them, not just the first)."""
-    expected = {key: shape for key, (_, _, shape) in expected_tensors(graph, shapes).items()}
+def expected_shapes(graph: Graph, shapes: dict[str, tuple]) -> dict[str, tuple]:
+    """Every tensor the graph needs: key -> shape."""
+    return {key: shape for key, (_, _, shape) in expected_tensors(graph, shapes).items()}
+
+
+def check_weights(
+    graph: Graph,
+    shapes: dict[str, tuple],
+    weights: dict[str, np.ndarray],
+    source: str,
+    expected: dict[str, tuple] | None = None,
+) -> None:
+    """Report missing, extra and mis-shaped tensors by name (all of them, not just the first).
+    `expected`: `expected_shapes(graph, shapes)`, when the caller already has it."""
+    expected = expected_shapes(graph, shapes) if expected is None else expected
     problems = []
     for key in expected:
         if key not in weights:
@@ -130,6 +145,7 @@ def run(
     on_output: Callable[[str, np.ndarray, Weights, MatMul], None] | None = None,
     on_live: Callable[[str, int], None] | None = None,
     dropped: Mapping[str, tuple[int, ...]] | None = None,
+    fuse: bool = False,
 ) -> dict[str, np.ndarray]:
     """Run `nodes` (default: all, in order) on input x (N, C, H, W).
 
@@ -138,12 +154,18 @@ def run(
     bytes of all distinct buffers alive just after each node ran (views count once). A node in
     `dropped` (a stochastic-depth branch skipped at training time, mapped to its output shape) reads
     nothing and yields zeros.
+    With `fuse` (the inference fast path, `Model.forward`; never for measurement), a per-channel affine
+    (a batch norm) whose input is read by nothing else is applied by the kernel that produces that input
+    (`absorbs_affine`), and the affine node passes the result on: the output is the same (to float32
+    round-off), but the kernels' Weights/MatMul records are not what `measure` needs.
     Returns the kept tensors (by default the graph outputs).
     """
     order = list(graph.order if nodes is None else nodes)
     keep = keep or (lambda n: n in graph.outputs or n in graph.train_outputs)
     dropped = dropped or {}
     last = last_readers(graph, order, set(dropped))
+    absorbers = _absorbers(graph, order, keep, dropped) if fuse else {}
+    absorbed: set[str] = set()  # affine nodes already applied by their producer's kernel
     grouped = group_weights(weights, graph)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
     caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
@@ -156,8 +178,18 @@ def run(
         if name in dropped:
             # The branch is skipped and yields zeros of the node's shape (not every reader broadcasts).
             out = np.zeros((len(x), *dropped[name]), dtype=DTYPE)
+        elif name in absorbed:
+            out = tensors[op.inputs[0]]
         elif op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
             out = op.forward_in_place(tensors[op.inputs[0]])
+        elif name in absorbers:
+            follower = absorbers[name]
+            affine = partial(graph.op(follower).channel_affine, Weights(grouped.get(follower, {}), follower))
+            out = op.forward_affine([tensors[i] for i in op.inputs], w, mm, affine)
+            if out is None:  # the follower is no per-channel affine: each runs its own kernel
+                out = op.forward([tensors[i] for i in op.inputs], w, mm)
+            else:
+                absorbed.add(follower)
         else:
             out = op.forward([tensors[i] for i in op.inputs], w, mm)
         tensors[name] = out
@@ -171,6 +203,81 @@ def run(
             if last.get(i) == name:
                 tensors.pop(i, None)
     return kept
+
+
+_BLAS: list = []  # the threadpoolctl controller of NumPy's BLAS, made once (it scans the loaded libraries)
+
+
+# Above this share of the last 10 s in which some task waited for a CPU (Linux pressure stall
+# information), the machine counts as busy: see blas_threads_for_load.
+BUSY_CPU_PRESSURE = 20.0
+
+
+def cpu_pressure() -> float | None:
+    """% of the last 10 s in which some runnable task waited for a CPU (/proc/pressure/cpu), or None."""
+    try:
+        with open("/proc/pressure/cpu") as pressure:
+            return float(pressure.readline().split()[1].partition("=")[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@contextmanager
+def blas_threads_for_load() -> Iterator[None]:
+    """BLAS threads for the inference fast path: as many as BLAS was given while the cores are free
+    (low CPU pressure, or no pressure information), one while other processes keep them busy.
+
+    OpenBLAS's threads wait for each other at every product, and one that has lost its core stalls
+    them all: on this project's shared 2-core machine under load a 32 x 1152 x 784 product took 0.5 ms
+    on one thread and 30-45 ms on two, and whole forward passes were 3-5x slower than on one thread,
+    while with free cores two threads were about 1.5x faster (ResNet-50: 72-80 ms against 112-117).
+    Needs threadpoolctl to read and limit BLAS's threads; without it BLAS is left as it is."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        yield
+        return
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController().select(user_api="blas"))
+    blas = _BLAS[0]
+    threads = max((lib.num_threads for lib in blas.lib_controllers), default=1)
+    pressure = cpu_pressure()
+    if threads <= 1 or pressure is None or pressure <= BUSY_CPU_PRESSURE:
+        yield
+        return
+    with blas.limit(limits=1):
+        yield
+
+
+@contextmanager
+def inference() -> Iterator[None]:
+    """The fast path of Model.forward: BLAS threads as `blas_threads_for_load` says, and kernels free to
+    compute the same output in ways measurement would record differently (`archspec.ops.fastpath`)."""
+    with blas_threads_for_load(), fast():
+        yield
+
+
+def _absorbers(graph: Graph, order: list[str], keep: Callable[[str], bool], dropped: Collection[str]) -> dict[str, str]:
+    """{producer: follower} where the producer's kernel may apply the follower if the follower is a
+    per-channel affine: the follower has that one input, the producer can absorb an affine
+    (`absorbs_affine`), nothing else reads the producer's output and it is not kept."""
+    readers = graph.readers
+    running = set(order)
+    pairs: dict[str, str] = {}
+    for name in order:
+        inputs = graph.op(name).inputs
+        if len(inputs) != 1 or name in dropped:
+            continue
+        source = inputs[0]
+        if (
+            source in running
+            and source not in dropped
+            and not keep(source)
+            and readers[source] == (name,)
+            and graph.op(source).absorbs_affine
+        ):
+            pairs[source] = name
+    return pairs
 
 
 def _may_overwrite(inputs, name, last, keep, tensors, kept, caller_input) -> bool:
