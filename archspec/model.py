@@ -88,6 +88,8 @@ class Model:
 
     def _tensor_shapes(self, image: tuple[int, ...]) -> tuple[dict[str, tuple], dict[str, tuple]]:
         """(shapes, expected tensor shapes) at this input size; raises SpecError when it does not fit."""
+        from archspec.reference import forward as reference
+
         key = ("tensors", image)
         if key not in self._plans:
             shapes = self.graph.infer_shapes(image)
@@ -95,6 +97,8 @@ class Model:
         return self._plans[key]
 
     def _forward_bytes(self, image: tuple[int, ...], batch: int) -> int:
+        from archspec.reference import forward as reference
+
         key = ("bytes", image, batch)
         if key not in self._plans:
             self._plans[key] = reference.forward_memory_bytes(self.analyze(image, batch=batch))
