@@ -136,18 +136,14 @@ def test_mul_probe_is_a_sum():
     assert count == 1 and np.array_equal(op.forward([gate, lit], Weights({}, "n"), MatMul()), lit)
 
 
+def _small_maps(max_channels: int):
+    """float32 N x C x H x W arrays with values in [-4, 4]: 1-2 images, up to 3 x 3 pixels."""
+    dims = st.tuples(st.integers(1, 2), st.integers(1, max_channels), st.integers(1, 3), st.integers(1, 3))
+    return arrays(np.float32, dims, elements=st.floats(-4, 4, width=32))
+
+
 @SETTINGS
-@given(
-    arrays(
-        np.float32,
-        st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3)),
-        elements=st.floats(-4, 4, width=32),
-    ),
-    st.sampled_from([1e-5, 1e-6, 1e-3]),
-    st.booleans(),
-    st.booleans(),
-    st.integers(0, 2**16),
-)
+@given(_small_maps(5), st.sampled_from([1e-5, 1e-6, 1e-3]), st.booleans(), st.booleans(), st.integers(0, 2**16))
 def test_layer_norm_matches_its_definition(x, eps, affine, flat, seed):
     if flat:
         x = x.reshape(x.shape[0], -1)
@@ -166,16 +162,7 @@ def test_layer_norm_matches_its_definition(x, eps, affine, flat, seed):
 
 
 @SETTINGS
-@given(
-    arrays(
-        np.float32,
-        st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3)),
-        elements=st.floats(-4, 4, width=32),
-    ),
-    st.sampled_from([1e-5, 1e-6, 1e-3]),
-    st.booleans(),
-    st.integers(0, 2**16),
-)
+@given(_small_maps(4), st.sampled_from([1e-5, 1e-6, 1e-3]), st.booleans(), st.integers(0, 2**16))
 def test_layer_norm_over_the_image_matches_its_definition(x, eps, affine, seed):
     shape = x.shape[1:]
     rng = np.random.default_rng(seed)
