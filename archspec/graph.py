@@ -31,6 +31,15 @@ def paused_gc() -> Iterator[None]:
     try:
         yield
     finally:
+        # What was built is the result, kept by the caller: move it straight to the oldest generation
+        # (freeze + unfreeze splices the collector's lists; it examines nothing). Re-enabled as is, the
+        # collector would first walk all of it in the young generations, to find nothing to free: a
+        # tenth of loading and analyzing a 20,000-node chain. The program's own young objects go along:
+        # a reference cycle among them is freed by the next full collection instead of a young one.
+        # Skipped when the program uses gc.freeze() itself (unfreeze would release what it froze).
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if enabled:
             gc.enable()
 

@@ -134,3 +134,34 @@ def test_an_edited_block_library_is_read_again(tmp_path):
     for _ in range(2):  # a library's errors are reported at every load, not only the first
         with pytest.raises(archspec.SpecError, match="typo"):
             archspec.load(spec)
+
+
+def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path):
+    """load/analyze pause the cyclic collector and hand what they built to its oldest generation
+    (graph.paused_gc): the collector's state, a program's frozen objects and its cycles are unaffected."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    spec = {"name": "t", "input": [3, 8, 8], "nodes": [{"name": "r", "op": "relu"}]}
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        archspec.load(spec).analyze()
+        assert gc.isenabled() == enabled
+    gc.enable()
+    cycle = Node()
+    cycle.self = cycle  # garbage only the cyclic collector can free
+    alive = weakref.ref(cycle)
+    del cycle
+    gc.freeze()  # a program that freezes its objects (before forking, say) keeps them frozen
+    try:
+        frozen = gc.get_freeze_count()
+        archspec.load(spec).analyze()
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+    archspec.load(spec).analyze()
+    gc.collect()
+    assert alive() is None
