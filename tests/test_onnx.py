@@ -368,6 +368,14 @@ def test_asymmetric_pads_are_refused_in_one_message_listing_every_node(capsys):
     assert "Traceback" not in err
 
 
+def _archspec_run(spec, weights, x: np.ndarray, tmp_path) -> np.ndarray:
+    """`archspec run SPEC --weights W --input x.npy --out y.npy`, as a user runs it; returns y."""
+    np.save(tmp_path / "x.npy", x)
+    args = ["run", str(spec), "--weights", str(weights), "--input", str(tmp_path / "x.npy")]
+    assert main([*args, "--out", str(tmp_path / "y.npy")]) == 0
+    return np.load(tmp_path / "y.npy")
+
+
 def test_the_import_summary_says_batchnorm_was_folded(capsys, tmp_path):
     path, _, _ = _fixture("plain_bn_folded")
     assert main(["import", str(path), "--out", str(tmp_path / "p.yaml")]) == 0
@@ -386,23 +394,7 @@ def test_import_writes_a_readable_spec_and_weights_that_run_accepts(tmp_path, ca
     nodes = text.split("nodes:\n")[1].splitlines()
     assert all(line.startswith("  - {name: ") and line.endswith("}") for line in nodes)  # one line per node
     assert "  - {name: stem, op: conv2d, out_channels: 8, kernel: 3, padding: 1}" in nodes
-    np.save(tmp_path / "x.npy", x)
-    assert (
-        main(
-            [
-                "run",
-                str(spec),
-                "--weights",
-                str(weights),
-                "--input",
-                str(tmp_path / "x.npy"),
-                "--out",
-                str(tmp_path / "y.npy"),
-            ]
-        )
-        == 0
-    )
-    assert _relative(np.load(tmp_path / "y.npy"), y) <= 1e-5
+    assert _relative(_archspec_run(spec, weights, x, tmp_path), y) <= 1e-5
 
 
 @pytest.mark.parametrize("command", ["analyze", "verify", "compare", "report"])
@@ -440,24 +432,9 @@ def test_cli_export_then_onnxruntime_equals_archspec_run(tmp_path, capsys):
     proto = onnx.load(str(out))
     assert proto.opset_import[0].version == 18
     x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    assert (
-        main(
-            [
-                "run",
-                str(spec),
-                "--weights",
-                str(tmp_path / "w.npz"),
-                "--input",
-                str(tmp_path / "x.npy"),
-                "--out",
-                str(tmp_path / "y.npy"),
-            ]
-        )
-        == 0
-    )
+    y = _archspec_run(spec, tmp_path / "w.npz", x, tmp_path)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    assert _relative(session.run(None, {"input": x})[0], np.load(tmp_path / "y.npy")) <= 1e-5
+    assert _relative(session.run(None, {"input": x})[0], y) <= 1e-5
 
 
 def test_weights_over_one_protobuf_message_are_exported_beside_the_model(tmp_path, capsys, monkeypatch):

@@ -124,8 +124,7 @@ def analyze(
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
     shapes = graph.infer_shapes(input_shape)
-    rules: dict = {}
-    fields = receptive_fields(graph, shapes, rules)
+    fields, rules = receptive_fields(graph, shapes)
     inference = graph.inference_nodes
     layers = []
     nodes = graph.nodes

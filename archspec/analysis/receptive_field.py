@@ -126,10 +126,11 @@ def merge(fields: list[ReceptiveField]) -> ReceptiveField:
     return ReceptiveField("local", (axes[0], axes[1]), misaligned, context)
 
 
-def receptive_fields(graph, shapes, rules: dict | None = None) -> dict[str, ReceptiveField]:
-    """Receptive field of every tensor of `graph` (input pixels seen by one unit). Each op's rule is
-    also stored in `rules` when given (analysis reads the windows from it)."""
+def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str, object]]:
+    """Receptive field of every tensor of `graph` (input pixels seen by one unit), and the rule each op
+    gave for it ("pointwise", "global", "irregular" or its Window), which analysis shows as the kernel."""
     fields: dict[str, ReceptiveField] = {INPUT: INPUT_RF}
+    rules: dict[str, object] = {}
     for name in graph.order:
         op = graph.nodes[name].op
         ins = op.inputs
@@ -141,9 +142,7 @@ def receptive_fields(graph, shapes, rules: dict | None = None) -> dict[str, Rece
             merged = merge([fields[i] for i, gate in zip(ins, gates, strict=True) if not gate])
             if any(gates) and merged.kind == "local":
                 merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
-        rule = op.rf_rule(in_shapes)
-        if rules is not None:
-            rules[name] = rule
+        rule = rules[name] = op.rf_rule(in_shapes)
         if rule == "pointwise":
             fields[name] = merged
         elif rule == "global":
@@ -152,7 +151,7 @@ def receptive_fields(graph, shapes, rules: dict | None = None) -> dict[str, Rece
             fields[name] = IRREGULAR_RF if merged.kind == "local" else merged
         else:
             fields[name] = apply_window(merged, rule)
-    return fields
+    return fields, rules
 
 
 # ---- exact per-unit spans at a given input size --------------------------------------------------

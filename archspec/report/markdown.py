@@ -148,10 +148,10 @@ def render_report(
     lines.append(CONVENTIONS)
     if len(analysis.layers) > 60:
         lines += ["## Blocks", "", "Layers summed per block (`analyze --depth 2`).", ""]
-        lines.append(layer_table(analysis, depth=2, tablefmt="pipe"))
+        lines.append(layer_table(analysis, depth=2, layout="pipe"))
         lines.append("")
     lines += ["## Layers", ""]
-    lines.append(layer_table(analysis, tablefmt="pipe"))
+    lines.append(layer_table(analysis, layout="pipe"))
     lines.append("")
     if explanations:
         lines += ["## How each number is computed", "", "`archspec explain` prints the same text.", ""]

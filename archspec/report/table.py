@@ -181,7 +181,7 @@ _CELLS = {
 
 
 def layer_table(
-    analysis: Analysis, depth: int | None = None, tablefmt: str = "simple", columns: tuple[str, ...] | None = None
+    analysis: Analysis, depth: int | None = None, layout: str = "simple", columns: tuple[str, ...] | None = None
 ) -> str:
     """The per-layer table alone. Training-only layers get a `train-only` column when the model has any."""
     rs = rows(analysis, depth)
@@ -194,7 +194,7 @@ def layer_table(
     for r in rs:
         body.append([cell(r, previous) for cell in cells])
         previous = r.name
-    return grid(body, [COLUMNS[k][0] for k in columns], tablefmt, [COLUMNS[k][1] for k in columns])
+    return grid(body, [COLUMNS[k][0] for k in columns], layout, [COLUMNS[k][1] for k in columns])
 
 
 def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
@@ -289,9 +289,9 @@ def title_line(analysis: Analysis) -> str:
 
 
 def render_table(
-    analysis: Analysis, depth: int | None = None, tablefmt: str = "simple", columns: tuple[str, ...] | None = None
+    analysis: Analysis, depth: int | None = None, layout: str = "simple", columns: tuple[str, ...] | None = None
 ) -> str:
-    body = layer_table(analysis, depth, tablefmt, columns)
+    body = layer_table(analysis, depth, layout, columns)
     totals = grid(totals_lines(analysis), layout="plain")
     return f"{title_line(analysis)}\n\n{body}\n\n{totals}\n"
 
@@ -403,14 +403,14 @@ def cs231n_rows(analysis: Analysis) -> list[Cs231nRow]:
     return out
 
 
-def render_cs231n(analysis: Analysis, tablefmt: str = "simple") -> str:
+def render_cs231n(analysis: Analysis, layout: str = "simple") -> str:
     from archspec.report.conventions import CS231N_FOOTNOTE
 
     rs = cs231n_rows(analysis)
     body = grid(
         [[r.name, r.op, f"[{'x'.join(map(str, r.volume))}]", fmt_int(r.memory), fmt_int(r.weights)] for r in rs],
         ["layer", "op", "volume (H x W x C)", "memory (values)", "weights (no bias)"],
-        tablefmt,
+        layout,
         ("left", "left", "right", "right", "right"),
     )
     memory = sum(r.memory for r in rs)
@@ -634,5 +634,5 @@ def render_comparison(analyses: list[Analysis], fmt: str = "table") -> str:
             )
         return buffer.getvalue()
     rows = comparison_rows(ordered)
-    tablefmt = "pipe" if fmt == "markdown" else "simple"
-    return grid(rows, COMPARE_HEADERS, tablefmt, COMPARE_ALIGN) + "\n"
+    layout = "pipe" if fmt == "markdown" else "simple"
+    return grid(rows, COMPARE_HEADERS, layout, COMPARE_ALIGN) + "\n"

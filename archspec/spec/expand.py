@@ -17,8 +17,8 @@ from archspec.spec.yamlsafe import Document, Path
 
 MAX_NODES = 20_000  # after expansion (ResNet-152 has about 500, ResNet-1001 about 3,700); bounds time to seconds
 MAX_BLOCK_DEPTH = 16
-_NOTHING_TO_SUBSTITUTE = frozenset({int, float, bool, type(None)})
 MAX_WORK = 2_000_000  # values walked while substituting block parameters (bounds time, not just nodes)
+_NOTHING_TO_SUBSTITUTE = frozenset({int, float, bool, type(None)})  # value types `_substitute` passes through
 
 
 @dataclass(frozen=True)

@@ -301,7 +301,7 @@ class _Builder:
             key, mark = event.value, event.start_mark
             here = (*where, key)
             if key in result:
-                first = self.doc._location(key_at, here)
+                first = self.doc.locate(here, key=True)
                 line, col = mark.line + 1, mark.column + 1
                 self.doc.errors.append(
                     Diagnostic(
