@@ -98,6 +98,26 @@ class MatMul:
         self.macs += math.prod(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]
         return np.matmul(a, b, out=out)
 
+    def accumulate(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """out += a @ b, batched like __call__ (a's and b's batch dims broadcast to out's). Each 2-D
+        product is one BLAS gemm that adds into `out` in place (archspec.ops.blas) where BLAS can take
+        the operands; otherwise NumPy forms the product in a temporary and adds it."""
+        from archspec.ops import blas
+
+        if a.shape[-1] != b.shape[-2]:
+            raise ShapeError(f"matrix product of {a.shape} and {b.shape}: inner sizes differ")
+        batch, rows_cols = out.shape[:-2], (a.shape[-2], b.shape[-1])
+        if np.broadcast_shapes(a.shape[:-2], b.shape[:-2], batch) != batch or out.shape[-2:] != rows_cols:
+            raise ShapeError(f"matrix product of {a.shape} and {b.shape} into {out.shape}: shapes differ")
+        self.macs += math.prod(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        a_all, b_all = np.broadcast_to(a, batch + a.shape[-2:]), np.broadcast_to(b, batch + b.shape[-2:])
+        products = [(a_all[i], b_all[i], out[i]) for i in np.ndindex(batch)]
+        if all(blas.takes(*product) for product in products):
+            for product in products:
+                blas.gemm_accumulate(*product)
+        else:  # no BLAS found, or operands it cannot read in place
+            out += np.matmul(a, b)
+
     def multiply(self, out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         """out = a * b elementwise (broadcasting), counting one MAC per product: the first term of a
         sum that `multiply_accumulate` continues."""

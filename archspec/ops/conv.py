@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import ClassVar, Literal
 
 from archspec.lazy import numpy as np
@@ -29,6 +30,25 @@ from archspec.ops.windows import pad_input, window_columns
 # layer's matrix (C*kh*kw times its input) is never built whole, large enough that the matrix
 # products stay few and large (each BLAS call with threads on a busy machine has a cost).
 COLUMN_BLOCK_BYTES = 16 << 20
+
+# Winograd's F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): a 3x3
+# convolution over each 4x4 input tile gives a 2x2 output tile with 16 products instead of 36, as
+#   Y = A^T [(G g G^T) * (B^T d B)] A.
+# On the inference path only, and only where it was measured faster than im2col on this project's
+# 2-core machine (VGG16's 256- and 512-channel layers at 56x56 and 28x28: 1.3-1.5x, counting the
+# weights' transform, which is redone on every call like every other use of the weights): both
+# channel counts at least 256 (else the elementwise transforms outweigh the products saved) and an
+# output of at least 28x28 (else the weights' transform does).
+WINOGRAD_MIN_CHANNELS = 256
+WINOGRAD_MIN_OUTPUT = 28 * 28
+# A stride-1 convolution with at least this many output pixels sums its taps (Conv2d._tap_sum) when
+# BLAS adds products in place (archspec.ops.blas), a single group and enough input channels (each tap's
+# product is a C-deep sum: VGG's first layer, 3 deep, is faster as one 27-deep im2col product).
+TAP_SUM_MIN_OUTPUT = 56 * 56
+TAP_SUM_MIN_CHANNELS = 16
+# The transforms' temporaries are about 4x the input plus 4x the output: above this many bytes the
+# layer runs as im2col in row blocks instead.
+WINOGRAD_MAX_BYTES = 256 << 20
 
 
 class Conv2d(Plain, OpBase):
@@ -154,8 +174,19 @@ class Conv2d(Plain, OpBase):
             out = mm(x.transpose(0, 2, 3, 1).reshape(n, ho * wo, c), weight.reshape(self.out_channels, c).T)
             _epilogue(out, scale_out, bias)
             return out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
-        if stride == (1, 1) and (kh, kw) != (1, 1) and self.out_channels < c and fast_path():
-            return self._tap_sum(x, weight, bias, scale_out, (ho, wo), mm)
+        if self._winograd_pays(x.shape, (kh, kw), stride, dilation, ho * wo) and fast_path():
+            if scale_out is not None:  # the scale goes into the weights before their transform
+                weight, scale_out = weight * scale_out.reshape(-1, 1, 1, 1), None
+            return self._winograd(x, weight, bias, padding, (ho, wo), mm)
+        if stride == (1, 1) and (kh, kw) != (1, 1) and fast_path():
+            from archspec.ops import blas  # (ctypes: not imported for analysis alone)
+
+            # Fewer outputs than inputs (DenseNet's 128 -> 32): the output passes are cheap. A large map
+            # (VGG16's first four layers, ResNet's 56 x 56 stage): the im2col copy costs more than the
+            # taps' products, which BLAS then adds in place (measured 1.2-1.35x faster).
+            large = ho * wo >= TAP_SUM_MIN_OUTPUT and g == 1 and c >= TAP_SUM_MIN_CHANNELS
+            if self.out_channels < c or (large and blas.available(x.dtype)):
+                return self._tap_sum(x, weight, bias, scale_out, (ho, wo), mm)
         padded = pad_input(x, padding)
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
         kernel = weight.reshape(g, self.out_channels // g, depth)
@@ -197,13 +228,14 @@ class Conv2d(Plain, OpBase):
         )
 
     def _tap_sum(self, x, weight, bias, scale_out, size, mm: MatMul):
-        """A stride-1 convolution with fewer output than input channels (DenseNet's 128 -> 32), on the
-        inference path only: one product per kernel tap, summed, instead of an im2col matrix kh*kw times
-        the input's size. The trick is to compute every output row over the padded width: then the
-        input that tap (i, j) sees is one contiguous run of the flattened padded map, starting at
+        """A stride-1 convolution on the inference path: one product per kernel tap, summed, instead of
+        an im2col matrix kh*kw times the input's size. The trick is to compute every output row over the
+        padded width: then the input that tap (i, j) sees is one contiguous run of the flattened padded map, starting at
         i * Wp + j, which BLAS reads in place (rows C apart), so nothing is copied. The columns past
         each output row's end are computed and dropped (they are why measurement, which counts every
-        product, never takes this path). Summing costs one pass over the small output per tap."""
+        product, never takes this path). BLAS adds each tap's product into the sum in place; without it
+        (NumPy's matmul) summing costs one pass over the output per tap, worth it only when the output is
+        smaller than the input."""
         n, c = x.shape[:2]
         g, o = self.groups, self.out_channels
         (ho, wo), (dh, dw) = size, pair(self.dilation)
@@ -215,19 +247,96 @@ class Conv2d(Plain, OpBase):
         length = ho * wp
         taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh, kw, g, o // g, c // g)
         acc = np.empty((n, g, o // g, length), dtype=np.result_type(x, weight))
-        term = np.empty_like(acc)
+        from archspec.ops import blas
+
+        # BLAS's in-place sum pays on large maps only: on DenseNet's 28 x 28 and smaller it was measured
+        # 1.15-1.25x slower than NumPy's product followed by a sum.
+        in_place = ho * wo >= TAP_SUM_MIN_OUTPUT and blas.available(acc.dtype)
+        term = None if in_place else np.empty_like(acc)
         for i in range(kh):
             for j in range(kw):
                 start = i * dh * wp + j * dw
-                mm(taps[i, j], flat[..., start : start + length], out=term if i or j else acc)
-                if i or j:
-                    acc += term
+                window = flat[..., start : start + length]
+                if not (i or j):
+                    mm(taps[i, j], window, out=acc)
+                elif in_place:
+                    mm.accumulate(taps[i, j], window, acc)
+                else:
+                    acc += mm(taps[i, j], window, out=term)
         out = np.ascontiguousarray(acc.reshape(n, o, ho, wp)[..., :wo])
         _epilogue(
             out,
             None if scale_out is None else scale_out.reshape(-1, 1, 1),
             None if bias is None else bias.reshape(-1, 1, 1),
         )
+        return out
+
+    def _winograd_pays(self, in_shape, kernel, stride, dilation, out_pixels) -> bool:
+        n, c = in_shape[:2]
+        o = self.out_channels
+        # float32 tile transforms: 16 positions x (C + O) channels x out_pixels / 4 tiles x 4 bytes.
+        temporaries = 16 * n * (c + o) * out_pixels
+        return (
+            kernel == (3, 3)
+            and stride == dilation == (1, 1)
+            and self.groups == 1
+            and min(c, o) >= WINOGRAD_MIN_CHANNELS
+            and out_pixels >= WINOGRAD_MIN_OUTPUT
+            and temporaries <= WINOGRAD_MAX_BYTES
+        )
+
+    def _winograd(self, x, weight, bias, padding, size, mm: MatMul):
+        """A dense 3x3 stride-1 convolution by Winograd's F(2x2, 3x3), on the inference path only: 2.25x
+        fewer products than the definition (so measurement, which counts the products it forms, never
+        takes this path). Tiles are 4x4 windows of the padded input, 2 apart; the output is computed on
+        whole 2x2 tiles and cropped. Every transform is a handful of whole-array additions over strided
+        views (B^T d B and A^T m A have entries 0 and +-1 only); the 16 tile positions are one batched
+        matrix product over channels. Float32 error is that of the sums reordered (about 1e-6 relative)."""
+        n, c, h, w = x.shape
+        o = self.out_channels
+        ho, wo = size
+        th, tw = (ho + 1) // 2, (wo + 1) // 2  # tiles down and across
+        ph, pw = padding
+        # The padded input, extended with zeros to whole tiles (4 + 2 * (tiles - 1) cells each way).
+        # (ho = h + 2 * ph - 2, so 2 * th + 2 >= h + 2 * ph: the whole padded input fits.)
+        padded = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
+        padded[:, :, ph : ph + h, pw : pw + w] = x
+        # B^T d B, first down the rows (row k of every tile: rows k, k+2, ... of the padded map) ...
+        d = [padded[:, :, k : k + 2 * th : 2] for k in range(4)]
+        down = np.empty((4, n, c, th, 2 * tw + 2), dtype=x.dtype)
+        np.subtract(d[0], d[2], out=down[0])
+        np.add(d[1], d[2], out=down[1])
+        np.subtract(d[2], d[1], out=down[2])
+        np.subtract(d[1], d[3], out=down[3])
+        # ... then across: V[k, l] is tile position (k, l) of every tile, (N, C, tiles).
+        v = np.empty((4, 4, n, c, th, tw), dtype=x.dtype)
+        for k in range(4):
+            e = [down[k][..., j : j + 2 * tw : 2] for j in range(4)]
+            np.subtract(e[0], e[2], out=v[k, 0])
+            np.add(e[1], e[2], out=v[k, 1])
+            np.subtract(e[2], e[1], out=v[k, 2])
+            np.subtract(e[1], e[3], out=v[k, 3])
+        # G g G^T for all (O, C) kernels at once: one product with the 16 x 9 matrix of G[a, i] G[b, j].
+        u = mm(_winograd_kernel_transform(weight.dtype), weight.reshape(o * c, 9).T).reshape(16, 1, o, c)
+        m = mm(u, v.reshape(16, n, c, th * tw)).reshape(4, 4, n, o, th, tw)  # (16, N, O, tiles)
+        # A^T m A: down (two output rows per tile), then across into the interleaved output.
+        half = np.empty((2, 4, n, o, th, tw), dtype=m.dtype)
+        np.add(m[0], m[1], out=half[0])
+        half[0] += m[2]
+        np.subtract(m[1], m[2], out=half[1])
+        half[1] -= m[3]
+        out = np.empty((n, o, 2 * th, 2 * tw), dtype=m.dtype)
+        tiles = out.reshape(n, o, th, 2, tw, 2)
+        for a in range(2):
+            s = half[a]
+            np.add(s[0], s[1], out=tiles[:, :, :, a, :, 0])
+            tiles[:, :, :, a, :, 0] += s[2]
+            np.subtract(s[1], s[2], out=tiles[:, :, :, a, :, 1])
+            tiles[:, :, :, a, :, 1] -= s[3]
+        if (2 * th, 2 * tw) != (ho, wo):
+            out = np.ascontiguousarray(out[:, :, :ho, :wo])
+        if bias is not None:
+            out += bias.reshape(-1, 1, 1)
         return out
 
     def _depthwise(self, x, weight, bias, size, stride, dilation, mm: MatMul):
@@ -270,6 +379,14 @@ class Conv2d(Plain, OpBase):
 
     def probe(self):
         return self.model_copy(update={"out_channels": 1, "groups": 1, "in_channels": None}), 1
+
+
+@cache
+def _winograd_kernel_transform(dtype) -> np.ndarray:
+    """Winograd's G g G^T as one 16 x 9 matrix: row (a, b), column (i, j) holds G[a, i] * G[b, j], with
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (its entries are exact in binary)."""
+    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    return np.einsum("ai,bj->abij", g, g).reshape(16, 9).astype(dtype)
 
 
 def _channels_last(x: np.ndarray) -> bool:

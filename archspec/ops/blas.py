@@ -1,0 +1,144 @@
+"""out += a @ b as one BLAS call (gemm with beta = 1) on the OpenBLAS that NumPy already loaded.
+
+NumPy's matmul cannot accumulate: `out += a @ b` makes the product in a temporary and adds it in a
+second pass over `out`. A convolution summed tap by tap (conv.Conv2d._tap_sum) does that once per kernel
+tap; on a 224 x 224 map those passes cost as much as the products. BLAS's gemm adds into C itself, and
+it reads `b` in place with any row stride, which is what the shifted windows of a flattened padded map
+are. NumPy does not expose gemm, so this binds it with ctypes, found through threadpoolctl (already
+archspec's dependency for BLAS threads). Where it is not found, or fails its self-test, `takes` says
+no and the caller uses NumPy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from archspec.lazy import numpy as np
+
+_ROW_MAJOR, _NO_TRANS = 101, 111
+# OpenBLAS's CBLAS gemm under the names its builds export, with the integer width each takes: NumPy's
+# wheels ship scipy-openblas with 64-bit integers ("64_" suffix); a system OpenBLAS has plain names.
+_NAMES = {
+    "float32": (
+        ("scipy_cblas_sgemm64_", ctypes.c_int64),
+        ("cblas_sgemm64_", ctypes.c_int64),
+        ("cblas_sgemm", ctypes.c_int),
+    ),
+    "float64": (
+        ("scipy_cblas_dgemm64_", ctypes.c_int64),
+        ("cblas_dgemm64_", ctypes.c_int64),
+        ("cblas_dgemm", ctypes.c_int),
+    ),
+}
+_SCALAR = {"float32": ctypes.c_float, "float64": ctypes.c_double}
+_bound: dict[str, object] = {}  # dtype name -> the bound gemm, or None when there is none (looked up once)
+
+
+def _openblas_libraries():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return []
+    return [lib.filepath for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers]
+
+
+def _bind(dtype: str):
+    scalar = _SCALAR[dtype]
+    for path in _openblas_libraries():
+        try:
+            library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle
+        except OSError:
+            continue
+        for name, integer in _NAMES[dtype]:
+            function = getattr(library, name, None)
+            if function is None:
+                continue
+            # (order, trans a, trans b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+            matrix = [ctypes.c_void_p, integer]
+            function.argtypes = [ctypes.c_int] * 3 + [integer] * 3 + [scalar, *matrix, *matrix, scalar, *matrix]
+            function.restype = None
+            if _self_test(function, dtype):
+                return function
+    return None
+
+
+def _gemm(dtype: str):
+    if dtype not in _bound:
+        _bound[dtype] = _bind(dtype)
+    return _bound[dtype]
+
+
+def _self_test(function, dtype: str) -> bool:
+    """A strided product with beta = 1 against NumPy's: a wrong integer width or calling convention
+    gives a wrong sum, not a crash, for arguments this small."""
+    a = np.arange(6, dtype=dtype).reshape(2, 3) - 2
+    wide = np.arange(20, dtype=dtype).reshape(4, 5) / 4
+    b = wide[:3, 1:3]  # rows 5 apart
+    out = np.ones((2, 2), dtype=dtype)
+    want = out + a @ b
+    try:
+        _call(function, a, b, out)
+    except (ctypes.ArgumentError, TypeError):
+        return False
+    return bool(np.array_equal(out, want))
+
+
+def _leading(x) -> int:
+    """A row-major matrix's leading dimension: its row stride in elements (a single row's stride is
+    arbitrary, even 0 after a broadcast; BLAS still wants at least the row's length)."""
+    return x.strides[0] // x.itemsize if x.shape[0] > 1 else max(1, x.shape[1])
+
+
+def _call(function, a, b, out) -> None:
+    m, k = a.shape
+    n = b.shape[1]
+    function(
+        _ROW_MAJOR,
+        _NO_TRANS,
+        _NO_TRANS,
+        m,
+        n,
+        k,
+        1.0,
+        a.ctypes.data,
+        _leading(a),
+        b.ctypes.data,
+        _leading(b),
+        1.0,
+        out.ctypes.data,
+        _leading(out),
+    )
+
+
+def _gemm_layout(x, rows: int, cols: int) -> bool:
+    """A 2-D matrix BLAS reads in place row-major: unit column stride, row stride a whole number of
+    elements no smaller than the row (or a single row)."""
+    s0, s1 = x.strides
+    size = x.itemsize
+    return x.shape == (rows, cols) and s1 == size and s0 % size == 0 and (rows == 1 or s0 >= cols * size)
+
+
+def available(dtype) -> bool:
+    """Whether BLAS's gemm was found for this dtype (and passed its self-test)."""
+    name = np.dtype(dtype).name
+    return name in _NAMES and _gemm(name) is not None
+
+
+def takes(a, b, out) -> bool:
+    """Whether BLAS can run out += a @ b in place: 2-D a (M, K), b (K, N), out (M, N) of one float
+    dtype that BLAS was found for, each read row-major in place."""
+    dtype = out.dtype
+    if a.dtype != dtype or b.dtype != dtype or a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
+        return False
+    if not available(dtype):
+        return False
+    m, k = a.shape
+    n = b.shape[1]
+    return min(m, n, k) > 0 and _gemm_layout(a, m, k) and _gemm_layout(b, k, n) and _gemm_layout(out, m, n)
+
+
+def gemm_accumulate(a, b, out) -> None:
+    """out += a @ b in one BLAS call; only for operands `takes` accepts."""
+    if not takes(a, b, out):
+        raise ValueError(f"BLAS cannot take {a.shape} @ {b.shape} into {out.shape} in place")
+    _call(_gemm(out.dtype.name), a, b, out)
