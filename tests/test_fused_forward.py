@@ -176,3 +176,50 @@ def test_verify_sees_channel_first_arrays_and_the_fast_path_the_same_numbers(nod
     x = np.random.default_rng(0).normal(size=(2, 1, 6, 6)).astype(np.float32)
     unfused = reference.run(model.graph, x, weights, keep=lambda n: n == "fc")["fc"]
     np.testing.assert_allclose(model.forward(x, weights), unfused, rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_and_in_place_tap_sums_in_a_whole_network(monkeypatch):
+    """Layers big enough for the fast path's other conv kernels: a 64-channel 3x3 conv on a 56 x 56 map
+    (taps summed, added in place by BLAS when found) and a 256 -> 256 3x3 conv at 28 x 28 (Winograd),
+    each followed by a batch norm it absorbs. Model.forward must agree with the unfused graph, and each
+    kernel must have run where the rules in archspec/ops/conv.py send those layers."""
+    from archspec.ops import blas
+    from archspec.ops.conv import Conv2d
+
+    spec = {
+        "name": "wide",
+        "input": [64, 56, 56],
+        "nodes": [
+            {"name": "c1", "op": "conv2d", "out_channels": 64, "kernel": 3, "padding": 1, "bias": False},
+            {"name": "bn1", "op": "batch_norm"},
+            {"name": "r1", "op": "relu"},
+            {"name": "c2", "op": "conv2d", "out_channels": 256, "kernel": 3, "stride": 2, "padding": 1},
+            {"name": "r2", "op": "relu"},
+            {"name": "c3", "op": "conv2d", "out_channels": 256, "kernel": 3, "padding": 1, "bias": False},
+            {"name": "bn3", "op": "batch_norm"},
+            {"name": "pool", "op": "adaptive_avg_pool2d", "output_size": 1},
+        ],
+    }
+    model = archspec.load(spec)
+    weights = model.init_weights(5)
+    x = np.random.default_rng(6).normal(size=(1, 64, 56, 56)).astype(np.float32)
+    taken: dict[str, list[str]] = {"winograd": [], "tap_sum": []}
+    for kernel in taken:
+        original = getattr(Conv2d, f"_{kernel}")
+
+        def spy(self, *args, _original=original, _kernel=kernel):
+            taken[_kernel].append(self.name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(Conv2d, f"_{kernel}", spy)
+    accumulated = []
+    original_accumulate = blas.gemm_accumulate
+    monkeypatch.setattr(blas, "gemm_accumulate", lambda *a: accumulated.append(1) or original_accumulate(*a))
+    out = model.graph.outputs[0]
+    unfused = reference.run(model.graph, x, weights, keep=lambda n: n == out)[out]
+    assert taken == {"winograd": [], "tap_sum": []}  # measurement's path: im2col everywhere
+    fused = model.forward(x, weights)
+    np.testing.assert_allclose(fused, unfused, rtol=0, atol=1e-5 * float(np.abs(unfused).max()))
+    assert taken == {"winograd": ["c3"], "tap_sum": ["c1"]}
+    # 8 of c1's 9 taps are added in place, when BLAS's gemm was found in this process.
+    assert len(accumulated) == (8 if blas.available(np.float32) else 0)
