@@ -137,3 +137,20 @@ def test_measurement_never_takes_winograd(monkeypatch):
     mm = MatMul()
     op.forward([x], Weights(tensors, "c"), mm)
     assert mm.macs == op.macs([x.shape[1:]], (4, 6, 6))  # the definition's products, exactly
+
+
+@pytest.mark.parametrize("size", [(3, 3), (9, 8)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_tap_sum_applies_a_fused_affine(size, bias):
+    """The per-channel scale of an absorbed batch norm goes into the weights when they are the smaller
+    (9 x 8 map: 216 weights, 432 outputs) and onto the output rows as they are cropped when they are not
+    (3 x 3 map: 216 weights, 36 outputs); the shift joins the bias."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1, 6, *size)).astype(np.float32)
+    op, tensors = _conv({"out_channels": 4, "kernel": 3, "padding": 1, "bias": bias}, 6, rng)
+    scale, shift = rng.normal(size=(2, 4)).astype(np.float32)
+    with fast():
+        got = op.forward_affine([x], Weights(tensors, "c"), MatMul(), lambda channels: (scale, shift))
+    want = naive.conv2d(x, tensors["weight"], tensors.get("bias"), (1, 1), (1, 1), (1, 1), 1)
+    want = want * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -263,12 +263,17 @@ class Conv2d(Plain, OpBase):
                     mm.accumulate(taps[i, j], window, acc)
                 else:
                     acc += mm(taps[i, j], window, out=term)
-        out = np.ascontiguousarray(acc.reshape(n, o, ho, wp)[..., :wo])
-        _epilogue(
-            out,
-            None if scale_out is None else scale_out.reshape(-1, 1, 1),
-            None if bias is None else bias.reshape(-1, 1, 1),
-        )
+        # The output without the junk columns, scaled and shifted on the way when there is an epilogue.
+        rows = acc.reshape(n, o, ho, wp)[..., :wo]
+        out = np.empty(rows.shape, dtype=acc.dtype)
+        if scale_out is not None:
+            np.multiply(rows, scale_out.reshape(-1, 1, 1), out=out)
+        elif bias is not None:
+            np.add(rows, bias.reshape(-1, 1, 1), out=out)
+            return out
+        else:
+            out[...] = rows
+        _epilogue(out, None, None if bias is None else bias.reshape(-1, 1, 1))
         return out
 
     def _winograd_pays(self, in_shape, kernel, stride, dilation, out_pixels) -> bool:

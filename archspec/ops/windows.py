@@ -23,11 +23,13 @@ def pad_input(
     """x (N, C, H, W) padded by `padding` on both sides plus `extra` cells at the bottom/right (no copy if none)."""
     if not any(padding) and not any(extra):
         return x
-    return np.pad(
-        x,
-        ((0, 0), (0, 0), (padding[0], padding[0] + extra[0]), (padding[1], padding[1] + extra[1])),
-        constant_values=pad_value,
-    )
+    n, c, h, w = x.shape
+    (ph, pw), (eh, ew) = padding, extra
+    # A filled array with x copied in: the same result as np.pad, without its per-call set-up (20-30 us,
+    # as much as the copy itself on a 14 x 14 map; a DenseNet forward pass pads 120 times).
+    padded = np.full((n, c, h + 2 * ph + eh, w + 2 * pw + ew), pad_value, dtype=x.dtype)
+    padded[:, :, ph : ph + h, pw : pw + w] = x
+    return padded
 
 
 def window_columns(
