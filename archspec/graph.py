@@ -232,7 +232,8 @@ def _resolve_inputs(nodes, resolve, known: set[str], errors: list[Diagnostic]) -
                 )
             )
         if inputs != node.op.inputs:  # a bypassed node or block name resolved to its tensor
-            node = LoadedNode(node.op.model_copy(update={"inputs": inputs}), node.location, node.trail, node.raw)
+            op = node.op.model_copy(update={"inputs": inputs})
+            node = LoadedNode(op, node.trail, node.raw, node.template)
         resolved_nodes[name] = node
     return resolved_nodes
 

@@ -29,6 +29,9 @@ class RawNode:
     doc: Document
     path: Path  # where the node's mapping sits in `doc`
     trail: tuple[tuple[Location, str], ...] = ()  # block uses that produced it, outermost first
+    # Nodes with the same `template` (not None) come from one template node substituted with the same
+    # block arguments: their data are equal but for 'name' and 'inputs' (loading validates it once).
+    template: int | None = None
 
     def locate(self, sub: Path = (), *, key: bool = False) -> Location:
         return self.doc.locate((*self.path, *sub), key=key)
@@ -93,10 +96,11 @@ class Expander:
         self._work = 0  # values walked by substitution
         self.stopped = False  # a size limit was hit: stop expanding, report it once
         self._bad_reference = False  # set by _substitute when a '$param' could not be resolved
-        # (template node, bound parameters) -> (template node, its substituted data, work it took): block
-        # instances with the same arguments (ResNet's 35 identical units of layer3) substitute each template
-        # node once. Only clean substitutions are kept, so every error is still found and reported as before.
-        self._substituted: dict[tuple, tuple[dict, dict, int]] = {}
+        # (template node, bound parameters) -> (template node, its substituted data, work it took, token):
+        # block instances with the same arguments (ResNet's 35 identical units of layer3) substitute each
+        # template node once. Only clean substitutions are kept, so every error is still found and reported
+        # as before. The token (a number, unique in this expansion) becomes the nodes' RawNode.template.
+        self._substituted: dict[tuple, tuple[dict, dict, int, int]] = {}
 
     # ---- helpers ----
     def _error(self, loc: Location, message: str, hint: str | None = None, trail=()) -> None:
@@ -213,20 +217,23 @@ class Expander:
             trail,
         )
 
-    def _substitute_once(self, raw: dict, env_key, scope: Scope, path: Path) -> dict:
+    def _substitute_once(self, raw: dict, env_key, scope: Scope, path: Path) -> tuple[dict, int | None]:
         """`_substitute_node` for a template node, reusing an earlier instance's result when the block's
-        parameters are bound to the same values (`env_key`, see _freeze; None: do not reuse)."""
+        parameters are bound to the same values (`env_key`, see _freeze; None: do not reuse). Also the
+        token of that (template node, arguments) pair when the substitution was clean, else None."""
         key = (id(raw), env_key) if env_key is not None else None
         if key is not None:
             hit = self._substituted.get(key)
             if hit is not None and hit[0] is raw:
                 self._work += hit[2]  # the size limit counts the same work as without the cache
-                return dict(hit[1])  # a fresh top-level dict: expand() sets name and inputs, pops 'when'
+                return dict(hit[1]), hit[3]  # a fresh top-level dict: expand() sets name and inputs, pops 'when'
         work, errors = self._work, len(self.out.errors)
         data = self._substitute_node(raw, scope.env, scope.doc, path, scope.block, scope.trail)
         if key is not None and not self._bad_reference and len(self.out.errors) == errors:
-            self._substituted[key] = (raw, dict(data), self._work - work)
-        return data
+            token = len(self._substituted)
+            self._substituted[key] = (raw, dict(data), self._work - work, token)
+            return data, token
+        return data, None
 
     # ---- main walk ----
     def expand(self, raw_nodes: list[Any], scope: Scope) -> str:
@@ -250,7 +257,7 @@ class Expander:
             if not isinstance(raw, dict):  # the schema (list of mappings) has already reported it
                 continue
             self._bad_reference = False
-            data = self._substitute_once(raw, env_key, scope, path)
+            data, template = self._substitute_once(raw, env_key, scope, path)
             name = self._node_name(data, doc, path, trail)
             if name is None:
                 continue
@@ -277,7 +284,7 @@ class Expander:
                 data["name"] = full
                 data["inputs"] = resolved
                 if not self._bad_reference:  # else already reported; validating '$x' would only repeat it
-                    self.out.nodes.append(RawNode(data, doc, path, trail))
+                    self.out.nodes.append(RawNode(data, doc, path, trail, template))
                 previous = full
             local[name] = previous
             produced.add(previous)
