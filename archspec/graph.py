@@ -95,12 +95,20 @@ class Graph:
         raises SpecError naming every node whose shapes fail."""
         shapes: dict[str, Shape] = {INPUT: tuple(input_shape)}
         errors: list[Diagnostic] = []
+        # (template, input shapes) -> output shape: identical layers (LoadedNode.template) are computed
+        # once. Only shapes that passed every check are kept, so each failing node reports for itself.
+        known: dict[tuple, Shape] = {}
         for name in self.order if nodes is None else nodes:
             node = self.nodes[name]
             try:
                 in_shapes = [shapes[i] for i in node.op.inputs]
             except KeyError:
                 continue  # an upstream node already failed
+            if node.template is not None:
+                key = (node.template, *in_shapes)
+                if key in known:
+                    shapes[name] = known[key]
+                    continue
             try:
                 shape = node.op.output_shape(in_shapes)
             except ShapeError as exc:
@@ -117,7 +125,9 @@ class Graph:
                     )
                 )
                 continue
-            shapes[name] = tuple(map(int, shape))
+            shapes[name] = shape = tuple(map(int, shape))
+            if node.template is not None:
+                known[key] = shape
         if errors:
             raise SpecError(errors)
         return shapes

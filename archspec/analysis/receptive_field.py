@@ -90,13 +90,16 @@ IRREGULAR_RF = ReceptiveField("irregular")
 def apply_window(rf: ReceptiveField, window: Window) -> ReceptiveField:
     if rf.kind != "local":
         return rf
-    axes = tuple(
-        tuple(
-            (s * window.stride[a], lo - s * window.padding[a], hi + s * (window.kernel[a] - 1 - window.padding[a]))
-            for s, lo, hi in rf.axes[a]
+    (k0, k1), (t0, t1), (p0, p1) = window.kernel, window.stride, window.padding
+    rows, cols = rf.axes
+    if len(rows) == 1 and len(cols) == 1:  # one piece per axis, as almost everywhere: no loops to set up
+        (s, lo, hi), (z, left, right) = rows[0], cols[0]
+        axes = (((s * t0, lo - s * p0, hi + s * (k0 - 1 - p0)),), ((z * t1, left - z * p1, right + z * (k1 - 1 - p1)),))
+    else:
+        axes = (
+            tuple((s * t0, lo - s * p0, hi + s * (k0 - 1 - p0)) for s, lo, hi in rows),
+            tuple((s * t1, lo - s * p1, hi + s * (k1 - 1 - p1)) for s, lo, hi in cols),
         )
-        for a in range(2)
-    )
     return ReceptiveField("local", axes, rf.misaligned, rf.context)
 
 
@@ -131,8 +134,11 @@ def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str
     gave for it ("pointwise", "global", "irregular" or its Window), which analysis shows as the kernel."""
     fields: dict[str, ReceptiveField] = {INPUT: INPUT_RF}
     rules: dict[str, object] = {}
+    known: dict[tuple, object] = {}  # (template, input shapes) -> rule: identical layers ask their op once
+    nodes = graph.nodes
     for name in graph.order:
-        op = graph.nodes[name].op
+        node = nodes[name]
+        op = node.op
         ins = op.inputs
         in_shapes = [shapes[i] for i in ins]
         if len(ins) == 1:  # most nodes: nothing to merge, and a lone input is never a broadcast gate
@@ -142,15 +148,24 @@ def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str
             merged = merge([fields[i] for i, gate in zip(ins, gates, strict=True) if not gate])
             if any(gates) and merged.kind == "local":
                 merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
-        rule = rules[name] = op.rf_rule(in_shapes)
-        if rule == "pointwise":
+        if node.template is None:
+            rule = op.rf_rule(in_shapes)
+        else:
+            key = (node.template, *in_shapes)
+            rule = known.get(key)
+            if rule is None:
+                rule = known[key] = op.rf_rule(in_shapes)
+        rules[name] = rule
+        if isinstance(rule, Window):  # tested first: comparing a Window with a text is the slow way to say no
+            fields[name] = apply_window(merged, rule)
+        elif rule == "pointwise":
             fields[name] = merged
         elif rule == "global":
             fields[name] = GLOBAL_RF
         elif rule == "irregular":
             fields[name] = IRREGULAR_RF if merged.kind == "local" else merged
         else:
-            fields[name] = apply_window(merged, rule)
+            raise TypeError(f"node '{name}': unknown receptive-field rule {rule!r}")
     return fields, rules
 
 
