@@ -38,9 +38,11 @@ def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_p
             if not buffer:
                 live -= size[buffer_of[tensor]]
 
+    ops = graph.nodes
     for name in nodes:
-        op = graph.op(name)
-        source = op.inputs[0] if len(op.inputs) == 1 else None
+        op = ops[name].op
+        inputs = op.inputs
+        source = inputs[0] if len(inputs) == 1 else None
         alias = source is not None and (
             op.view
             or (
@@ -61,7 +63,7 @@ def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_p
             live += size[name]
         users[buffer_of[name]].add(name)
         curve[name] = live
-        for i in set(op.inputs):
+        for i in inputs if source is not None else set(inputs):
             if last.get(i) == name and i not in keep:
                 release(i)
         if name not in keep and name not in last:  # read by nobody

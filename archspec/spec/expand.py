@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -19,11 +19,12 @@ MAX_NODES = 20_000  # after expansion (ResNet-152 has about 500, ResNet-1001 abo
 MAX_BLOCK_DEPTH = 16
 MAX_WORK = 2_000_000  # values walked while substituting block parameters (bounds time, not just nodes)
 _NOTHING_TO_SUBSTITUTE = frozenset({int, float, bool, type(None)})  # value types `_substitute` passes through
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-@dataclass(frozen=True)
-class RawNode:
-    """An expanded node's data (parameters substituted, inputs resolved to full names)."""
+class RawNode(NamedTuple):
+    """An expanded node's data (parameters substituted, inputs resolved to full names). A named tuple:
+    one is made per node of every load, and a tuple is made in a third of a frozen dataclass's time."""
 
     data: dict[str, Any]
     doc: Document
@@ -101,6 +102,8 @@ class Expander:
         # template node once. Only clean substitutions are kept, so every error is still found and reported
         # as before. The token (a number, unique in this expansion) becomes the nodes' RawNode.template.
         self._substituted: dict[tuple, tuple[dict, dict, int, int]] = {}
+        self._env_numbers: dict[tuple, int] = {}  # _freeze(bound parameters) -> a number for it
+        self._good_names: set[str] = set()  # node names _node_name accepted (the same few recur per instance)
 
     # ---- helpers ----
     def _error(self, loc: Location, message: str, hint: str | None = None, trail=()) -> None:
@@ -219,7 +222,8 @@ class Expander:
 
     def _substitute_once(self, raw: dict, env_key, scope: Scope, path: Path) -> tuple[dict, int | None]:
         """`_substitute_node` for a template node, reusing an earlier instance's result when the block's
-        parameters are bound to the same values (`env_key`, see _freeze; None: do not reuse). Also the
+        parameters are bound to the same values (`env_key`: a number standing for _freeze(env); None: do
+        not reuse). Also the
         token of that (template node, arguments) pair when the substitution was clean, else None."""
         key = (id(raw), env_key) if env_key is not None else None
         if key is not None:
@@ -246,6 +250,8 @@ class Expander:
         produced: set[str] = set()  # tensors computed in this scope
         bypassed: list[tuple[Path, str, list[str]]] = []  # multi-input nodes switched off
         env_key = _freeze(scope.env) if scope.env is not None else None
+        if env_key is not None:  # a small number stands for it in _substitute_once's keys (quicker to hash)
+            env_key = self._env_numbers.setdefault(env_key, len(self._env_numbers))
         for index, raw in enumerate(raw_nodes):
             path = (*scope.base, index)
             self._visited += 1
@@ -258,17 +264,26 @@ class Expander:
                 continue
             self._bad_reference = False
             data, template = self._substitute_once(raw, env_key, scope, path)
-            name = self._node_name(data, doc, path, trail)
-            if name is None:
-                continue
+            name = data.get("name")
+            if name.__class__ is not str or name not in self._good_names:
+                name = self._node_name(data, doc, path, trail)
+                if name is None:
+                    continue
+                self._good_names.add(name)
             full = scope.prefix + name
             self.out.known_names.add(full)
-            resolved = self._inputs(data, previous, full, local, scope, path)
-            if resolved is None:
-                continue
-            when = self._when(data, full, scope, path)
-            if when is None:
-                continue
+            if "inputs" in data:
+                resolved = self._inputs(data, previous, full, local, scope, path)
+                if resolved is None:
+                    continue
+            else:  # the common case: the previous node's output
+                resolved = [previous]
+            if "when" in data:
+                when = self._when(data, full, scope, path)
+                if when is None:
+                    continue
+            else:
+                when = True
             if not when:  # bypassed: the node passes its (first) input through
                 self.out.aliases[full] = local[name] = previous = resolved[0]
                 if len(resolved) > 1:
@@ -556,13 +571,13 @@ def _freeze(value: Any) -> Any:
     """A hashable key equal only for values that substitute identically: each scalar with its type (True,
     1 and 1.0 are equal in Python but not to the strict validation), lists and mappings in order. None
     when a value is of another type (then nothing is reused)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if value.__class__ in _SCALARS or isinstance(value, (str, int, float, bool)) or value is None:
         return (type(value), value)
     if isinstance(value, list):
         items = tuple(_freeze(v) for v in value)
         return None if None in items else (list, items)
     if isinstance(value, dict):
-        items = tuple((k, _freeze(v)) for k, v in value.items())
+        items = tuple([(k, _freeze(v)) for k, v in value.items()])
         return None if any(v is None for _, v in items) else (dict, items)
     return None
 
