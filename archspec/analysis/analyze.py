@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 
 from archspec.analysis.memory import DTYPE_BYTES, peak_live_elements
-from archspec.analysis.receptive_field import ReceptiveField, receptive_fields
+from archspec.analysis.receptive_field import INPUT_RF, ReceptiveField, field_of
 from archspec.analysis.training import TrainingMemory, training_memory
 from archspec.graph import INPUT, Graph, numel
 from archspec.ops import Shape
@@ -33,15 +33,20 @@ class LayerStats:
     groups: int = 1
 
     @classmethod
-    def make(cls, *values) -> LayerStats:
-        """`LayerStats(*values)` (every field, in order), without the frozen __init__'s one
-        object.__setattr__ per field: a third of the time analysis spends per layer."""
+    def from_fields(cls, fields: dict) -> LayerStats:
+        """The record whose fields are `fields` (a dict of every field, in declaration order, which the
+        record takes as its own), made without the frozen __init__'s one object.__setattr__ per field:
+        analysis copies one such dict per group of identical layers and sets the four fields that differ."""
+        if fields.keys() != _LAYER_FIELD_SET:
+            raise TypeError(f"LayerStats fields differ: {sorted(fields.keys() ^ _LAYER_FIELD_SET)}")
         layer = _new_object(cls)
-        layer.__dict__.update(zip(_LAYER_FIELDS, values, strict=True))  # a missing or extra value: ValueError
+        _set_attribute(layer, "__dict__", fields)
         return layer
 
 
 _LAYER_FIELDS = tuple(f.name for f in dataclass_fields(LayerStats))
+_LAYER_FIELD_SET = frozenset(_LAYER_FIELDS)
+_set_attribute = object.__setattr__
 _new_object = object.__new__
 
 
@@ -84,23 +89,26 @@ class Analysis:
     training: TrainingMemory | None = None  # with analyze(..., optimizer=...): PyTorch training memory
 
 
-def _figures(op, in_shapes: list[Shape], out: Shape, rule) -> tuple:
-    """What a layer's record says about its op alone, in LayerStats' order: (op, output_shape, params,
-    param_tensors, buffers, macs, activations, weights_without_bias, window, groups)."""
+def _figures(op, in_shapes: list[Shape], out: Shape) -> tuple[object, dict]:
+    """The op's receptive-field rule, and what a layer's record says about its op alone: every field of
+    LayerStats, in order, with those of the node itself (name, inputs, receptive_field, train_only) None."""
     tensor_sizes = {k: numel(s) for k, s in op.param_shapes(in_shapes).items()}
     buffers = op.buffer_shapes(in_shapes)
-    return (
-        op.op,
-        out,
-        sum(tensor_sizes.values()),
-        tuple(tensor_sizes.items()),
-        sum(numel(s) for s in buffers.values()) if buffers else 0,
-        op.macs(in_shapes, out),
-        numel(out),
-        sum(tensor_sizes[t] for t in op.lecture_weights if t in tensor_sizes),
-        rule if isinstance(rule, Window) else None,
-        op.groups if "groups" in type(op).model_fields else 1,
+    rule = op.rf_rule(in_shapes)
+    values = dict.fromkeys(_LAYER_FIELDS)
+    values.update(
+        op=op.op,
+        output_shape=out,
+        params=sum(tensor_sizes.values()),
+        param_tensors=tuple(tensor_sizes.items()),
+        buffers=sum(numel(s) for s in buffers.values()) if buffers else 0,
+        macs=op.macs(in_shapes, out),
+        activations=numel(out),
+        weights_without_bias=sum(tensor_sizes[t] for t in op.lecture_weights if t in tensor_sizes),
+        window=rule if isinstance(rule, Window) else None,
+        groups=op.groups if "groups" in type(op).model_fields else 1,
     )
+    return rule, values
 
 
 def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
@@ -156,43 +164,32 @@ def analyze(
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
     shapes = graph.infer_shapes(input_shape)
-    fields, rules = receptive_fields(graph, shapes)
     inference = graph.inference_nodes
     layers = []
     nodes = graph.nodes
+    fields = {INPUT: INPUT_RF}  # receptive fields, one step of receptive_fields() per node
     # (template, input shapes) -> the op's figures (see _figures): identical layers (LoadedNode.template,
     # e.g. ResNet-152's 35 equal units of layer3) are computed once.
     known: dict[tuple, tuple] = {}
     for name in graph.order:
         node = nodes[name]
         op = node.op
-        in_shapes = [shapes[i] for i in op.inputs]
+        inputs = op.inputs
+        in_shapes = [shapes[i] for i in inputs]
         if node.template is None:
-            figures = _figures(op, in_shapes, shapes[name], rules[name])
+            figures = _figures(op, in_shapes, shapes[name])
         else:
             key = (node.template, *in_shapes)
             figures = known.get(key)
             if figures is None:
-                figures = known[key] = _figures(op, in_shapes, shapes[name], rules[name])
-        kind, output_shape, params, param_tensors, buffers, macs, activations, weights, window, groups = figures
-        layers.append(
-            LayerStats.make(
-                name,
-                kind,
-                tuple(op.inputs),
-                output_shape,
-                params,
-                param_tensors,
-                buffers,
-                macs,
-                activations,
-                fields[name],
-                name not in inference,
-                weights,
-                window,
-                groups,
-            )
-        )
+                figures = known[key] = _figures(op, in_shapes, shapes[name])
+        rule, values = figures
+        values = values.copy()
+        values["name"] = name
+        values["inputs"] = tuple(inputs)
+        values["receptive_field"] = fields[name] = field_of(name, inputs, in_shapes, rule, fields)
+        values["train_only"] = name not in inference
+        layers.append(LayerStats.from_fields(values))
     main = [layer for layer in layers if not layer.train_only]
     extra = [layer for layer in layers if layer.train_only]
     main_nodes = [layer.name for layer in main]
