@@ -6,11 +6,10 @@ import functools
 import os
 import re
 import stat
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -25,20 +24,22 @@ from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, document_from_data,
 MAX_INCLUDES = 64
 
 
-@dataclass(frozen=True)
-class LoadedNode:
+class LoadedNode(NamedTuple):
+    """A validated node: its op, and where it was written. A named tuple (immutable, and made in half a
+    frozen dataclass's time: there is one per node of every load, and another per node whose inputs
+    the graph resolves)."""
+
     op: OpBase
-    trail: tuple[tuple[Location, str], ...]
-    # The node as written (for pointing at one of its keys, e.g. a bad entry under 'inputs').
-    raw: RawNode = field(compare=False, repr=False)
+    trail: tuple[tuple[Location, str], ...]  # block uses that produced it, outermost first
+    raw: RawNode  # the node as written (for pointing at one of its keys, e.g. a bad entry under 'inputs')
     # Nodes with the same `template` (not None) have ops equal in every field but 'name' and 'inputs'
     # (one template line, the same block arguments; see RawNode.template): per-op figures computed for
     # one of them hold for all at the same input shapes (analysis shares them).
-    template: int | None = field(default=None, compare=False, repr=False)
+    template: int | None = None
 
-    @cached_property
+    @property
     def location(self) -> Location:
-        """Where the node is written, looked up when first asked for (on a valid spec most nodes never are)."""
+        """Where the node is written (looked up when asked for: on a valid spec most nodes never are)."""
         return self.raw.locate()
 
     def locate(self, sub: tuple = (), *, key: bool = False) -> Location:
@@ -155,8 +156,9 @@ class _IncludeResolver:
     def _include_shipped(self, rel: str, loc: Location, stack: tuple) -> None:
         """`archspec:<name>`: a block library shipped inside the package (archspec/blocks/<name>.yaml)."""
         name = rel[len(SHIPPED_PREFIX) :]
-        shipped = shipped_libraries()
-        if name not in shipped:
+        resource = shipped_library(name)
+        if resource is None:
+            shipped = shipped_libraries()
             shown = rel if len(rel) <= 80 else rel[:77] + "..."
             self.errors.append(
                 Diagnostic(
@@ -171,7 +173,6 @@ class _IncludeResolver:
         if not self._room_for(key, loc, stack):
             return
         self.loaded.add(key)
-        resource = shipped[name]
         shown = _display(FsPath(str(resource))) if isinstance(resource, FsPath) else key
         self._load_library(resource.read_bytes(), str(shown), (*stack, key))
 
@@ -266,6 +267,15 @@ def _parsed_library(raw: bytes, shown: str) -> tuple[Document | None, BlockLibra
 
 SHIPPED_PREFIX = "archspec:"
 _LIBRARY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
+def shipped_library(name: str) -> Any | None:
+    """The resource of the block library `name` shipped in archspec/blocks/, or None: what
+    `shipped_libraries().get(name)` gives, without listing the folder and examining every file in it."""
+    if not _LIBRARY_NAME.fullmatch(name):
+        return None
+    entry = resources.files("archspec.blocks").joinpath(name + ".yaml")
+    return entry if entry.is_file() else None
 
 
 def shipped_libraries() -> dict[str, Any]:
