@@ -106,8 +106,9 @@ class Graph:
                 continue  # an upstream node already failed
             if node.template is not None:
                 key = (node.template, *in_shapes)
-                if key in known:
-                    shapes[name] = known[key]
+                shape = known.get(key)
+                if shape is not None:
+                    shapes[name] = shape
                     continue
             try:
                 shape = node.op.output_shape(in_shapes)
@@ -173,8 +174,11 @@ def build_graph(spec: LoadedSpec) -> Graph:
     if errors:
         raise SpecError(errors)
     order = _topological_order(resolved)
-    _check_dead(resolved, (*outputs, *train_outputs))
-    return Graph(spec, order, resolved, outputs, train_outputs)
+    used = _check_dead(resolved, (*outputs, *train_outputs))
+    graph = Graph(spec, order, resolved, outputs, train_outputs)
+    if not train_outputs:  # then `used` is what Graph.inference_nodes would compute again: keep it
+        graph.__dict__["inference_nodes"] = frozenset(used)
+    return graph
 
 
 def _unique_nodes(spec: LoadedSpec, errors: list[Diagnostic]) -> dict[str, LoadedNode]:
@@ -219,8 +223,12 @@ def _resolve_inputs(nodes, resolve, aliases: dict[str, str], errors: list[Diagno
     bounds: dict[type, tuple[int, int | None]] = {}  # op class -> (fewest, most) inputs
     for name, node in nodes.items():
         given = node.op.inputs
-        inputs = [resolve(i) if i in aliases else i for i in given]
-        if not all(ref in nodes or ref == INPUT for ref in inputs):
+        inputs = given if aliases.keys().isdisjoint(given) else [resolve(i) for i in given]
+        defined = True
+        for ref in inputs:
+            if ref not in nodes and ref != INPUT:
+                defined = False
+        if not defined:
             known = set(nodes) | set(aliases) | {INPUT}
             for index, (ref, original) in enumerate(zip(inputs, given, strict=True)):
                 if ref != INPUT and ref not in nodes:
@@ -249,7 +257,7 @@ def _resolve_inputs(nodes, resolve, aliases: dict[str, str], errors: list[Diagno
                     node.trail,
                 )
             )
-        if inputs != given:  # a bypassed node or block name resolved to its tensor
+        if inputs is not given and inputs != given:  # a bypassed node or block name resolved to its tensor
             op = node.op.model_copy(update={"inputs": inputs})
             node = LoadedNode(op, node.trail, node.raw, node.template)
         resolved_nodes[name] = node
@@ -340,7 +348,8 @@ def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None
     )
 
 
-def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> None:
+def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> set[str]:
+    """The nodes `outputs` need; raises SpecError naming every other node."""
     used = upstream(nodes, outputs)
     dead = [n for n in nodes if n not in used]
     if dead:
@@ -355,6 +364,7 @@ def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> None:
                 for n in dead
             ]
         )
+    return used
 
 
 def numel(shape: Shape) -> int:

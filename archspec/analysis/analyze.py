@@ -33,19 +33,16 @@ class LayerStats:
     groups: int = 1
 
     @classmethod
-    def from_fields(cls, fields: dict) -> LayerStats:
-        """The record whose fields are `fields` (a dict of every field, in declaration order, which the
-        record takes as its own), made without the frozen __init__'s one object.__setattr__ per field:
-        analysis copies one such dict per group of identical layers and sets the four fields that differ."""
-        if fields.keys() != _LAYER_FIELD_SET:
-            raise TypeError(f"LayerStats fields differ: {sorted(fields.keys() ^ _LAYER_FIELD_SET)}")
+    def _from_fields(cls, fields: dict) -> LayerStats:
+        """The record whose fields are `fields`: a dict of every field in declaration order (analysis
+        copies one made by `_figures` per group of identical layers, and sets the four that differ), which
+        the record takes as its own. Made without the frozen __init__'s one object.__setattr__ per field."""
         layer = _new_object(cls)
         _set_attribute(layer, "__dict__", fields)
         return layer
 
 
 _LAYER_FIELDS = tuple(f.name for f in dataclass_fields(LayerStats))
-_LAYER_FIELD_SET = frozenset(_LAYER_FIELDS)
 _set_attribute = object.__setattr__
 _new_object = object.__new__
 
@@ -95,7 +92,7 @@ def _figures(op, in_shapes: list[Shape], out: Shape) -> tuple[object, dict]:
     tensor_sizes = {k: numel(s) for k, s in op.param_shapes(in_shapes).items()}
     buffers = op.buffer_shapes(in_shapes)
     rule = op.rf_rule(in_shapes)
-    values = dict.fromkeys(_LAYER_FIELDS)
+    values = dict.fromkeys(_LAYER_FIELDS)  # every field, in order (LayerStats._from_fields)
     values.update(
         op=op.op,
         output_shape=out,
@@ -108,6 +105,8 @@ def _figures(op, in_shapes: list[Shape], out: Shape) -> tuple[object, dict]:
         window=rule if isinstance(rule, Window) else None,
         groups=op.groups if "groups" in type(op).model_fields else 1,
     )
+    if len(values) != len(_LAYER_FIELDS):  # a misspelt field above would be a new key
+        raise TypeError(f"not LayerStats fields: {sorted(values.keys() - set(_LAYER_FIELDS))}")
     return rule, values
 
 
@@ -189,7 +188,7 @@ def analyze(
         values["inputs"] = tuple(inputs)
         values["receptive_field"] = fields[name] = field_of(name, inputs, in_shapes, rule, fields)
         values["train_only"] = name not in inference
-        layers.append(LayerStats.from_fields(values))
+        layers.append(LayerStats._from_fields(values))
     main = [layer for layer in layers if not layer.train_only]
     extra = [layer for layer in layers if layer.train_only]
     main_nodes = [layer.name for layer in main]

@@ -51,7 +51,7 @@ def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_p
                 and buffer_of[source] != INPUT  # the caller's input is never overwritten
                 and last.get(source) == name
                 and source not in keep
-                and users[buffer_of[source]] == {source}  # no live view shares the buffer
+                and len(users[buffer_of[source]]) == 1  # no live view shares the buffer (source is in it)
             )
         )
         if alias:
