@@ -420,10 +420,12 @@ class Expander:
                     start = repeat.start if repeat else 0
                     instance = f"{full}.{fmt.replace('{i}', str(start + k))}"
                 here = (*scope.trail, (scope.doc.locate(path), f"in block '{use.block}' instance '{instance}'"))
-                given = {**use.args, **(use.first if k == 0 else {})}
-                bound = self._bind(source, use.block, given, here)
-                if bound is None:
-                    break
+                if k <= 1:  # the instances after the second take the same arguments as it: bind them once
+                    given = {**use.args, **(use.first if k == 0 else {})}
+                    bound = self._bind(source, use.block, given, here)
+                    if bound is None:
+                        break
+                    env_key = self._env_number(bound)
                 inner = Scope(
                     source.doc,
                     (*source.path, "nodes"),
@@ -434,7 +436,7 @@ class Expander:
                     here,
                     scope.depth + 1,
                     source.definition.output,
-                    self._env_number(bound),
+                    env_key,
                 )
                 x = self._expand_instance(source, inner)
                 if source.definition.output is not None:
