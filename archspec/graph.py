@@ -93,7 +93,15 @@ class Graph:
     def infer_shapes(self, input_shape: Shape, nodes: list[str] | None = None) -> dict[str, Shape]:
         """Static shape of every tensor (or of `nodes`, a subgraph closed under inputs);
         raises SpecError naming every node whose shapes fail."""
+        return self.shapes_and_keys(input_shape, nodes)[0]
+
+    def shapes_and_keys(
+        self, input_shape: Shape, nodes: list[str] | None = None
+    ) -> tuple[dict[str, Shape], dict[str, tuple | None]]:
+        """`infer_shapes`, and for each node the key (template, *input shapes) under which analysis
+        shares what it computes for identical layers (None for a node without a template)."""
         shapes: dict[str, Shape] = {INPUT: tuple(input_shape)}
+        keys: dict[str, tuple | None] = {}
         errors: list[Diagnostic] = []
         # (template, input shapes) -> output shape: identical layers (LoadedNode.template) are computed
         # once. Only shapes that passed every check are kept, so each failing node reports for itself.
@@ -104,8 +112,10 @@ class Graph:
                 in_shapes = [shapes[i] for i in node.op.inputs]
             except KeyError:
                 continue  # an upstream node already failed
-            if node.template is not None:
-                key = (node.template, *in_shapes)
+            if node.template is None:
+                key = keys[name] = None
+            else:
+                key = keys[name] = (node.template, *in_shapes)
                 shape = known.get(key)
                 if shape is not None:
                     shapes[name] = shape
@@ -127,11 +137,11 @@ class Graph:
                 )
                 continue
             shapes[name] = shape = tuple(map(int, shape))
-            if node.template is not None:
+            if key is not None:
                 known[key] = shape
         if errors:
             raise SpecError(errors)
-        return shapes
+        return shapes, keys
 
 
 def last_readers(graph: Graph, nodes: list[str], dropped: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:

@@ -128,18 +128,20 @@ def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
     )
 
 
-def _stochastic_depth(graph: Graph, layers: dict[str, LayerStats]) -> StochasticDepthStats | None:
-    drops = [n for n in graph.order if graph.op(n).stochastic and n in graph.inference_nodes]
+def _stochastic_depth(graph: Graph, layers: list[LayerStats]) -> StochasticDepthStats | None:
+    full = graph.inference_nodes
+    nodes = graph.nodes
+    drops = [n for n in graph.order if nodes[n].op.stochastic and n in full]
     if not drops:
         return None
-    full = graph.inference_nodes
+    by_name = {layer.name: layer for layer in layers}
     branches = []
     for d in drops:
         branch = full - graph.needed_nodes({d})
         survival = graph.op(d).survival
         survival = 1.0 if survival is None else survival
-        branches.append((d, survival, sum(layers[n].macs for n in branch)))
-    total_macs = sum(layers[n].macs for n in full)
+        branches.append((d, survival, sum(by_name[n].macs for n in branch)))
+    total_macs = sum(by_name[n].macs for n in full)
     expected = total_macs - sum((1 - p) * m for _, p, m in branches)
     return StochasticDepthStats(
         blocks=len(drops),
@@ -162,37 +164,33 @@ def analyze(
         raise ValueError("training memory is modelled for float32 only")
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
-    shapes = graph.infer_shapes(input_shape)
+    shapes, keys = graph.shapes_and_keys(input_shape)
     inference = graph.inference_nodes
     layers = []
     nodes = graph.nodes
     fields = {INPUT: INPUT_RF}  # receptive fields, one step of receptive_fields() per node
     # (template, input shapes) -> the op's figures (see _figures): identical layers (LoadedNode.template,
     # e.g. ResNet-152's 35 equal units of layer3) are computed once.
-    known: dict[tuple, tuple] = {}
+    known: dict[tuple | None, tuple] = {}
     for name in graph.order:
-        node = nodes[name]
-        op = node.op
+        op = nodes[name].op
         inputs = op.inputs
-        in_shapes = [shapes[i] for i in inputs]
-        if node.template is None:
-            figures = _figures(op, in_shapes, shapes[name])
-        else:
-            key = (node.template, *in_shapes)
-            figures = known.get(key)
-            if figures is None:
-                figures = known[key] = _figures(op, in_shapes, shapes[name])
+        key = keys[name]
+        figures = known.get(key)  # never found for None
+        if figures is None:
+            figures = _figures(op, [shapes[i] for i in inputs], shapes[name])
+            if key is not None:
+                known[key] = figures
         rule, values = figures
         values = values.copy()
         values["name"] = name
         values["inputs"] = tuple(inputs)
-        values["receptive_field"] = fields[name] = field_of(name, inputs, in_shapes, rule, fields)
+        values["receptive_field"] = fields[name] = field_of(name, inputs, shapes, rule, fields)
         values["train_only"] = name not in inference
         layers.append(LayerStats._from_fields(values))
     main = [layer for layer in layers if not layer.train_only]
     extra = [layer for layer in layers if layer.train_only]
     main_nodes = [layer.name for layer in main]
-    by_name = {layer.name: layer for layer in layers}
     return Analysis(
         name=spec.name,
         input_shape=input_shape,
@@ -202,7 +200,7 @@ def analyze(
         totals=_totals(main, graph, shapes, main_nodes, batch, dtype),
         # The heads' own params/MACs/activations; their peak is that of the whole training graph.
         train_extra=_totals(extra, graph, shapes, [layer.name for layer in layers], batch, dtype) if extra else None,
-        stochastic_depth=_stochastic_depth(graph, by_name),
+        stochastic_depth=_stochastic_depth(graph, layers),
         outputs=graph.outputs,
         train_outputs=graph.train_outputs,
         metadata=spec.metadata.model_dump(exclude_none=True),

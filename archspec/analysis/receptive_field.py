@@ -167,17 +167,17 @@ def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str
             if rule is None:
                 rule = known[key] = op.rf_rule(in_shapes)
         rules[name] = rule
-        fields[name] = field_of(name, op.inputs, in_shapes, rule, fields)
+        fields[name] = field_of(name, op.inputs, shapes, rule, fields)
     return fields, rules
 
 
-def field_of(name: str, inputs: list[str], in_shapes: list, rule, fields: dict[str, ReceptiveField]) -> ReceptiveField:
-    """The receptive field of node `name`'s output, from its inputs' `fields` and its op's `rule` (one
-    step of `receptive_fields`, which analysis also takes node by node)."""
+def field_of(name: str, inputs: list[str], shapes: dict, rule, fields: dict[str, ReceptiveField]) -> ReceptiveField:
+    """The receptive field of node `name`'s output, from its inputs' `fields` and `shapes` and its op's
+    `rule` (one step of `receptive_fields`, which analysis also takes node by node)."""
     if len(inputs) == 1:  # most nodes: nothing to merge, and a lone input is never a broadcast gate
         merged = fields[inputs[0]]
     else:
-        gates = broadcast_inputs(in_shapes)
+        gates = broadcast_inputs([shapes[i] for i in inputs])
         merged = merge([fields[i] for i, gate in zip(inputs, gates, strict=True) if not gate])
         if any(gates) and merged.kind == "local":
             merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
