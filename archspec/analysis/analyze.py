@@ -112,18 +112,22 @@ def _figures(op, in_shapes: list[Shape], out: Shape) -> tuple[object, dict]:
 
 def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
     bytes_per = DTYPE_BYTES[dtype]
-    params = sum(layer.params for layer in layers)
-    activations = sum(layer.activations for layer in layers)
+    params = macs = activations = buffers = 0
+    for layer in layers:  # one pass for the four sums
+        params += layer.params
+        macs += layer.macs
+        activations += layer.activations
+        buffers += layer.buffers
     peak, where = peak_live_elements(graph, shapes, nodes) if nodes else (0, INPUT)
     return Totals(
         params=params,
-        macs=sum(layer.macs for layer in layers),
+        macs=macs,
         activations=activations,
         param_bytes=params * bytes_per,
         activation_bytes=activations * batch * bytes_per,
         peak_activation_bytes=peak * batch * bytes_per,
         peak_at=where,
-        buffers=sum(layer.buffers for layer in layers),
+        buffers=buffers,
         input_elements=numel(shapes[INPUT]),
     )
 
