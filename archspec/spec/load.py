@@ -469,7 +469,8 @@ def _renamed(template: OpBase, name: str, inputs: list[str]) -> OpBase:
     in every key but 'name' and 'inputs' (one template line, the same block arguments: RawNode.template).
     The expander has made those two a non-empty text and a list of texts, which validation takes as they
     are, so nothing is left to check: copy the other fields (pydantic's own `model_copy`, without its
-    generality, at a third of the cost of validating the node again)."""
+    generality, at a third of the cost of validating the node again). Like `model_copy` it shares the
+    field values themselves (a `kernel: [3, 5]` list): ops are frozen, and nothing changes them."""
     op = _new_object(type(template))
     fields = template.__dict__.copy()
     fields["name"] = name
