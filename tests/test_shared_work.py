@@ -292,3 +292,13 @@ def test_size_limits_still_apply_to_replayed_instances(write_spec, monkeypatch):
     with pytest.raises(SpecError) as err:
         load(write_spec, "  - {name: s, block: unit, repeat: 8, args: {width: 4}}\n")
     assert "the spec expands to more than 20 nodes" in err.value.render()
+
+
+def test_receptive_fields_pass_equals_the_layer_records(write_spec):
+    # analyze() steps the receptive fields inside its layer loop; receptive_fields() is the same walk alone.
+    model = load(write_spec, STAGES)
+    analysis = model.analyze()
+    fields, rules = rf.receptive_fields(model.graph, model.graph.infer_shapes(model.input_shape))
+    for layer in analysis.layers:
+        assert layer.receptive_field == fields[layer.name]
+        assert layer.window == (rules[layer.name] if isinstance(rules[layer.name], Window) else None)
