@@ -244,9 +244,9 @@ class Expander:
             if hit is not None and hit[0] is raw:
                 self._work += hit[2]  # the size limit counts the same work as without the cache
                 return dict(hit[1]), hit[3]  # a fresh top-level dict: expand() sets name and inputs, pops 'when'
-        work, errors = self._work, len(self.out.errors)
+        work, problems = self._work, self._problems
         data = self._substitute_node(raw, scope.env, scope.doc, path, scope.block, scope.trail)
-        if key is not None and not self._bad_reference and len(self.out.errors) == errors:
+        if key is not None and not self._bad_reference and self._problems == problems:
             token = len(self._substituted)
             self._substituted[key] = (raw, dict(data), self._work - work, token)
             return data, token
