@@ -93,14 +93,33 @@ class Graph:
     def infer_shapes(self, input_shape: Shape, nodes: list[str] | None = None) -> dict[str, Shape]:
         """Static shape of every tensor (or of `nodes`, a subgraph closed under inputs);
         raises SpecError naming every node whose shapes fail."""
+        return self.shapes_and_keys(input_shape, nodes)[0]
+
+    def shapes_and_keys(
+        self, input_shape: Shape, nodes: list[str] | None = None
+    ) -> tuple[dict[str, Shape], dict[str, tuple | None]]:
+        """`infer_shapes`, and for each node the key (template, *input shapes) under which analysis
+        shares what it computes for identical layers (None for a node without a template)."""
         shapes: dict[str, Shape] = {INPUT: tuple(input_shape)}
+        keys: dict[str, tuple | None] = {}
         errors: list[Diagnostic] = []
+        # (template, input shapes) -> output shape: identical layers (LoadedNode.template) are computed
+        # once. Only shapes that passed every check are kept, so each failing node reports for itself.
+        known: dict[tuple, Shape] = {}
         for name in self.order if nodes is None else nodes:
             node = self.nodes[name]
             try:
                 in_shapes = [shapes[i] for i in node.op.inputs]
             except KeyError:
                 continue  # an upstream node already failed
+            if node.template is None:
+                key = keys[name] = None
+            else:
+                key = keys[name] = (node.template, *in_shapes)
+                shape = known.get(key)
+                if shape is not None:
+                    shapes[name] = shape
+                    continue
             try:
                 shape = node.op.output_shape(in_shapes)
             except ShapeError as exc:
@@ -117,19 +136,22 @@ class Graph:
                     )
                 )
                 continue
-            shapes[name] = tuple(map(int, shape))
+            shapes[name] = shape = tuple(map(int, shape))
+            if key is not None:
+                known[key] = shape
         if errors:
             raise SpecError(errors)
-        return shapes
+        return shapes, keys
 
 
 def last_readers(graph: Graph, nodes: list[str], dropped: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
     """Tensor -> the node of `nodes` (in execution order) that reads it last: where it can be freed.
     Nodes in `dropped` read nothing (a skipped stochastic-depth branch)."""
     last: dict[str, str] = {}
+    ops = graph.nodes
     for name in nodes:
         if name not in dropped:
-            for i in graph.op(name).inputs:
+            for i in ops[name].op.inputs:
                 last[i] = name
     return last
 
@@ -157,13 +179,16 @@ def build_graph(spec: LoadedSpec) -> Graph:
     errors: list[Diagnostic] = []
     nodes = _unique_nodes(spec, errors)
     resolve = _alias_resolver(spec.aliases)
-    resolved = _resolve_inputs(nodes, resolve, set(nodes) | set(spec.aliases) | {INPUT}, errors)
+    resolved = _resolve_inputs(nodes, resolve, spec.aliases, errors)
     outputs, train_outputs = _resolve_outputs(spec, nodes, resolve, errors)
     if errors:
         raise SpecError(errors)
     order = _topological_order(resolved)
-    _check_dead(resolved, (*outputs, *train_outputs))
-    return Graph(spec, order, resolved, outputs, train_outputs)
+    used = _check_dead(resolved, (*outputs, *train_outputs))
+    graph = Graph(spec, order, resolved, outputs, train_outputs)
+    if not train_outputs:  # then `used` is what Graph.inference_nodes would compute again: keep it
+        graph.__dict__["inference_nodes"] = frozenset(used)
+    return graph
 
 
 def _unique_nodes(spec: LoadedSpec, errors: list[Diagnostic]) -> dict[str, LoadedNode]:
@@ -202,23 +227,34 @@ def _alias_resolver(aliases: dict[str, str]):
     return resolve
 
 
-def _resolve_inputs(nodes, resolve, known: set[str], errors: list[Diagnostic]) -> dict[str, LoadedNode]:
+def _resolve_inputs(nodes, resolve, aliases: dict[str, str], errors: list[Diagnostic]) -> dict[str, LoadedNode]:
     """Inputs resolved to tensors; undefined inputs and wrong input counts reported."""
     resolved_nodes: dict[str, LoadedNode] = {}
+    bounds: dict[type, tuple[int, int | None]] = {}  # op class -> (fewest, most) inputs
     for name, node in nodes.items():
-        inputs = [resolve(i) for i in node.op.inputs]
-        for index, (ref, original) in enumerate(zip(inputs, node.op.inputs, strict=True)):
-            if ref != INPUT and ref not in nodes:
-                errors.append(
-                    Diagnostic(
-                        node.locate(("inputs", index)),
-                        f"node '{name}' takes input '{original}', which is not defined",
-                        did_you_mean(original, known) or "inputs name earlier nodes, or 'input'",
-                        node.trail,
+        given = node.op.inputs
+        inputs = given if aliases.keys().isdisjoint(given) else [resolve(i) for i in given]
+        defined = True
+        for ref in inputs:
+            if ref not in nodes and ref != INPUT:
+                defined = False
+        if not defined:
+            known = set(nodes) | set(aliases) | {INPUT}
+            for index, (ref, original) in enumerate(zip(inputs, given, strict=True)):
+                if ref != INPUT and ref not in nodes:
+                    errors.append(
+                        Diagnostic(
+                            node.locate(("inputs", index)),
+                            f"node '{name}' takes input '{original}', which is not defined",
+                            did_you_mean(original, known) or "inputs name earlier nodes, or 'input'",
+                            node.trail,
+                        )
                     )
-                )
-        arity = type(node.op).arity
-        low, high = (arity, arity) if isinstance(arity, int) else arity
+        kind = type(node.op)
+        if kind not in bounds:
+            arity = kind.arity
+            bounds[kind] = (arity, arity) if isinstance(arity, int) else arity
+        low, high = bounds[kind]
         if len(inputs) < low or (high is not None and len(inputs) > high):
             want = f"{low}" if low == high else f"at least {low}"
             errors.append(
@@ -231,8 +267,9 @@ def _resolve_inputs(nodes, resolve, known: set[str], errors: list[Diagnostic]) -
                     node.trail,
                 )
             )
-        if inputs != node.op.inputs:  # a bypassed node or block name resolved to its tensor
-            node = LoadedNode(node.op.model_copy(update={"inputs": inputs}), node.location, node.trail, node.raw)
+        if inputs is not given and inputs != given:  # a bypassed node or block name resolved to its tensor
+            op = node.op.model_copy(update={"inputs": inputs})
+            node = LoadedNode(op, node.trail, node.raw, node.template)
         resolved_nodes[name] = node
     return resolved_nodes
 
@@ -257,6 +294,8 @@ def _resolve_outputs(spec, nodes, resolve, errors: list[Diagnostic]) -> tuple[tu
 def _topological_order(nodes: dict[str, LoadedNode]) -> tuple[str, ...]:
     """Kahn's algorithm, always taking the ready node that comes first in the file (so the spec's own
     order is kept where it can be); raises SpecError with the cycle's path when there is one."""
+    if _in_file_order(nodes):
+        return tuple(nodes)  # what Kahn's algorithm below gives then, without its heap
     position = {name: i for i, name in enumerate(nodes)}
     waiting = {}  # node -> inputs not yet computed
     readers: dict[str, list[str]] = {name: [] for name in nodes}
@@ -283,6 +322,19 @@ def _topological_order(nodes: dict[str, LoadedNode]) -> tuple[str, ...]:
     return tuple(order)
 
 
+def _in_file_order(nodes: dict[str, LoadedNode]) -> bool:
+    """Every node's inputs come before it in the file (as in most specs). Then the file order is the
+    order `_topological_order` takes: by induction, once the first k nodes are taken the (k+1)th is
+    ready, and it comes first in the file among the ready nodes."""
+    done = {INPUT}
+    for name, node in nodes.items():
+        for i in node.op.inputs:
+            if i not in done:
+                return False
+        done.add(name)
+    return True
+
+
 def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None:
     import networkx as nx  # only to show a cycle's path: not worth its import time on valid specs
 
@@ -306,7 +358,8 @@ def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None
     )
 
 
-def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> None:
+def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> set[str]:
+    """The nodes `outputs` need; raises SpecError naming every other node."""
     used = upstream(nodes, outputs)
     dead = [n for n in nodes if n not in used]
     if dead:
@@ -321,6 +374,7 @@ def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> None:
                 for n in dead
             ]
         )
+    return used
 
 
 def numel(shape: Shape) -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 
 from archspec.analysis.memory import DTYPE_BYTES, peak_live_elements
-from archspec.analysis.receptive_field import ReceptiveField, receptive_fields
+from archspec.analysis.receptive_field import INPUT_RF, ReceptiveField, field_of
 from archspec.analysis.training import TrainingMemory, training_memory
 from archspec.graph import INPUT, Graph, numel
 from archspec.ops import Shape
@@ -30,6 +31,20 @@ class LayerStats:
     # op's `groups` (1 for ops without groups). Tables show them as `11x11 /4 p0 g2`.
     window: Window | None = None
     groups: int = 1
+
+    @classmethod
+    def _from_fields(cls, fields: dict) -> LayerStats:
+        """The record whose fields are `fields`: a dict of every field in declaration order (analysis
+        copies one made by `_figures` per group of identical layers, and sets the four that differ), which
+        the record takes as its own. Made without the frozen __init__'s one object.__setattr__ per field."""
+        layer = _new_object(cls)
+        _set_attribute(layer, "__dict__", fields)
+        return layer
+
+
+_LAYER_FIELDS = tuple(f.name for f in dataclass_fields(LayerStats))
+_set_attribute = object.__setattr__
+_new_object = object.__new__
 
 
 @dataclass(frozen=True)
@@ -71,36 +86,66 @@ class Analysis:
     training: TrainingMemory | None = None  # with analyze(..., optimizer=...): PyTorch training memory
 
 
+def _figures(op, in_shapes: list[Shape], out: Shape) -> tuple[object, dict]:
+    """The op's receptive-field rule, and what a layer's record says about its op alone: every field of
+    LayerStats, in order, with those of the node itself (name, inputs, receptive_field, train_only) None."""
+    tensor_sizes = {k: numel(s) for k, s in op.param_shapes(in_shapes).items()}
+    buffers = op.buffer_shapes(in_shapes)
+    rule = op.rf_rule(in_shapes)
+    values = dict.fromkeys(_LAYER_FIELDS)  # every field, in order (LayerStats._from_fields)
+    values.update(
+        op=op.op,
+        output_shape=out,
+        params=sum(tensor_sizes.values()),
+        param_tensors=tuple(tensor_sizes.items()),
+        buffers=sum(numel(s) for s in buffers.values()) if buffers else 0,
+        macs=op.macs(in_shapes, out),
+        activations=numel(out),
+        weights_without_bias=sum(tensor_sizes[t] for t in op.lecture_weights if t in tensor_sizes),
+        window=rule if isinstance(rule, Window) else None,
+        groups=op.groups if "groups" in type(op).model_fields else 1,
+    )
+    if len(values) != len(_LAYER_FIELDS):  # a misspelt field above would be a new key
+        raise TypeError(f"not LayerStats fields: {sorted(values.keys() - set(_LAYER_FIELDS))}")
+    return rule, values
+
+
 def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
     bytes_per = DTYPE_BYTES[dtype]
-    params = sum(layer.params for layer in layers)
-    activations = sum(layer.activations for layer in layers)
+    params = macs = activations = buffers = 0
+    for layer in layers:  # one pass for the four sums
+        params += layer.params
+        macs += layer.macs
+        activations += layer.activations
+        buffers += layer.buffers
     peak, where = peak_live_elements(graph, shapes, nodes) if nodes else (0, INPUT)
     return Totals(
         params=params,
-        macs=sum(layer.macs for layer in layers),
+        macs=macs,
         activations=activations,
         param_bytes=params * bytes_per,
         activation_bytes=activations * batch * bytes_per,
         peak_activation_bytes=peak * batch * bytes_per,
         peak_at=where,
-        buffers=sum(layer.buffers for layer in layers),
+        buffers=buffers,
         input_elements=numel(shapes[INPUT]),
     )
 
 
-def _stochastic_depth(graph: Graph, layers: dict[str, LayerStats]) -> StochasticDepthStats | None:
-    drops = [n for n in graph.order if graph.op(n).stochastic and n in graph.inference_nodes]
+def _stochastic_depth(graph: Graph, layers: list[LayerStats]) -> StochasticDepthStats | None:
+    full = graph.inference_nodes
+    nodes = graph.nodes
+    drops = [n for n in graph.order if nodes[n].op.stochastic and n in full]
     if not drops:
         return None
-    full = graph.inference_nodes
+    by_name = {layer.name: layer for layer in layers}
     branches = []
     for d in drops:
         branch = full - graph.needed_nodes({d})
         survival = graph.op(d).survival
         survival = 1.0 if survival is None else survival
-        branches.append((d, survival, sum(layers[n].macs for n in branch)))
-    total_macs = sum(layers[n].macs for n in full)
+        branches.append((d, survival, sum(by_name[n].macs for n in branch)))
+    total_macs = sum(by_name[n].macs for n in full)
     expected = total_macs - sum((1 - p) * m for _, p, m in branches)
     return StochasticDepthStats(
         blocks=len(drops),
@@ -123,44 +168,33 @@ def analyze(
         raise ValueError("training memory is modelled for float32 only")
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
-    shapes = graph.infer_shapes(input_shape)
-    fields, rules = receptive_fields(graph, shapes)
+    shapes, keys = graph.shapes_and_keys(input_shape)
     inference = graph.inference_nodes
     layers = []
     nodes = graph.nodes
-    has_groups: dict[type, bool] = {}  # (not getattr(op, "groups", 1): a missing attribute is a slow lookup)
+    fields = {INPUT: INPUT_RF}  # receptive fields, one step of receptive_fields() per node
+    # (template, input shapes) -> the op's figures (see _figures): identical layers (LoadedNode.template,
+    # e.g. ResNet-152's 35 equal units of layer3) are computed once.
+    known: dict[tuple | None, tuple] = {}
     for name in graph.order:
         op = nodes[name].op
-        in_shapes = [shapes[i] for i in op.inputs]
-        out = shapes[name]
-        tensor_sizes = {k: numel(s) for k, s in op.param_shapes(in_shapes).items()}
-        buffers = op.buffer_shapes(in_shapes)
-        rule = rules[name]
-        kind = type(op)
-        if kind not in has_groups:
-            has_groups[kind] = "groups" in kind.model_fields
-        layers.append(
-            LayerStats(
-                name=name,
-                op=op.op,
-                inputs=tuple(op.inputs),
-                output_shape=out,
-                params=sum(tensor_sizes.values()),
-                param_tensors=tuple(tensor_sizes.items()),
-                buffers=sum(numel(s) for s in buffers.values()) if buffers else 0,
-                macs=op.macs(in_shapes, out),
-                activations=numel(out),
-                receptive_field=fields[name],
-                train_only=name not in inference,
-                weights_without_bias=sum(tensor_sizes[t] for t in op.lecture_weights if t in tensor_sizes),
-                window=rule if isinstance(rule, Window) else None,
-                groups=op.groups if has_groups[kind] else 1,
-            )
-        )
+        inputs = op.inputs
+        key = keys[name]
+        figures = known.get(key)  # never found for None
+        if figures is None:
+            figures = _figures(op, [shapes[i] for i in inputs], shapes[name])
+            if key is not None:
+                known[key] = figures
+        rule, values = figures
+        values = values.copy()
+        values["name"] = name
+        values["inputs"] = tuple(inputs)
+        values["receptive_field"] = fields[name] = field_of(name, inputs, shapes, rule, fields)
+        values["train_only"] = name not in inference
+        layers.append(LayerStats._from_fields(values))
     main = [layer for layer in layers if not layer.train_only]
     extra = [layer for layer in layers if layer.train_only]
     main_nodes = [layer.name for layer in main]
-    by_name = {layer.name: layer for layer in layers}
     return Analysis(
         name=spec.name,
         input_shape=input_shape,
@@ -170,7 +204,7 @@ def analyze(
         totals=_totals(main, graph, shapes, main_nodes, batch, dtype),
         # The heads' own params/MACs/activations; their peak is that of the whole training graph.
         train_extra=_totals(extra, graph, shapes, [layer.name for layer in layers], batch, dtype) if extra else None,
-        stochastic_depth=_stochastic_depth(graph, by_name),
+        stochastic_depth=_stochastic_depth(graph, layers),
         outputs=graph.outputs,
         train_outputs=graph.train_outputs,
         metadata=spec.metadata.model_dump(exclude_none=True),

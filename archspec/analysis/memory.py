@@ -38,30 +38,33 @@ def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_p
             if not buffer:
                 live -= size[buffer_of[tensor]]
 
+    ops = graph.nodes
     for name in nodes:
-        op = graph.op(name)
-        source = op.inputs[0] if len(op.inputs) == 1 else None
-        alias = source is not None and (
-            op.view
-            or (
+        op = ops[name].op
+        inputs = op.inputs
+        if len(inputs) == 1:
+            source = inputs[0]
+            buffer = buffer_of[source]
+            alias = op.view or (
                 in_place
                 and op.in_place
-                and buffer_of[source] != INPUT  # the caller's input is never overwritten
+                and buffer != INPUT  # the caller's input is never overwritten
                 and last.get(source) == name
                 and source not in keep
-                and users[buffer_of[source]] == {source}  # no live view shares the buffer
+                and len(users[buffer]) == 1  # no live view shares the buffer (source is in it)
             )
-        )
+        else:
+            alias = False
         if alias:
-            buffer_of[name] = buffer_of[source]
+            buffer_of[name] = buffer
+            users[buffer].add(name)
         else:
             buffer_of[name] = name
-            size[name] = numel(shapes[name])
-            users[name] = set()
-            live += size[name]
-        users[buffer_of[name]].add(name)
+            size[name] = elements = numel(shapes[name])
+            live += elements
+            users[name] = {name}
         curve[name] = live
-        for i in set(op.inputs):
+        for i in inputs if len(inputs) == 1 else set(inputs):
             if last.get(i) == name and i not in keep:
                 release(i)
         if name not in keep and name not in last:  # read by nobody

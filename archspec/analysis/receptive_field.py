@@ -90,40 +90,62 @@ IRREGULAR_RF = ReceptiveField("irregular")
 def apply_window(rf: ReceptiveField, window: Window) -> ReceptiveField:
     if rf.kind != "local":
         return rf
-    axes = tuple(
-        tuple(
-            (s * window.stride[a], lo - s * window.padding[a], hi + s * (window.kernel[a] - 1 - window.padding[a]))
-            for s, lo, hi in rf.axes[a]
+    (k0, k1), (t0, t1), (p0, p1) = window.kernel, window.stride, window.padding
+    rows, cols = rf.axes
+    if len(rows) == 1 and len(cols) == 1:  # one piece per axis, as almost everywhere: no loops to set up
+        (s, lo, hi), (z, left, right) = rows[0], cols[0]
+        axes = (((s * t0, lo - s * p0, hi + s * (k0 - 1 - p0)),), ((z * t1, left - z * p1, right + z * (k1 - 1 - p1)),))
+    else:
+        axes = (
+            tuple((s * t0, lo - s * p0, hi + s * (k0 - 1 - p0)) for s, lo, hi in rows),
+            tuple((s * t1, lo - s * p1, hi + s * (k1 - 1 - p1)) for s, lo, hi in cols),
         )
-        for a in range(2)
-    )
     return ReceptiveField("local", axes, rf.misaligned, rf.context)
 
 
 def merge(fields: list[ReceptiveField]) -> ReceptiveField:
     if len(fields) == 1:
         return fields[0]
-    if any(f.kind == "global" for f in fields):
+    kinds = {f.kind for f in fields}
+    if "global" in kinds:
         return GLOBAL_RF
-    if any(f.kind == "irregular" for f in fields):
+    if "irregular" in kinds:
         return IRREGULAR_RF
-    misaligned = any(f.misaligned for f in fields)
-    context = any(f.context for f in fields)
-    axes = []
-    for a in range(2):
-        by_stride: dict[int, list[Piece]] = {}
-        for f in fields:
-            for piece in f.axes[a]:
-                by_stride.setdefault(piece[0], []).append(piece)
-        folded = []
-        for s, pieces in sorted(by_stride.items()):
-            if len({lo + hi for _, lo, hi in pieces}) > 1:
-                misaligned = True
-            folded.append((s, min(p[1] for p in pieces), max(p[2] for p in pieces)))
-        if len(folded) > 1:
-            misaligned = True
-        axes.append(tuple(folded))
-    return ReceptiveField("local", (axes[0], axes[1]), misaligned, context)
+    misaligned = context = False
+    rows: list[Piece] = []
+    cols: list[Piece] = []
+    for f in fields:
+        misaligned = misaligned or f.misaligned
+        context = context or f.context
+        rows += f.axes[0]
+        cols += f.axes[1]
+    rows_folded, rows_misaligned = _fold(rows)
+    cols_folded, cols_misaligned = _fold(cols)
+    return ReceptiveField(
+        "local", (rows_folded, cols_folded), misaligned or rows_misaligned or cols_misaligned, context
+    )
+
+
+def _fold(pieces: list[Piece]) -> tuple[tuple[Piece, ...], bool]:
+    """One axis's pieces unioned: one envelope per stride, strides ascending; and whether that is
+    misaligned (pieces of one stride whose centres differ, or pieces of several strides)."""
+    envelopes: dict[int, list] = {}  # stride -> [lo, hi, centre (times 2), all centres equal]
+    for s, lo, hi in pieces:
+        envelope = envelopes.get(s)
+        if envelope is None:
+            envelopes[s] = [lo, hi, lo + hi, True]
+            continue
+        if lo < envelope[0]:
+            envelope[0] = lo
+        if hi > envelope[1]:
+            envelope[1] = hi
+        if lo + hi != envelope[2]:
+            envelope[3] = False
+    if len(envelopes) == 1:  # the usual case
+        ((s, e),) = envelopes.items()
+        return ((s, e[0], e[1]),), not e[3]
+    folded = tuple((s, e[0], e[1]) for s, e in sorted(envelopes.items()))
+    return folded, len(folded) > 1 or not all(e[3] for e in envelopes.values())
 
 
 def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str, object]]:
@@ -131,27 +153,43 @@ def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str
     gave for it ("pointwise", "global", "irregular" or its Window), which analysis shows as the kernel."""
     fields: dict[str, ReceptiveField] = {INPUT: INPUT_RF}
     rules: dict[str, object] = {}
+    known: dict[tuple, object] = {}  # (template, input shapes) -> rule: identical layers ask their op once
+    nodes = graph.nodes
     for name in graph.order:
-        op = graph.nodes[name].op
-        ins = op.inputs
-        in_shapes = [shapes[i] for i in ins]
-        if len(ins) == 1:  # most nodes: nothing to merge, and a lone input is never a broadcast gate
-            merged = fields[ins[0]]
+        node = nodes[name]
+        op = node.op
+        in_shapes = [shapes[i] for i in op.inputs]
+        if node.template is None:
+            rule = op.rf_rule(in_shapes)
         else:
-            gates = broadcast_inputs(in_shapes)
-            merged = merge([fields[i] for i, gate in zip(ins, gates, strict=True) if not gate])
-            if any(gates) and merged.kind == "local":
-                merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
-        rule = rules[name] = op.rf_rule(in_shapes)
-        if rule == "pointwise":
-            fields[name] = merged
-        elif rule == "global":
-            fields[name] = GLOBAL_RF
-        elif rule == "irregular":
-            fields[name] = IRREGULAR_RF if merged.kind == "local" else merged
-        else:
-            fields[name] = apply_window(merged, rule)
+            key = (node.template, *in_shapes)
+            rule = known.get(key)
+            if rule is None:
+                rule = known[key] = op.rf_rule(in_shapes)
+        rules[name] = rule
+        fields[name] = field_of(name, op.inputs, shapes, rule, fields)
     return fields, rules
+
+
+def field_of(name: str, inputs: list[str], shapes: dict, rule, fields: dict[str, ReceptiveField]) -> ReceptiveField:
+    """The receptive field of node `name`'s output, from its inputs' `fields` and `shapes` and its op's
+    `rule` (one step of `receptive_fields`, which analysis also takes node by node)."""
+    if len(inputs) == 1:  # most nodes: nothing to merge, and a lone input is never a broadcast gate
+        merged = fields[inputs[0]]
+    else:
+        gates = broadcast_inputs([shapes[i] for i in inputs])
+        merged = merge([fields[i] for i, gate in zip(inputs, gates, strict=True) if not gate])
+        if any(gates) and merged.kind == "local":
+            merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
+    if isinstance(rule, Window):  # tested first: comparing a Window with a text is the slow way to say no
+        return apply_window(merged, rule)
+    if rule == "pointwise":
+        return merged
+    if rule == "global":
+        return GLOBAL_RF
+    if rule == "irregular":
+        return IRREGULAR_RF if merged.kind == "local" else merged
+    raise TypeError(f"node '{name}': unknown receptive-field rule {rule!r}")
 
 
 # ---- exact per-unit spans at a given input size --------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -19,16 +19,20 @@ MAX_NODES = 20_000  # after expansion (ResNet-152 has about 500, ResNet-1001 abo
 MAX_BLOCK_DEPTH = 16
 MAX_WORK = 2_000_000  # values walked while substituting block parameters (bounds time, not just nodes)
 _NOTHING_TO_SUBSTITUTE = frozenset({int, float, bool, type(None)})  # value types `_substitute` passes through
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-@dataclass(frozen=True)
-class RawNode:
-    """An expanded node's data (parameters substituted, inputs resolved to full names)."""
+class RawNode(NamedTuple):
+    """An expanded node's data (parameters substituted, inputs resolved to full names). A named tuple:
+    one is made per node of every load, and a tuple is made in a third of a frozen dataclass's time."""
 
     data: dict[str, Any]
     doc: Document
     path: Path  # where the node's mapping sits in `doc`
     trail: tuple[tuple[Location, str], ...] = ()  # block uses that produced it, outermost first
+    # Nodes with the same `template` (not None) come from one template node substituted with the same
+    # block arguments: their data are equal but for 'name' and 'inputs' (loading validates it once).
+    template: int | None = None
 
     def locate(self, sub: Path = (), *, key: bool = False) -> Location:
         return self.doc.locate((*self.path, *sub), key=key)
@@ -55,6 +59,9 @@ class Scope:
     trail: tuple[tuple[Location, str], ...]  # block uses that led here, outermost first
     depth: int  # blocks nested around this scope
     output: str | None = None  # the block's `output:` node (default: the last one)
+    # A number standing for `env` (Expander._env_number): equal numbers, equal bound parameters. None at
+    # the top level, or when they cannot be compared (then nothing is reused).
+    env_key: int | None = None
 
     @classmethod
     def top(cls, doc: Document) -> Scope:
@@ -93,13 +100,26 @@ class Expander:
         self._work = 0  # values walked by substitution
         self.stopped = False  # a size limit was hit: stop expanding, report it once
         self._bad_reference = False  # set by _substitute when a '$param' could not be resolved
-        # (template node, bound parameters) -> (template node, its substituted data, work it took): block
-        # instances with the same arguments (ResNet's 35 identical units of layer3) substitute each template
-        # node once. Only clean substitutions are kept, so every error is still found and reported as before.
-        self._substituted: dict[tuple, tuple[dict, dict, int]] = {}
+        # (template node, bound parameters) -> (template node, its substituted data, work it took, token):
+        # block instances with the same arguments (ResNet's 35 identical units of layer3) substitute each
+        # template node once. Only clean substitutions are kept, so every error is still found and reported
+        # as before. The token (a number, unique in this expansion) becomes the nodes' RawNode.template.
+        self._substituted: dict[tuple, tuple[dict, dict, int, int]] = {}
+        self._env_numbers: dict[tuple, int] = {}  # _freeze(bound parameters) -> a number for it
+        # Block instances without nested blocks, expanded without a problem: (block, its arguments' number)
+        # -> the expansion as an _InstancePlan, replayed under the names of the next instance with the same
+        # arguments (ResNet-152's 35 identical units of layer3 are expanded once). `_recording` collects
+        # the steps of the instance being expanded for that; `_problems` counts every error, also those
+        # not reported again (a repeated template line), so that only clean expansions are replayed.
+        self._plans: dict[tuple[int, int], _InstancePlan] = {}
+        self._leaf: dict[int, tuple[BlockSource, bool]] = {}
+        self._recording: list[tuple] | None = None
+        self._problems = 0
+        self._good_names: set[str] = set()  # node names _node_name accepted (the same few recur per instance)
 
     # ---- helpers ----
     def _error(self, loc: Location, message: str, hint: str | None = None, trail=()) -> None:
+        self._problems += 1
         if (loc, message) in self._reported:  # the same template line, used again: say it once
             return
         self._reported.add((loc, message))
@@ -213,20 +233,24 @@ class Expander:
             trail,
         )
 
-    def _substitute_once(self, raw: dict, env_key, scope: Scope, path: Path) -> dict:
+    def _substitute_once(self, raw: dict, env_key, scope: Scope, path: Path) -> tuple[dict, int | None]:
         """`_substitute_node` for a template node, reusing an earlier instance's result when the block's
-        parameters are bound to the same values (`env_key`, see _freeze; None: do not reuse)."""
+        parameters are bound to the same values (`env_key`: a number standing for _freeze(env); None: do
+        not reuse). Also the
+        token of that (template node, arguments) pair when the substitution was clean, else None."""
         key = (id(raw), env_key) if env_key is not None else None
         if key is not None:
             hit = self._substituted.get(key)
             if hit is not None and hit[0] is raw:
                 self._work += hit[2]  # the size limit counts the same work as without the cache
-                return dict(hit[1])  # a fresh top-level dict: expand() sets name and inputs, pops 'when'
-        work, errors = self._work, len(self.out.errors)
+                return dict(hit[1]), hit[3]  # a fresh top-level dict: expand() sets name and inputs, pops 'when'
+        work, problems = self._work, self._problems
         data = self._substitute_node(raw, scope.env, scope.doc, path, scope.block, scope.trail)
-        if key is not None and not self._bad_reference and len(self.out.errors) == errors:
-            self._substituted[key] = (raw, dict(data), self._work - work)
-        return data
+        if key is not None and not self._bad_reference and self._problems == problems:
+            token = len(self._substituted)
+            self._substituted[key] = (raw, dict(data), self._work - work, token)
+            return data, token
+        return data, None
 
     # ---- main walk ----
     def expand(self, raw_nodes: list[Any], scope: Scope) -> str:
@@ -238,7 +262,9 @@ class Expander:
         consumed: set[str] = set()  # tensors some node of this scope reads
         produced: set[str] = set()  # tensors computed in this scope
         bypassed: list[tuple[Path, str, list[str]]] = []  # multi-input nodes switched off
-        env_key = _freeze(scope.env) if scope.env is not None else None
+        env_key = scope.env_key
+        record = self._recording  # the steps of a block instance to replay later (see _expand_instance)
+        self._recording = None
         for index, raw in enumerate(raw_nodes):
             path = (*scope.base, index)
             self._visited += 1
@@ -250,20 +276,31 @@ class Expander:
             if not isinstance(raw, dict):  # the schema (list of mappings) has already reported it
                 continue
             self._bad_reference = False
-            data = self._substitute_once(raw, env_key, scope, path)
-            name = self._node_name(data, doc, path, trail)
-            if name is None:
-                continue
+            data, template = self._substitute_once(raw, env_key, scope, path)
+            name = data.get("name")
+            if name.__class__ is not str or name not in self._good_names:
+                name = self._node_name(data, doc, path, trail)
+                if name is None:
+                    continue
+                self._good_names.add(name)
             full = scope.prefix + name
             self.out.known_names.add(full)
-            resolved = self._inputs(data, previous, full, local, scope, path)
-            if resolved is None:
-                continue
-            when = self._when(data, full, scope, path)
-            if when is None:
-                continue
+            if "inputs" in data:
+                resolved = self._inputs(data, previous, full, local, scope, path)
+                if resolved is None:
+                    continue
+            else:  # the common case: the previous node's output
+                resolved = [previous]
+            if "when" in data:
+                when = self._when(data, full, scope, path)
+                if when is None:
+                    continue
+            else:
+                when = True
             if not when:  # bypassed: the node passes its (first) input through
                 self.out.aliases[full] = local[name] = previous = resolved[0]
+                if record is not None:
+                    record.append((name, None, previous, None, None))
                 if len(resolved) > 1:
                     bypassed.append((path, full, resolved))
                 continue
@@ -277,7 +314,9 @@ class Expander:
                 data["name"] = full
                 data["inputs"] = resolved
                 if not self._bad_reference:  # else already reported; validating '$x' would only repeat it
-                    self.out.nodes.append(RawNode(data, doc, path, trail))
+                    self.out.nodes.append(RawNode(data, doc, path, trail, template))
+                    if record is not None:
+                        record.append((name, data, resolved, path, template))
                 previous = full
             local[name] = previous
             produced.add(previous)
@@ -381,10 +420,12 @@ class Expander:
                     start = repeat.start if repeat else 0
                     instance = f"{full}.{fmt.replace('{i}', str(start + k))}"
                 here = (*scope.trail, (scope.doc.locate(path), f"in block '{use.block}' instance '{instance}'"))
-                given = {**use.args, **(use.first if k == 0 else {})}
-                bound = self._bind(source, use.block, given, here)
-                if bound is None:
-                    break
+                if k <= 1:  # the instances after the second take the same arguments as it: bind them once
+                    given = {**use.args, **(use.first if k == 0 else {})}
+                    bound = self._bind(source, use.block, given, here)
+                    if bound is None:
+                        break
+                    env_key = self._env_number(bound)
                 inner = Scope(
                     source.doc,
                     (*source.path, "nodes"),
@@ -395,8 +436,9 @@ class Expander:
                     here,
                     scope.depth + 1,
                     source.definition.output,
+                    env_key,
                 )
-                x = self.expand(source.raw["nodes"], inner)
+                x = self._expand_instance(source, inner)
                 if source.definition.output is not None:
                     x = self._block_output(source, use.block, instance, here)
                     if x is None:
@@ -406,6 +448,72 @@ class Expander:
             self._active.pop()
         self.out.aliases[full] = x
         return x
+
+    def _env_number(self, env: dict[str, Any]) -> int | None:
+        """A number standing for the bound parameters `env` (see _freeze): equal for equal values, and
+        quicker to hash in the keys of the substitution cache than the values; None if not comparable."""
+        frozen = _freeze(env)
+        return None if frozen is None else self._env_numbers.setdefault(frozen, len(self._env_numbers))
+
+    def _expand_instance(self, source: BlockSource, scope: Scope) -> str:
+        """`self.expand(source's nodes, scope)`: one block instance; returns its output tensor.
+
+        An instance of a block without nested blocks depends on nothing but the block, its arguments,
+        its name prefix and its input tensor. When an earlier instance with the same arguments was
+        expanded without a problem, this one's nodes are that expansion's with the names changed
+        (`_replay`); any instance that had a problem, or might hit a size limit, is expanded afresh, so
+        every error is found and reported as before."""
+        if not self._is_leaf(source) or scope.env_key is None:
+            return self.expand(source.raw["nodes"], scope)
+        key = (id(source), scope.env_key)
+        plan = self._plans.get(key)
+        if (
+            plan is not None
+            and plan.source is source
+            and not self.stopped
+            and self._visited + plan.visited <= MAX_NODES
+            and self._work + plan.work <= MAX_WORK
+            and not scope.input.startswith(scope.prefix)
+        ):
+            return self._replay(plan, scope)
+        problems, visited, work = self._problems, self._visited, self._work
+        self._recording = steps = []
+        try:
+            output = self.expand(source.raw["nodes"], scope)
+        finally:
+            self._recording = None
+        if self._problems == problems and not self.stopped and plan is None:
+            plan = _InstancePlan.of(source, steps, scope, output, self._visited - visited, self._work - work)
+            if plan is not None:
+                self._plans[key] = plan
+        return output
+
+    def _is_leaf(self, source: BlockSource) -> bool:
+        """The block's nodes use no other block (then an instance's nodes all share its trail)."""
+        known = self._leaf.get(id(source))
+        if known is None or known[0] is not source:
+            nodes = source.raw["nodes"]
+            known = self._leaf[id(source)] = (source, not any(isinstance(n, dict) and "block" in n for n in nodes))
+        return known[1]
+
+    def _replay(self, plan: _InstancePlan, scope: Scope) -> str:
+        """What expanding `plan`'s block in `scope` gives (see _expand_instance): its steps, under this
+        instance's names; returns the output tensor."""
+        prefix, x, doc, trail = scope.prefix, scope.input, scope.doc, scope.trail
+        names, nodes, aliases = self.out.known_names, self.out.nodes, self.out.aliases
+        for name, data, targets, path, template in plan.steps:
+            full = prefix + name
+            names.add(full)
+            if data is None:  # a bypassed node
+                aliases[full] = x if targets is None else prefix + targets
+            else:
+                data = data.copy()
+                data["name"] = full
+                data["inputs"] = [x if t is None else prefix + t for t in targets]
+                nodes.append(RawNode(data, doc, path, trail, template))
+        self._visited += plan.visited
+        self._work += plan.work
+        return x if plan.output is None else prefix + plan.output
 
     def _check_use(self, data: dict, resolved: list[str], path: Path, full: str, scope: Scope):
         """(use, its block) when the use is valid; else None, after reporting every problem."""
@@ -545,17 +653,65 @@ class Expander:
         return None
 
 
+_NOT_LOCAL = object()
+
+
+@dataclass(frozen=True)
+class _InstancePlan:
+    """A block instance's expansion with its names taken apart: each tensor is the instance's input
+    (None) or one of its own, named by the text after the instance's prefix ('conv1' of 'layer3.1.conv1').
+
+    steps: per node, in order, (local name, data, input tensors, path, template) for a node, and (local
+    name, None, the tensor it passes through, None, None) for a bypassed one."""
+
+    source: BlockSource
+    steps: tuple[tuple, ...]
+    output: str | None
+    visited: int  # nodes the instance counts towards MAX_NODES
+    work: int  # and substitution steps towards MAX_WORK
+
+    @classmethod
+    def of(cls, source: BlockSource, steps: list[tuple], scope: Scope, output: str, visited: int, work: int):
+        """The plan of an instance expanded in `scope`, or None when one of its tensors is neither its
+        input nor named with its prefix (or its input is, which would make the two ambiguous)."""
+        prefix, x = scope.prefix, scope.input
+        if x.startswith(prefix):
+            return None
+
+        def local(tensor: str):
+            if tensor == x:
+                return None
+            return tensor[len(prefix) :] if tensor.startswith(prefix) else _NOT_LOCAL
+
+        taken = []
+        for name, data, targets, path, template in steps:
+            if data is None:
+                targets = local(targets)
+                if targets is _NOT_LOCAL:
+                    return None
+            else:
+                targets = [local(t) for t in targets]
+                if _NOT_LOCAL in targets:
+                    return None
+                data = data.copy()  # the first instance's node keeps its own
+            taken.append((name, data, targets, path, template))
+        output = local(output)
+        if output is _NOT_LOCAL:
+            return None
+        return cls(source, tuple(taken), output, visited, work)
+
+
 def _freeze(value: Any) -> Any:
     """A hashable key equal only for values that substitute identically: each scalar with its type (True,
     1 and 1.0 are equal in Python but not to the strict validation), lists and mappings in order. None
     when a value is of another type (then nothing is reused)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if value.__class__ in _SCALARS or isinstance(value, (str, int, float, bool)) or value is None:
         return (type(value), value)
     if isinstance(value, list):
         items = tuple(_freeze(v) for v in value)
         return None if None in items else (list, items)
     if isinstance(value, dict):
-        items = tuple((k, _freeze(v)) for k, v in value.items())
+        items = tuple([(k, _freeze(v)) for k, v in value.items()])
         return None if any(v is None for _, v in items) else (dict, items)
     return None
 

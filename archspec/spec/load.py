@@ -6,10 +6,10 @@ import functools
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -24,16 +24,26 @@ from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, document_from_data,
 MAX_INCLUDES = 64
 
 
-@dataclass(frozen=True)
-class LoadedNode:
+class LoadedNode(NamedTuple):
+    """A validated node: its op, and where it was written. A named tuple (immutable, and made in half a
+    frozen dataclass's time: there is one per node of every load, and another per node whose inputs
+    the graph resolves)."""
+
     op: OpBase
-    location: Location
-    trail: tuple[tuple[Location, str], ...]
-    # The node as written (for pointing at one of its keys, e.g. a bad entry under 'inputs').
-    raw: RawNode | None = field(default=None, compare=False, repr=False)
+    trail: tuple[tuple[Location, str], ...]  # block uses that produced it, outermost first
+    raw: RawNode  # the node as written (for pointing at one of its keys, e.g. a bad entry under 'inputs')
+    # Nodes with the same `template` (not None) have ops equal in every field but 'name' and 'inputs'
+    # (one template line, the same block arguments; see RawNode.template): per-op figures computed for
+    # one of them hold for all at the same input shapes (analysis shares them).
+    template: int | None = None
+
+    @property
+    def location(self) -> Location:
+        """Where the node is written (looked up when asked for: on a valid spec most nodes never are)."""
+        return self.raw.locate()
 
     def locate(self, sub: tuple = (), *, key: bool = False) -> Location:
-        return self.raw.locate(sub, key=key) if self.raw is not None else self.location
+        return self.raw.locate(sub, key=key)
 
 
 @dataclass(frozen=True)
@@ -146,8 +156,9 @@ class _IncludeResolver:
     def _include_shipped(self, rel: str, loc: Location, stack: tuple) -> None:
         """`archspec:<name>`: a block library shipped inside the package (archspec/blocks/<name>.yaml)."""
         name = rel[len(SHIPPED_PREFIX) :]
-        shipped = shipped_libraries()
-        if name not in shipped:
+        resource = shipped_library(name)
+        if resource is None:
+            shipped = shipped_libraries()
             shown = rel if len(rel) <= 80 else rel[:77] + "..."
             self.errors.append(
                 Diagnostic(
@@ -162,7 +173,6 @@ class _IncludeResolver:
         if not self._room_for(key, loc, stack):
             return
         self.loaded.add(key)
-        resource = shipped[name]
         shown = _display(FsPath(str(resource))) if isinstance(resource, FsPath) else key
         self._load_library(resource.read_bytes(), str(shown), (*stack, key))
 
@@ -259,6 +269,15 @@ SHIPPED_PREFIX = "archspec:"
 _LIBRARY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
+def shipped_library(name: str) -> Any | None:
+    """The resource of the block library `name` shipped in archspec/blocks/, or None: what
+    `shipped_libraries().get(name)` gives, without listing the folder and examining every file in it."""
+    if not _LIBRARY_NAME.fullmatch(name):
+        return None
+    entry = resources.files("archspec.blocks").joinpath(name + ".yaml")
+    return entry if entry.is_file() else None
+
+
 def shipped_libraries() -> dict[str, Any]:
     """Name -> resource of every block library shipped in archspec/blocks/ (package data). Only plain
     names of files in that one folder can be included, so 'archspec:../x' cannot reach anything else."""
@@ -344,10 +363,17 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
         expansion = expander.out
         diagnostics.extend(expansion.errors)
         seen: set[tuple[Location, str]] = set()
+        validated: dict[int, OpBase] = {}  # RawNode.template -> the first such node's op
         for raw_node in expansion.nodes:
-            op = _validate_node(raw_node, diagnostics, seen)
+            template = validated.get(raw_node.template) if raw_node.template is not None else None
+            if template is not None:
+                op = _renamed(template, raw_node.data["name"], raw_node.data["inputs"])
+            else:
+                op = _validate_node(raw_node, diagnostics, seen)
+                if op is not None and raw_node.template is not None:
+                    validated[raw_node.template] = op
             if op is not None:
-                nodes.append(LoadedNode(op, raw_node.locate(), raw_node.trail, raw_node))
+                nodes.append(LoadedNode(op, raw_node.trail, raw_node, raw_node.template))
         if not nodes and not diagnostics:
             diagnostics.append(
                 Diagnostic(
@@ -434,6 +460,28 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
         return None
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _renamed(template: OpBase, name: str, inputs: list[str]) -> OpBase:
+    """What validating a node gives when its data equal those of the node `template` was validated from
+    in every key but 'name' and 'inputs' (one template line, the same block arguments: RawNode.template).
+    The expander has made those two a non-empty text and a list of texts, which validation takes as they
+    are, so nothing is left to check: copy the other fields (pydantic's own `model_copy`, without its
+    generality, at a third of the cost of validating the node again). Like `model_copy` it shares the
+    field values themselves (a `kernel: [3, 5]` list): ops are frozen, and nothing changes them."""
+    op = _new_object(type(template))
+    fields = template.__dict__.copy()
+    fields["name"] = name
+    fields["inputs"] = list(inputs)
+    _set_attribute(op, "__dict__", fields)
+    _set_attribute(op, "__pydantic_fields_set__", set(template.__pydantic_fields_set__))
+    _set_attribute(op, "__pydantic_extra__", template.__pydantic_extra__)  # None: extra keys are refused
+    _set_attribute(op, "__pydantic_private__", template.__pydantic_private__)  # None: ops have none
+    return op
+
+
 def _check_outputs(spec: SpecFile, doc: Document) -> list[Diagnostic]:
     """`outputs: []` would silently mean "the last node": refuse it."""
     if spec.outputs == []:
@@ -517,5 +565,6 @@ def _apply_stochastic_depth(spec: SpecFile, nodes: list[LoadedNode]) -> list[Loa
     for i in pending:
         drop = schedule.drop_probability(block_of[i], total)
         node = result[i]
-        result[i] = LoadedNode(node.op.with_drop_probability(drop), node.location, node.trail, node.raw)
+        # (a node of its own now: its op differs from its template's in the probability)
+        result[i] = LoadedNode(node.op.with_drop_probability(drop), node.trail, node.raw)
     return result
