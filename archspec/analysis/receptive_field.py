@@ -153,20 +153,9 @@ def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str
     gave for it ("pointwise", "global", "irregular" or its Window), which analysis shows as the kernel."""
     fields: dict[str, ReceptiveField] = {INPUT: INPUT_RF}
     rules: dict[str, object] = {}
-    known: dict[tuple, object] = {}  # (template, input shapes) -> rule: identical layers ask their op once
-    nodes = graph.nodes
     for name in graph.order:
-        node = nodes[name]
-        op = node.op
-        in_shapes = [shapes[i] for i in op.inputs]
-        if node.template is None:
-            rule = op.rf_rule(in_shapes)
-        else:
-            key = (node.template, *in_shapes)
-            rule = known.get(key)
-            if rule is None:
-                rule = known[key] = op.rf_rule(in_shapes)
-        rules[name] = rule
+        op = graph.nodes[name].op
+        rule = rules[name] = op.rf_rule([shapes[i] for i in op.inputs])
         fields[name] = field_of(name, op.inputs, shapes, rule, fields)
     return fields, rules
 

@@ -41,14 +41,14 @@ COLUMN_BLOCK_BYTES = 16 << 20
 # output of at least 28x28 (else the weights' transform does).
 WINOGRAD_MIN_CHANNELS = 256
 WINOGRAD_MIN_OUTPUT = 28 * 28
+# The transforms' temporaries are about 4x the input plus 4x the output: above this many bytes the
+# layer runs as im2col in row blocks instead.
+WINOGRAD_MAX_BYTES = 256 << 20
 # A stride-1 convolution with at least this many output pixels sums its taps (Conv2d._tap_sum) when
 # BLAS adds products in place (archspec.ops.blas), a single group and enough input channels (each tap's
 # product is a C-deep sum: VGG's first layer, 3 deep, is faster as one 27-deep im2col product).
 TAP_SUM_MIN_OUTPUT = 56 * 56
 TAP_SUM_MIN_CHANNELS = 16
-# The transforms' temporaries are about 4x the input plus 4x the output: above this many bytes the
-# layer runs as im2col in row blocks instead.
-WINOGRAD_MAX_BYTES = 256 << 20
 
 
 class Conv2d(Plain, OpBase):
@@ -183,10 +183,12 @@ class Conv2d(Plain, OpBase):
 
             # Fewer outputs than inputs (DenseNet's 128 -> 32): the output passes are cheap. A large map
             # (VGG16's first four layers, ResNet's 56 x 56 stage): the im2col copy costs more than the
-            # taps' products, which BLAS then adds in place (measured 1.2-1.35x faster).
-            large = ho * wo >= TAP_SUM_MIN_OUTPUT and g == 1 and c >= TAP_SUM_MIN_CHANNELS
-            if self.out_channels < c or (large and blas.available(x.dtype)):
-                return self._tap_sum(x, weight, bias, scale_out, (ho, wo), mm)
+            # taps' products, which BLAS then adds in place (measured 1.2-1.35x faster). BLAS's in-place
+            # sum pays on large maps only: on DenseNet's 28 x 28 and smaller it was measured 1.15-1.25x
+            # slower than NumPy's product followed by a sum.
+            in_place = ho * wo >= TAP_SUM_MIN_OUTPUT and blas.available(x.dtype)
+            if self.out_channels < c or (in_place and g == 1 and c >= TAP_SUM_MIN_CHANNELS):
+                return self._tap_sum(x, weight, bias, scale_out, (ho, wo), mm, in_place)
         padded = pad_input(x, padding)
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
         kernel = weight.reshape(g, self.out_channels // g, depth)
@@ -227,15 +229,15 @@ class Conv2d(Plain, OpBase):
             group=self.groups,
         )
 
-    def _tap_sum(self, x, weight, bias, scale_out, size, mm: MatMul):
+    def _tap_sum(self, x, weight, bias, scale_out, size, mm: MatMul, in_place: bool):
         """A stride-1 convolution on the inference path: one product per kernel tap, summed, instead of
         an im2col matrix kh*kw times the input's size. The trick is to compute every output row over the
-        padded width: then the input that tap (i, j) sees is one contiguous run of the flattened padded map, starting at
-        i * Wp + j, which BLAS reads in place (rows C apart), so nothing is copied. The columns past
-        each output row's end are computed and dropped (they are why measurement, which counts every
-        product, never takes this path). BLAS adds each tap's product into the sum in place; without it
-        (NumPy's matmul) summing costs one pass over the output per tap, worth it only when the output is
-        smaller than the input."""
+        padded width: then the input that tap (i, j) sees is one contiguous run of the flattened padded
+        map, starting at i * Wp + j, which BLAS reads in place (rows C apart), so nothing is copied. The
+        columns past each output row's end are computed and dropped (they are why measurement, which
+        counts every product, never takes this path). With `in_place`, BLAS adds each tap's product into
+        the sum itself; otherwise NumPy's matmul forms it and summing costs one pass over the output per
+        tap, worth it only when the output is smaller than the input."""
         n, c = x.shape[:2]
         g, o = self.groups, self.out_channels
         (ho, wo), (dh, dw) = size, pair(self.dilation)
@@ -247,11 +249,6 @@ class Conv2d(Plain, OpBase):
         length = ho * wp
         taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh, kw, g, o // g, c // g)
         acc = np.empty((n, g, o // g, length), dtype=np.result_type(x, weight))
-        from archspec.ops import blas
-
-        # BLAS's in-place sum pays on large maps only: on DenseNet's 28 x 28 and smaller it was measured
-        # 1.15-1.25x slower than NumPy's product followed by a sum.
-        in_place = ho * wo >= TAP_SUM_MIN_OUTPUT and blas.available(acc.dtype)
         term = None if in_place else np.empty_like(acc)
         for i in range(kh):
             for j in range(kw):
@@ -263,17 +260,17 @@ class Conv2d(Plain, OpBase):
                     mm.accumulate(taps[i, j], window, acc)
                 else:
                     acc += mm(taps[i, j], window, out=term)
-        # The output without the junk columns, scaled and shifted on the way when there is an epilogue.
+        # The output without the junk columns, scaled or shifted on the way when there is an epilogue.
         rows = acc.reshape(n, o, ho, wp)[..., :wo]
         out = np.empty(rows.shape, dtype=acc.dtype)
+        bias = None if bias is None else bias.reshape(-1, 1, 1)
         if scale_out is not None:
             np.multiply(rows, scale_out.reshape(-1, 1, 1), out=out)
+            _epilogue(out, None, bias)
         elif bias is not None:
-            np.add(rows, bias.reshape(-1, 1, 1), out=out)
-            return out
+            np.add(rows, bias, out=out)
         else:
             out[...] = rows
-        _epilogue(out, None, None if bias is None else bias.reshape(-1, 1, 1))
         return out
 
     def _winograd_pays(self, in_shape, kernel, stride, dilation, out_pixels) -> bool:
@@ -301,11 +298,10 @@ class Conv2d(Plain, OpBase):
         o = self.out_channels
         ho, wo = size
         th, tw = (ho + 1) // 2, (wo + 1) // 2  # tiles down and across
+        # The padded input, extended with zeros at the bottom and right to whole tiles (4 + 2 * (tiles - 1)
+        # cells each way; ho = h + 2 * ph - 2, so that is 0 or 1 cell more than the padded input).
         ph, pw = padding
-        # The padded input, extended with zeros to whole tiles (4 + 2 * (tiles - 1) cells each way).
-        # (ho = h + 2 * ph - 2, so 2 * th + 2 >= h + 2 * ph: the whole padded input fits.)
-        padded = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
-        padded[:, :, ph : ph + h, pw : pw + w] = x
+        padded = pad_input(x, padding, extra=(2 * th + 2 - (h + 2 * ph), 2 * tw + 2 - (w + 2 * pw)))
         # B^T d B, first down the rows (row k of every tile: rows k, k+2, ... of the padded map) ...
         d = [padded[:, :, k : k + 2 * th : 2] for k in range(4)]
         down = np.empty((4, n, c, th, 2 * tw + 2), dtype=x.dtype)
