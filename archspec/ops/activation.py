@@ -18,6 +18,7 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 class ReLU(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["relu"]
     in_place: ClassVar[bool] = True
+    clamp_bounds: ClassVar[tuple[float, float] | None] = (0.0, math.inf)
     # PyTorch's ReLU(inplace=...) in training: torchvision builds every ReLU with inplace=True. Either way
     # one tensor is saved (the result); in place, the result is the input's storage.
     inplace: bool = True
@@ -99,6 +100,7 @@ class ReLU6(_SavesSelf, _InPlace, _Elementwise):
     """min(max(x, 0), 6) (MobileNetV2; torchvision builds it with inplace=True)."""
 
     op: Literal["relu6"]
+    clamp_bounds: ClassVar[tuple[float, float] | None] = (0.0, 6.0)
     formula: ClassVar[str] = "min(max(x, 0), 6)"  # for `archspec explain`
     inplace: bool = True  # PyTorch's ReLU6(inplace=...) at training time (torchvision: True)
 

@@ -6,6 +6,7 @@ import math
 from typing import ClassVar, Literal
 
 from archspec.ops.base import NoTensors, OpBase, Plain, PositiveInt, Saved, ShapeError, TrainSaves
+from archspec.ops.compiled import epilogue
 from archspec.ops.explain import dot, no_params_lines, num, shape
 
 
@@ -126,15 +127,17 @@ class Linear(Plain, OpBase):
         return None  # it mixes features
 
     def forward(self, xs, w, mm):
-        return self._forward(xs, w, mm, None)
+        return self._forward(xs, w, mm, None, None)
 
-    def forward_affine(self, xs, w, mm, affine):
-        scale_shift = affine(self.out_features)
-        return None if scale_shift is None else self._forward(xs, w, mm, scale_shift)
+    def forward_affine(self, xs, w, mm, affine, clamp=None):
+        scale_shift = None if affine is None else affine(self.out_features)
+        if affine is not None and scale_shift is None:
+            return None
+        return self._forward(xs, w, mm, scale_shift, clamp)
 
-    def _forward(self, xs, w, mm, affine):
+    def _forward(self, xs, w, mm, affine, clamp):
         """y = x W^T + b, then y * scale + shift per output feature when `affine` is given (folded into
-        a scaled copy of the weights and the bias)."""
+        a scaled copy of the weights and the bias), then min(max(y, lo), hi) when `clamp` is given."""
         x = xs[0]
         weight = w.param("weight", (self.out_features, x.shape[1]))
         bias = w.param("bias", (self.out_features,)) if self.bias else None
@@ -144,13 +147,11 @@ class Linear(Plain, OpBase):
             bias = shift if bias is None else bias * scale + shift
         if self.per_pixel:  # (out, C) @ (N, C, H*W): channel-first, no transpose of the map
             n, c, h, width = x.shape
-            out = mm(weight, x.reshape(n, c, h * width)).reshape(n, self.out_features, h, width)
-            if bias is not None:
-                out += bias.reshape(1, -1, 1, 1)
-            return out
+            out = mm(weight, x.reshape(n, c, h * width))
+            epilogue(out, None, bias, clamp)
+            return out.reshape(n, self.out_features, h, width)
         out = mm(x, weight.T)
-        if bias is not None:
-            out += bias
+        epilogue(out.reshape(len(out), 1, -1), None, bias, clamp, channels_last=True)
         return out
 
     def probe(self):

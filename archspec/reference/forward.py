@@ -156,8 +156,9 @@ def run(
     nothing and yields zeros.
     With `fuse` (the inference fast path, `Model.forward`; never for measurement), a per-channel affine
     (a batch norm) whose input is read by nothing else is applied by the kernel that produces that input
-    (`absorbs_affine`), and the affine node passes the result on: the output is the same (to float32
-    round-off), but the kernels' Weights/MatMul records are not what `measure` needs.
+    (`absorbs_affine`), and so is a ReLU after it or after the producer itself (`clamp_bounds`); the
+    absorbed nodes pass the result on. The output is the same (to float32 round-off), but the kernels'
+    Weights/MatMul records are not what `measure` needs.
     Returns the kept tensors (by default the graph outputs).
     """
     order = list(graph.order if nodes is None else nodes)
@@ -183,13 +184,18 @@ def run(
         elif op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
             out = op.forward_in_place(tensors[op.inputs[0]])
         elif name in absorbers:
-            follower = absorbers[name]
-            affine = partial(graph.op(follower).channel_affine, Weights(grouped.get(follower, {}), follower))
-            out = op.forward_affine([tensors[i] for i in op.inputs], w, mm, affine)
+            affine_node, clamp_node = absorbers[name]
+            affine = None
+            if affine_node is not None:
+                affine = partial(
+                    graph.op(affine_node).channel_affine, Weights(grouped.get(affine_node, {}), affine_node)
+                )
+            clamp = None if clamp_node is None else graph.op(clamp_node).clamp_bounds
+            out = op.forward_affine([tensors[i] for i in op.inputs], w, mm, affine, clamp)
             if out is None:  # the follower is no per-channel affine: each runs its own kernel
                 out = op.forward([tensors[i] for i in op.inputs], w, mm)
             else:
-                absorbed.add(follower)
+                absorbed.update(node for node in (affine_node, clamp_node) if node is not None)
         else:
             out = op.forward([tensors[i] for i in op.inputs], w, mm)
         tensors[name] = out
@@ -257,26 +263,35 @@ def inference() -> Iterator[None]:
         yield
 
 
-def _absorbers(graph: Graph, order: list[str], keep: Callable[[str], bool], dropped: Collection[str]) -> dict[str, str]:
-    """{producer: follower} where the producer's kernel may apply the follower if the follower is a
-    per-channel affine: the follower has that one input, the producer can absorb an affine
-    (`absorbs_affine`), nothing else reads the producer's output and it is not kept."""
+def _absorbers(
+    graph: Graph, order: list[str], keep: Callable[[str], bool], dropped: Collection[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """{producer: (affine follower, clamp follower)}: the followers the producer's kernel may apply
+    (`absorbs_affine`): a node that may be a per-channel affine (whether it is, its `channel_affine`
+    says at run time), then a clamp (`clamp_bounds`: a ReLU), or a clamp alone; either may be None, not
+    both. Each link must be the only reader of the one before, have that one input and not be dropped, and
+    only the last link may be kept (the others' outputs never exist on their own)."""
     readers = graph.readers
     running = set(order)
-    pairs: dict[str, str] = {}
+
+    def sole_follower(source: str) -> str | None:
+        if keep(source) or len(readers[source]) != 1:
+            return None
+        follower = readers[source][0]
+        if follower not in running or follower in dropped or len(graph.op(follower).inputs) != 1:
+            return None
+        return follower
+
+    pairs: dict[str, tuple[str | None, str | None]] = {}
     for name in order:
-        inputs = graph.op(name).inputs
-        if len(inputs) != 1 or name in dropped:
+        if name in dropped or not graph.op(name).absorbs_affine or (first := sole_follower(name)) is None:
             continue
-        source = inputs[0]
-        if (
-            source in running
-            and source not in dropped
-            and not keep(source)
-            and readers[source] == (name,)
-            and graph.op(source).absorbs_affine
-        ):
-            pairs[source] = name
+        if graph.op(first).clamp_bounds is not None:
+            pairs[name] = (None, first)
+            continue
+        second = sole_follower(first)
+        clamp = second if second is not None and graph.op(second).clamp_bounds is not None else None
+        pairs[name] = (first, clamp)
     return pairs
 
 

@@ -1,0 +1,93 @@
+"""numba kernels behind archspec.ops.compiled (use that module, not this one: it decides whether these
+are used). Each is a plain loop nest over C-contiguous float32 arrays whose innermost loop runs along
+contiguous memory, so LLVM turns it into SIMD instructions. Without numba's fastmath nothing is
+reordered or contracted: each kernel rounds exactly as the NumPy passes it replaces (the tests compare
+them bit for bit)."""
+
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, hi):  # pragma: no cover (compiled)
+    """out[b, y, x, c] = min(max(bias[c] + sum over taps (i, j) of taps[i, j, c] * x[b, y*sh + i*dh - ph,
+    x*sw + j*dw - pw, c], lo), hi), with taps outside the input skipped (zero padding without a padded copy).
+
+    x (N, H, W, C), taps (kh, kw, C), bias (C,), out (N, Ho, Wo, C). Each output pixel's C sums are
+    accumulated in `out` itself, tap by tap in row-major order, then the bias is added: the order of
+    NumPy's kernel (Conv2d._depthwise), whose out-of-range taps add exact zeros."""
+    n, h, w, c = x.shape
+    ho, wo = out.shape[1], out.shape[2]
+    kh, kw = taps.shape[0], taps.shape[1]
+    sh, sw = stride
+    dh, dw = dilation
+    ph, pw = padding
+    for b in range(n):
+        for y in range(ho):
+            top = y * sh - ph
+            for col in range(wo):
+                acc = out[b, y, col]
+                acc[:] = 0
+                left = col * sw - pw
+                for i in range(kh):
+                    row = top + i * dh
+                    if row < 0 or row >= h:
+                        continue
+                    for j in range(kw):
+                        at = left + j * dw
+                        if at < 0 or at >= w:
+                            continue
+                        source = x[b, row, at]
+                        tap = taps[i, j]
+                        for k in range(c):
+                            acc[k] += source[k] * tap[k]
+                for k in range(c):
+                    v = acc[k] + bias[k]
+                    if v < lo:
+                        v = lo
+                    if v > hi:
+                        v = hi
+                    acc[k] = v
+
+
+@njit(cache=True, nogil=True)
+def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover (compiled)
+    """In place over out (N, C, L), or (N, L, C) when `channels_last`: v = min(max(v * scale[c] + bias[c],
+    lo), hi) per channel c (the scale and the bias each only when present). A NaN stays NaN."""
+    n = out.shape[0]
+    if channels_last:
+        length, c = out.shape[1], out.shape[2]
+    else:
+        c, length = out.shape[1], out.shape[2]
+    for b in range(n):
+        if channels_last:
+            for p in range(length):
+                row = out[b, p]
+                for k in range(c):
+                    v = row[k]
+                    if has_scale:
+                        v = v * scale[k]
+                    if has_bias:
+                        v = v + bias[k]
+                    if v < lo:
+                        v = lo
+                    if v > hi:
+                        v = hi
+                    row[k] = v
+        else:
+            for k in range(c):
+                row = out[b, k]
+                s = scale[k]
+                t = bias[k]
+                for p in range(length):
+                    v = row[p]
+                    if has_scale:
+                        v = v * s
+                    if has_bias:
+                        v = v + t
+                    if v < lo:
+                        v = lo
+                    if v > hi:
+                        v = hi
+                    row[p] = v

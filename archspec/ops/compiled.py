@@ -1,0 +1,87 @@
+"""Compiled kernels for the inference fast path, when numba is there.
+
+Some work has no fast NumPy form: a depthwise convolution is a sum of kh x kw shifted views, which
+NumPy can only do as two whole-array passes per tap (a multiply, then an add), each streaming the whole
+map through memory. A compiled loop does every tap of one output pixel while its channels are in
+registers, 2-5x faster on MobileNet's and EfficientNet's layers. numba compiles such loops from Python
+source (no compiler or build step at install time); the machine code is cached on disk after the first
+compilation (numba's `cache=True`), so later processes load it instead of compiling.
+
+Only `Model.forward`'s fast path (`archspec.ops.fastpath`) uses these kernels. Measurement (`verify`)
+never does: it keeps the NumPy kernels whose products it counts. Every caller keeps a NumPy path for
+when `kernels()` is None: numba is missing, or `ARCHSPEC_JIT=0` is set (to compare the two, or to rule
+the compiled code out when hunting a discrepancy).
+
+The kernels run on one thread. numba's parallel loops were measured on this project's shared 2-core
+machine: their threads and OpenBLAS's compete for the cores, and single layers took from 0.5x to 40x
+the one-thread time from run to run, so the gain is not worth the variance.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from types import ModuleType
+
+from archspec.lazy import numpy as np
+from archspec.ops.fastpath import fast_path
+
+
+@cache
+def kernels() -> ModuleType | None:
+    """archspec.ops._jit_kernels (importing numba, about 0.3 s, on the first call), or None when numba is
+    not installed or the environment sets ARCHSPEC_JIT=0."""
+    if os.environ.get("ARCHSPEC_JIT", "1").strip() == "0":
+        return None
+    try:
+        from archspec.ops import _jit_kernels
+    except ImportError:  # numba (or its llvmlite) is not installed, or not for this NumPy
+        return None
+    return _jit_kernels
+
+
+def epilogue(
+    out: np.ndarray,
+    scale: np.ndarray | None,
+    bias: np.ndarray | None,
+    clamp: tuple[float, float] | None = None,
+    channels_last: bool = False,
+) -> None:
+    """out = min(max(out * scale + bias, lo), hi) in place, per channel: out is (N, C, L), or (N, L, C)
+    with `channels_last`; scale and bias are (C,) or None; clamp is (lo, hi) or None. On the fast path
+    with the compiled kernels, one pass over out; otherwise one NumPy pass per step, in the same order
+    (the results are equal bit for bit)."""
+    if scale is None and bias is None and clamp is None:
+        return
+    compiled = kernels() if fast_path() and out.dtype == np.float32 and out.flags.c_contiguous else None
+    if compiled is not None:
+        channels = out.shape[2 if channels_last else 1]
+        unused = np.ones(channels, dtype=np.float32)  # stands for a missing scale or bias (never read)
+        lo, hi = (-np.inf, np.inf) if clamp is None else clamp
+        compiled.affine_clamp(
+            out,
+            unused if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
+            unused if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
+            scale is not None,
+            bias is not None,
+            np.float32(lo),
+            np.float32(hi),
+            channels_last,
+        )
+        return
+    shape = (-1,) if channels_last else (-1, 1)
+    if scale is not None:
+        out *= scale.reshape(shape)
+    if bias is not None:
+        out += bias.reshape(shape)
+    if clamp is not None:
+        clamp_in_place(out, clamp)
+
+
+def clamp_in_place(out: np.ndarray, clamp: tuple[float, float]) -> None:
+    """min(max(out, lo), hi) in place, as NumPy computes ReLU (np.maximum) and ReLU6 (np.clip)."""
+    lo, hi = clamp
+    if hi == np.inf:
+        np.maximum(out, lo, out=out)
+    else:
+        np.clip(out, lo, hi, out=out)

@@ -1,0 +1,219 @@
+"""The compiled kernels of the inference fast path (archspec/ops/compiled.py, numba): each must compute
+what the NumPy kernel it replaces computes, bit for bit (same sums in the same order, no fastmath), and
+the definition (naive loops); and the fast path must fuse a ReLU into the kernel before it only where
+that kernel's output is read by nothing else."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from unittest import mock
+
+import naive
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import archspec
+from archspec.ops import REGISTRY, MatMul, Weights, compiled
+from archspec.ops.fastpath import fast
+from archspec.reference import forward as reference
+
+RELU, RELU6 = (0.0, math.inf), (0.0, 6.0)
+
+
+@pytest.fixture(autouse=True)
+def _jit_on(monkeypatch):
+    """Every test here starts with the compiled kernels found (numba is a dependency of archspec)."""
+    monkeypatch.delenv("ARCHSPEC_JIT", raising=False)
+    kernels = compiled.kernels  # (a test may replace it)
+    kernels.cache_clear()
+    assert kernels() is not None, "numba is a dependency: the compiled kernels must load"
+    yield
+    kernels.cache_clear()
+
+
+def _without_jit(run):
+    """run() with the compiled kernels switched off the way a user does (ARCHSPEC_JIT=0)."""
+    with mock.patch.dict(os.environ, {"ARCHSPEC_JIT": "0"}):
+        compiled.kernels.cache_clear()
+        try:
+            assert compiled.kernels() is None
+            return run()
+        finally:
+            compiled.kernels.cache_clear()
+
+
+def _clamped(y, clamp):
+    return y if clamp is None else np.minimum(np.maximum(y, clamp[0]), clamp[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    channels=st.integers(1, 19),
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    padding=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    bias=st.booleans(),
+    clamp=st.sampled_from([None, RELU, RELU6]),
+    channels_last_input=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_depthwise_conv_is_numpys_kernel_and_the_definition(
+    batch, channels, size, kernel, stride, dilation, padding, bias, clamp, channels_last_input, seed
+):
+    for axis in range(2):  # the dilated window must fit in the padded input
+        assume(size[axis] + 2 * padding[axis] >= dilation[axis] * (kernel[axis] - 1) + 1)
+    op = REGISTRY["conv2d"](
+        name="dw",
+        op="conv2d",
+        out_channels=channels,
+        kernel=list(kernel),
+        stride=list(stride),
+        dilation=list(dilation),
+        padding=list(padding),
+        groups=channels,
+        bias=bias,
+    )
+    rng = np.random.default_rng(seed)
+    tensors = {k: rng.normal(size=s).astype(np.float32) for k, s in op.param_shapes([(channels, *size)]).items()}
+    x = rng.normal(size=(batch, *size, channels)).astype(np.float32).transpose(0, 3, 1, 2)
+    if not channels_last_input:
+        x = np.ascontiguousarray(x)
+
+    def run():
+        with fast():
+            return op.forward_affine([x], Weights(tensors, "dw"), MatMul(), None, clamp)
+
+    got = run()
+    numpy_kernel = _without_jit(run)
+    np.testing.assert_array_equal(got, numpy_kernel)
+    want = naive.conv2d(x, tensors["weight"], tensors.get("bias"), stride, padding, dilation, channels)
+    np.testing.assert_allclose(got, _clamped(want, clamp), rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 17), st.integers(1, 40)),
+    channels_last=st.booleans(),
+    scale=st.booleans(),
+    bias=st.booleans(),
+    clamp=st.sampled_from([None, RELU, RELU6, (-1.5, 2.0)]),
+    specials=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_epilogue_is_numpys_passes_bit_for_bit(shape, channels_last, scale, bias, clamp, specials, seed):
+    rng = np.random.default_rng(seed)
+    out = (rng.normal(size=shape) * 8).astype(np.float32)
+    if specials:  # NaN stays NaN through a clamp, as through np.maximum and np.clip; infinities clamp
+        out.flat[rng.integers(0, out.size, 3)] = [np.nan, np.inf, -np.inf]
+    channels = shape[2] if channels_last else shape[1]
+    vectors = {
+        "scale": rng.normal(size=channels).astype(np.float32) if scale else None,
+        "bias": rng.normal(size=channels).astype(np.float32) if bias else None,
+    }
+
+    def run():
+        y = out.copy()
+        with fast():
+            compiled.epilogue(y, vectors["scale"], vectors["bias"], clamp, channels_last)
+        return y
+
+    got = run()
+    np.testing.assert_array_equal(got, _without_jit(run))
+    # and the formula, written out with explicit broadcasting
+    along = (1, 1, channels) if channels_last else (1, channels, 1)
+    want = out.copy()
+    if scale:
+        want = want * vectors["scale"].reshape(along)
+    if bias:
+        want = want + vectors["bias"].reshape(along)
+    np.testing.assert_array_equal(got, _clamped(want, clamp))
+
+
+def test_measurement_never_runs_compiled_code(monkeypatch):
+    """Outside the fast path the epilogue is NumPy's, whatever kernels() says."""
+    called = []
+    monkeypatch.setattr(compiled, "kernels", lambda: called.append(1))
+    y = np.ones((1, 2, 3), dtype=np.float32)
+    compiled.epilogue(y, None, np.array([1.0, -5.0], dtype=np.float32), RELU)
+    np.testing.assert_array_equal(y, [[[2, 2, 2], [0, 0, 0]]])
+    assert called == []
+
+
+def test_without_numba_the_kernels_are_numpys(monkeypatch):
+    """numba missing (an import that fails) gives None, and the callers keep their NumPy kernels."""
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    monkeypatch.delitem(sys.modules, "archspec.ops._jit_kernels", raising=False)
+    monkeypatch.delattr(archspec.ops, "_jit_kernels", raising=False)
+    compiled.kernels.cache_clear()
+    assert compiled.kernels() is None
+
+
+def _conv_relu_spec(read_twice: bool, keep_bn: bool) -> dict:
+    nodes = [
+        {"name": "c1", "op": "conv2d", "out_channels": 4, "kernel": 3, "padding": 1, "bias": False},
+        {"name": "bn1", "op": "batch_norm"},
+        {"name": "r1", "op": "relu"},
+        {"name": "c2", "op": "conv2d", "out_channels": 4, "kernel": 3, "padding": 1, "groups": 4},
+        {"name": "r2", "op": "relu6"},
+    ]
+    if read_twice:  # the add needs c2's output before its ReLU6
+        nodes.append({"name": "sum", "op": "add", "inputs": ["c2", "r2"]})
+    nodes += [
+        {"name": "fc_in", "op": "flatten"},
+        {"name": "fc", "op": "linear", "out_features": 3},
+        {"name": "r3", "op": "relu"},
+    ]
+    spec = {"name": "fusions", "input": [2, 5, 5], "nodes": nodes}
+    if keep_bn:
+        spec["outputs"] = ["bn1", "r3"]
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("read_twice", "keep_bn", "want"),
+    [
+        (False, False, {"c1": ("bn1", "r1"), "c2": (None, "r2"), "fc": (None, "r3")}),
+        # c2's output is read by the add too: nothing may change it
+        (True, False, {"c1": ("bn1", "r1"), "fc": (None, "r3")}),
+        # bn1 is an output of its own: it runs as itself, and the ReLU after it on its own
+        (False, True, {"c1": ("bn1", None), "c2": (None, "r2"), "fc": (None, "r3")}),
+    ],
+)
+def test_which_followers_a_kernel_absorbs(read_twice, keep_bn, want):
+    model = archspec.load(_conv_relu_spec(read_twice, keep_bn))
+    graph = model.graph
+    plan = reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set())
+    assert plan == want
+
+
+@pytest.mark.parametrize(("read_twice", "keep_bn"), [(False, False), (True, False), (False, True)])
+def test_fused_relus_give_the_unfused_output_without_running_their_kernels(monkeypatch, read_twice, keep_bn):
+    model = archspec.load(_conv_relu_spec(read_twice, keep_bn))
+    weights = model.init_weights(2)
+    x = np.random.default_rng(3).normal(size=(2, 2, 5, 5)).astype(np.float32)
+    outputs = model.graph.outputs
+    unfused = reference.run(model.graph, x, weights, keep=lambda n: n in outputs)
+    ran = []
+    for name in ("ReLU", "ReLU6"):
+        cls = type(REGISTRY[name.lower()].model_construct())
+        for method in ("forward", "forward_in_place"):
+            original = getattr(cls, method)
+
+            def spy(self, *args, _original=original):
+                ran.append(self.name)
+                return _original(self, *args)
+
+            monkeypatch.setattr(cls, method, spy)
+    with fast():
+        fused = reference.run(model.graph, x, weights, keep=lambda n: n in outputs, fuse=True)
+    for name in outputs:
+        np.testing.assert_allclose(fused[name], unfused[name], rtol=1e-5, atol=1e-5)
+    absorbed = {"r1", "r2", "r3"} - ({"r2"} if read_twice else set()) - ({"r1"} if keep_bn else set())
+    assert sorted(ran) == sorted({"r1", "r2", "r3"} - absorbed)
