@@ -88,7 +88,7 @@ def test_compiled_depthwise_conv_is_numpys_kernel_and_the_definition(
 
     def run():
         with fast():
-            return op.forward_affine([x], Weights(tensors, "dw"), MatMul(), None, clamp)
+            return op.forward_fused([x], Weights(tensors, "dw"), MatMul(), None, clamp)
 
     got = run()
     numpy_kernel = _without_jit(run)
@@ -217,3 +217,57 @@ def test_fused_relus_give_the_unfused_output_without_running_their_kernels(monke
         np.testing.assert_allclose(fused[name], unfused[name], rtol=1e-5, atol=1e-5)
     absorbed = {"r1", "r2", "r3"} - ({"r2"} if read_twice else set()) - ({"r1"} if keep_bn else set())
     assert sorted(ran) == sorted({"r1", "r2", "r3"} - absorbed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 9), st.integers(1, 6), st.integers(1, 6)),
+    layouts=st.sampled_from(["first", "last", "mixed", "strided"]),
+    clamp=st.sampled_from([RELU, RELU6]),
+    seed=st.integers(0, 2**16),
+)
+def test_add_then_clamp_is_numpys_add_and_relu_bit_for_bit(shape, layouts, clamp, seed):
+    """Dense inputs laid out alike take the compiled pass; the rest (layouts that differ, a strided
+    view) NumPy's add and clamp. Either way: the sum, clamped."""
+    rng = np.random.default_rng(seed)
+    n, c, h, w = shape
+    first = rng.normal(size=shape).astype(np.float32)
+    last = rng.normal(size=(n, h, w, c)).astype(np.float32).transpose(0, 3, 1, 2)
+    a, b = {
+        "first": (first, first[:, ::-1].copy()),
+        "last": (last, last + 1),
+        "mixed": (first, last),
+        "strided": (rng.normal(size=(n, c, h, 2 * w)).astype(np.float32)[..., ::2], first),
+    }[layouts]
+    op = REGISTRY["add"](name="sum", op="add", inputs=["a", "b"])
+    with fast():
+        got = op.forward_fused([a, b], Weights({}, "sum"), MatMul(), None, clamp)
+    np.testing.assert_array_equal(got, _clamped(a + b, clamp))
+    assert got.shape == shape and got.dtype == np.float32
+    # the inputs are left as they were (the sum is a new array)
+    assert not np.shares_memory(got, a) and not np.shares_memory(got, b)
+
+
+def test_a_residual_add_absorbs_its_relu():
+    spec = {
+        "name": "block",
+        "input": [3, 6, 6],
+        "nodes": [
+            {"name": "c1", "op": "conv2d", "out_channels": 3, "kernel": 3, "padding": 1, "bias": False},
+            {"name": "bn1", "op": "batch_norm"},
+            {"name": "sum", "op": "add", "inputs": ["bn1", "input"]},
+            {"name": "out", "op": "relu"},
+        ],
+    }
+    model = archspec.load(spec)
+    graph = model.graph
+    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == {
+        "c1": ("bn1", None),  # bn1's output goes to the add: no clamp after it
+        "sum": (None, "out"),
+    }
+    weights = model.init_weights(1)
+    x = np.random.default_rng(2).normal(size=(2, 3, 6, 6)).astype(np.float32)
+    y = naive.conv2d(x, weights["c1.weight"], None, (1, 1), (1, 1), (1, 1), 1)
+    g, b, m, v = (weights[f"bn1.{t}"].reshape(1, -1, 1, 1) for t in ("weight", "bias", "running_mean", "running_var"))
+    want = np.maximum((y - m) / np.sqrt(v + 1e-5) * g + b + x, 0)
+    np.testing.assert_allclose(model.forward(x, weights), want, rtol=1e-5, atol=1e-5)

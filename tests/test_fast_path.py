@@ -94,7 +94,7 @@ def test_winograd_is_the_convolution(batch, channels, out_channels, height, widt
         _every_layer_takes_winograd(patch)
         if affine:
             scale, shift = rng.normal(size=(2, out_channels)).astype(np.float32)
-            got = op.forward_affine([x], Weights(tensors, "c"), mm, lambda channels: (scale, shift))
+            got = op.forward_fused([x], Weights(tensors, "c"), mm, lambda channels: (scale, shift))
         else:
             got = op.forward([x], Weights(tensors, "c"), mm)
     want = naive.conv2d(x, tensors["weight"], tensors.get("bias"), (1, 1), padding, (1, 1), 1)
@@ -150,7 +150,7 @@ def test_a_tap_sum_applies_a_fused_affine(size, bias):
     op, tensors = _conv({"out_channels": 4, "kernel": 3, "padding": 1, "bias": bias}, 6, rng)
     scale, shift = rng.normal(size=(2, 4)).astype(np.float32)
     with fast():
-        got = op.forward_affine([x], Weights(tensors, "c"), MatMul(), lambda channels: (scale, shift))
+        got = op.forward_fused([x], Weights(tensors, "c"), MatMul(), lambda channels: (scale, shift))
     want = naive.conv2d(x, tensors["weight"], tensors.get("bias"), (1, 1), (1, 1), (1, 1), 1)
     want = want * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

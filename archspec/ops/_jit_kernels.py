@@ -91,3 +91,15 @@ def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last): 
                     if v > hi:
                         v = hi
                     row[p] = v
+
+
+@njit(cache=True, nogil=True)
+def add_clamp(a, b, out, lo, hi):  # pragma: no cover (compiled)
+    """out = min(max(a + b, lo), hi), element by element over flat arrays of one length."""
+    for k in range(out.shape[0]):
+        v = a[k] + b[k]
+        if v < lo:
+            v = lo
+        if v > hi:
+            v = hi
+        out[k] = v

@@ -141,7 +141,7 @@ class MatMul:
         out += scratch
 
 
-# affine(channels) -> (scale, shift) of shape (channels,), or None: see OpBase.forward_affine.
+# affine(channels) -> (scale, shift) of shape (channels,), or None: see OpBase.forward_fused.
 AffineSource = Callable[[int], "tuple[np.ndarray, np.ndarray] | None"]
 
 
@@ -231,11 +231,11 @@ OP_CONTRACT: tuple[str, ...] = (
     # `survival` (probability that the branch runs; None until assigned) and `with_drop_probability(p)`
     "lecture_weights",  # tensors counted as "weights" in the lecture's tables (biases excluded)
     "absorbs_affine",  # its kernel can apply a following per-channel affine y * scale + shift to its output
-    # channels for free (conv, linear: `forward_affine`), so inference can skip a batch norm after it,
-    # and a following clamp (below) too
+    # channels for free (conv, linear: `forward_fused`), so inference can skip a batch norm after it
+    "absorbs_clamp",  # its kernel can apply a following clamp (below) in its last pass over the output (conv,
+    # linear, add: `forward_fused`), so inference can skip the ReLU after it
     "clamp_bounds",  # (lo, hi) when the op at inference is nothing but min(max(x, lo), hi) element by element
-    # (ReLU: (0, inf), ReLU6: (0, 6)), which a producer's kernel can apply to its output in the same pass
-    # (`forward_affine`); None for every other op
+    # (ReLU: (0, inf), ReLU6: (0, 6)); None for every other op
     # static rules (shapes only)
     "output_shape",
     "param_shapes",
@@ -275,6 +275,7 @@ class OpBase(BaseModel):
     stochastic: ClassVar[bool]
     lecture_weights: ClassVar[tuple[str, ...]]
     absorbs_affine: ClassVar[bool]
+    absorbs_clamp: ClassVar[bool]
     clamp_bounds: ClassVar[tuple[float, float] | None]
 
     # ---- static rules (shapes only) -------------------------------------------------------
@@ -314,7 +315,7 @@ class OpBase(BaseModel):
         """The kernel, overwriting x (only for ops with in_place = True)."""
         raise NotImplementedError
 
-    def forward_affine(
+    def forward_fused(
         self,
         xs: list[np.ndarray],
         w: Weights,
@@ -322,11 +323,12 @@ class OpBase(BaseModel):
         affine: AffineSource | None,
         clamp: tuple[float, float] | None = None,
     ) -> np.ndarray | None:
-        """The kernel followed by a per-channel affine and then a clamp, fused (only for ops with
-        absorbs_affine = True): `affine(channels)` gives (scale, shift) for this op's output channels, or
-        None when the next op is not an affine after all; then this returns None and the caller runs
-        `forward` and the next ops. `affine` None: no affine; `clamp` (lo, hi): the result is
-        min(max(y, lo), hi) (a following ReLU's `clamp_bounds`), applied in the epilogue's pass.
+        """The kernel followed by a per-channel affine and then a clamp, fused: `affine` (only for ops
+        with absorbs_affine = True) gives (scale, shift) for this op's output channels as `affine(channels)`,
+        or None when the next op is not an affine after all; then this returns None and the caller runs
+        `forward` and the next ops. `clamp` (lo, hi) (only for ops with absorbs_clamp = True): the result
+        is min(max(y, lo), hi) (a following ReLU's `clamp_bounds`), applied in the kernel's last pass.
+        Either may be None.
         Only the inference fast path uses it (`reference.forward.run(..., fuse=True)`); measurement never does."""
         raise NotImplementedError
 
@@ -399,6 +401,7 @@ class Plain:
     in_place: ClassVar[bool] = False
     size_dependent: ClassVar[bool] = False
     stochastic: ClassVar[bool] = False
+    absorbs_clamp: ClassVar[bool] = False
     clamp_bounds: ClassVar[tuple[float, float] | None] = None
 
 

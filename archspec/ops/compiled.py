@@ -85,3 +85,24 @@ def clamp_in_place(out: np.ndarray, clamp: tuple[float, float]) -> None:
         np.maximum(out, lo, out=out)
     else:
         np.clip(out, lo, hi, out=out)
+
+
+def add_clamp(a: np.ndarray, b: np.ndarray, clamp: tuple[float, float]) -> np.ndarray | None:
+    """min(max(a + b, lo), hi) as a new array in one compiled pass, on the fast path when a and b are
+    float32 arrays of one shape laid out alike in one dense block each (channel-first or channels-last);
+    None otherwise (the caller adds and clamps with NumPy)."""
+    compiled = kernels() if fast_path() else None
+    if compiled is None or a.dtype != np.float32 or b.dtype != np.float32 or a.shape != b.shape:
+        return None
+    out = np.empty_like(a)  # a's memory order, when a is dense
+    flats = [_dense_flat(x) for x in (a, b, out)]
+    if any(flat is None for flat in flats) or not a.strides == b.strides == out.strides:
+        return None
+    compiled.add_clamp(*flats, np.float32(clamp[0]), np.float32(clamp[1]))
+    return out
+
+
+def _dense_flat(x: np.ndarray) -> np.ndarray | None:
+    """x's elements in memory order as a 1-D view, or None when they are not one dense block."""
+    flat = x.ravel(order="K")
+    return flat if np.may_share_memory(flat, x) else None  # (a copy is new memory)

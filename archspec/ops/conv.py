@@ -131,6 +131,7 @@ class Conv2d(Plain, OpBase):
 
     # ---- kernel: im2col in row blocks (one slice copy per tap), one batched matrix product per block ----
     absorbs_affine: ClassVar[bool] = True
+    absorbs_clamp: ClassVar[bool] = True
 
     def channel_affine(self, w, channels):
         return None  # it mixes channels
@@ -138,7 +139,7 @@ class Conv2d(Plain, OpBase):
     def forward(self, xs, w: Weights, mm: MatMul):
         return self._forward(xs, w, mm, None, None)
 
-    def forward_affine(self, xs, w: Weights, mm: MatMul, affine, clamp=None):
+    def forward_fused(self, xs, w: Weights, mm: MatMul, affine, clamp=None):
         scale_shift = None if affine is None else affine(self.out_channels)
         if affine is not None and scale_shift is None:
             return None

@@ -122,6 +122,7 @@ class Linear(Plain, OpBase):
         return TrainSaves((Saved("input", what="mat1"),))  # and weight.t(), a view of the parameter
 
     absorbs_affine: ClassVar[bool] = True
+    absorbs_clamp: ClassVar[bool] = True
 
     def channel_affine(self, w, channels):
         return None  # it mixes features
@@ -129,7 +130,7 @@ class Linear(Plain, OpBase):
     def forward(self, xs, w, mm):
         return self._forward(xs, w, mm, None, None)
 
-    def forward_affine(self, xs, w, mm, affine, clamp=None):
+    def forward_fused(self, xs, w, mm, affine, clamp=None):
         scale_shift = None if affine is None else affine(self.out_features)
         if affine is not None and scale_shift is None:
             return None

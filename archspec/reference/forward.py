@@ -156,8 +156,9 @@ def run(
     nothing and yields zeros.
     With `fuse` (the inference fast path, `Model.forward`; never for measurement), a per-channel affine
     (a batch norm) whose input is read by nothing else is applied by the kernel that produces that input
-    (`absorbs_affine`), and so is a ReLU after it or after the producer itself (`clamp_bounds`); the
-    absorbed nodes pass the result on. The output is the same (to float32 round-off), but the kernels'
+    (`absorbs_affine`), and so is a ReLU after it or after the producer itself (`clamp_bounds`; producers
+    with `absorbs_clamp`: conv, linear, and the add of a residual block); the absorbed nodes pass the
+    result on. The output is the same (to float32 round-off), but the kernels'
     Weights/MatMul records are not what `measure` needs.
     Returns the kept tensors (by default the graph outputs).
     """
@@ -191,7 +192,7 @@ def run(
                     graph.op(affine_node).channel_affine, Weights(grouped.get(affine_node, {}), affine_node)
                 )
             clamp = None if clamp_node is None else graph.op(clamp_node).clamp_bounds
-            out = op.forward_affine([tensors[i] for i in op.inputs], w, mm, affine, clamp)
+            out = op.forward_fused([tensors[i] for i in op.inputs], w, mm, affine, clamp)
             if out is None:  # the follower is no per-channel affine: each runs its own kernel
                 out = op.forward([tensors[i] for i in op.inputs], w, mm)
             else:
@@ -267,7 +268,7 @@ def _absorbers(
     graph: Graph, order: list[str], keep: Callable[[str], bool], dropped: Collection[str]
 ) -> dict[str, tuple[str | None, str | None]]:
     """{producer: (affine follower, clamp follower)}: the followers the producer's kernel may apply
-    (`absorbs_affine`): a node that may be a per-channel affine (whether it is, its `channel_affine`
+    (`absorbs_affine`, `absorbs_clamp`): a node that may be a per-channel affine (whether it is, its `channel_affine`
     says at run time), then a clamp (`clamp_bounds`: a ReLU), or a clamp alone; either may be None, not
     both. Each link must be the only reader of the one before, have that one input and not be dropped, and
     only the last link may be kept (the others' outputs never exist on their own)."""
@@ -284,12 +285,16 @@ def _absorbers(
 
     pairs: dict[str, tuple[str | None, str | None]] = {}
     for name in order:
-        if name in dropped or not graph.op(name).absorbs_affine or (first := sole_follower(name)) is None:
+        op = graph.op(name)
+        if name in dropped or not (op.absorbs_affine or op.absorbs_clamp) or (first := sole_follower(name)) is None:
             continue
         if graph.op(first).clamp_bounds is not None:
-            pairs[name] = (None, first)
+            if op.absorbs_clamp:
+                pairs[name] = (None, first)
             continue
-        second = sole_follower(first)
+        if not op.absorbs_affine:
+            continue
+        second = sole_follower(first) if op.absorbs_clamp else None
         clamp = second if second is not None and graph.op(second).clamp_bounds is not None else None
         pairs[name] = (first, clamp)
     return pairs
