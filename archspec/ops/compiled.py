@@ -37,6 +37,8 @@ def kernels() -> ModuleType | None:
         from archspec.ops import _jit_kernels
     except ImportError:  # numba (or its llvmlite) is not installed, or not for this NumPy
         return None
+    except (RuntimeError, OSError):  # numba found no writable place for its cache (`cache=True`)
+        return None
     return _jit_kernels
 
 
