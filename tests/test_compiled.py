@@ -271,3 +271,58 @@ def test_a_residual_add_absorbs_its_relu():
     g, b, m, v = (weights[f"bn1.{t}"].reshape(1, -1, 1, 1) for t in ("weight", "bias", "running_mean", "running_var"))
     want = np.maximum((y - m) / np.sqrt(v + 1e-5) * g + b + x, 0)
     np.testing.assert_allclose(model.forward(x, weights), want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 9), st.integers(1, 6), st.integers(1, 6)),
+    layout=st.sampled_from(["first", "last", "strided"]),
+    clamp=st.sampled_from([RELU, RELU6]),
+    seed=st.integers(0, 2**16),
+)
+def test_a_batch_norm_and_its_relu_in_one_pass_are_the_two_kernels(shape, layout, clamp, seed):
+    """DenseNet's concat -> batch norm -> ReLU: the norm absorbs the ReLU; the result must be its own
+    kernel's output clamped, bit for bit, in any input layout, and the input must be left alone."""
+    rng = np.random.default_rng(seed)
+    n, c, h, w = shape
+    x = {
+        "first": rng.normal(size=shape),
+        "last": rng.normal(size=(n, h, w, c)).transpose(0, 3, 1, 2),
+        "strided": rng.normal(size=(n, c, h, 2 * w))[..., ::2],
+    }[layout].astype(np.float32)
+    before = x.copy()
+    op = REGISTRY["batch_norm"](name="bn", op="batch_norm")
+    tensors = {k: op.init_tensor(k, s, rng).astype(np.float32) for k, s in op.param_shapes([(c, h, w)]).items()}
+    tensors |= {k: op.init_tensor(k, s, rng).astype(np.float32) for k, s in op.buffer_shapes([(c, h, w)]).items()}
+    with fast():
+        got = op.forward_fused([x], Weights(tensors, "bn"), MatMul(), None, clamp)
+    want = _clamped(op.forward([x], Weights(tensors, "bn"), MatMul()), clamp)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(x, before)
+    mean, var = tensors["running_mean"], tensors["running_var"]
+    formula = (x - mean.reshape(1, -1, 1, 1)) / np.sqrt(var.reshape(1, -1, 1, 1) + 1e-5)
+    formula = formula * tensors["weight"].reshape(1, -1, 1, 1) + tensors["bias"].reshape(1, -1, 1, 1)
+    np.testing.assert_allclose(got, _clamped(formula, clamp), rtol=1e-5, atol=1e-5)
+
+
+def test_a_batch_norm_after_a_concat_absorbs_its_relu():
+    spec = {
+        "name": "dense",
+        "input": [2, 5, 5],
+        "nodes": [
+            {"name": "c1", "op": "conv2d", "out_channels": 3, "kernel": 3, "padding": 1},
+            {"name": "cat", "op": "concat", "inputs": ["input", "c1"]},
+            {"name": "bn", "op": "batch_norm"},
+            {"name": "relu", "op": "relu"},
+            {"name": "c2", "op": "conv2d", "out_channels": 2, "kernel": 1},
+        ],
+    }
+    model = archspec.load(spec)
+    graph = model.graph
+    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == {
+        "bn": (None, "relu")
+    }  # c1's output goes to the concat: nothing absorbed there
+    weights = model.init_weights(4)
+    x = np.random.default_rng(5).normal(size=(2, 2, 5, 5)).astype(np.float32)
+    unfused = reference.run(graph, x, weights, keep=lambda n: n == "c2")["c2"]
+    np.testing.assert_allclose(model.forward(x, weights), unfused, rtol=1e-5, atol=1e-5)

@@ -52,9 +52,10 @@ def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, h
 
 
 @njit(cache=True, nogil=True)
-def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover (compiled)
-    """In place over out (N, C, L), or (N, L, C) when `channels_last`: v = min(max(v * scale[c] + bias[c],
-    lo), hi) per channel c (the scale and the bias each only when present). A NaN stays NaN."""
+def affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
+    """out = min(max(source * scale[c] + bias[c], lo), hi) per channel c (the scale and the bias each only
+    when present), over (N, C, L) arrays, or (N, L, C) when `channels_last`; `source` may be `out` itself.
+    A NaN stays NaN."""
     n = out.shape[0]
     if channels_last:
         length, c = out.shape[1], out.shape[2]
@@ -64,8 +65,9 @@ def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last): 
         if channels_last:
             for p in range(length):
                 row = out[b, p]
+                values = source[b, p]
                 for k in range(c):
-                    v = row[k]
+                    v = values[k]
                     if has_scale:
                         v = v * scale[k]
                     if has_bias:
@@ -78,10 +80,11 @@ def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last): 
         else:
             for k in range(c):
                 row = out[b, k]
+                values = source[b, k]
                 s = scale[k]
                 t = bias[k]
                 for p in range(length):
-                    v = row[p]
+                    v = values[p]
                     if has_scale:
                         v = v * s
                     if has_bias:

@@ -48,19 +48,24 @@ def epilogue(
     bias: np.ndarray | None,
     clamp: tuple[float, float] | None = None,
     channels_last: bool = False,
+    source: np.ndarray | None = None,
 ) -> None:
-    """out = min(max(out * scale + bias, lo), hi) in place, per channel: out is (N, C, L), or (N, L, C)
-    with `channels_last`; scale and bias are (C,) or None; clamp is (lo, hi) or None. On the fast path
-    with the compiled kernels, one pass over out; otherwise one NumPy pass per step, in the same order
-    (the results are equal bit for bit)."""
-    if scale is None and bias is None and clamp is None:
-        return
-    compiled = kernels() if fast_path() and out.dtype == np.float32 and out.flags.c_contiguous else None
+    """out = min(max(source * scale + bias, lo), hi) per channel, `source` being out itself (in place) unless
+    given (then of out's shape): out is (N, C, L), or (N, L, C) with `channels_last`; scale and bias are (C,)
+    or None; clamp is (lo, hi) or None. On the fast path with the compiled kernels, one pass; otherwise one
+    NumPy pass per step, in the same order (the results are equal bit for bit)."""
+    if source is None:
+        if scale is None and bias is None and clamp is None:
+            return
+        source = out
+    contiguous = out.flags.c_contiguous and source.flags.c_contiguous and source.dtype == out.dtype == np.float32
+    compiled = kernels() if fast_path() and contiguous else None
     if compiled is not None:
         channels = out.shape[2 if channels_last else 1]
         unused = np.ones(channels, dtype=np.float32)  # stands for a missing scale or bias (never read)
         lo, hi = (-np.inf, np.inf) if clamp is None else clamp
         compiled.affine_clamp(
+            source,
             out,
             unused if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
             unused if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
@@ -72,6 +77,8 @@ def epilogue(
         )
         return
     shape = (-1,) if channels_last else (-1, 1)
+    if source is not out:
+        out[...] = source
     if scale is not None:
         out *= scale.reshape(shape)
     if bias is not None:

@@ -284,9 +284,12 @@ def _absorbers(
         return follower
 
     pairs: dict[str, tuple[str | None, str | None]] = {}
+    claimed: set[str] = set()  # followers of an earlier producer (a batch norm its conv applies)
     for name in order:
         op = graph.op(name)
-        if name in dropped or not (op.absorbs_affine or op.absorbs_clamp) or (first := sole_follower(name)) is None:
+        if name in dropped or name in claimed or not (op.absorbs_affine or op.absorbs_clamp):
+            continue
+        if (first := sole_follower(name)) is None:
             continue
         if graph.op(first).clamp_bounds is not None:
             if op.absorbs_clamp:
@@ -297,6 +300,7 @@ def _absorbers(
         second = sole_follower(first) if op.absorbs_clamp else None
         clamp = second if second is not None and graph.op(second).clamp_bounds is not None else None
         pairs[name] = (first, clamp)
+        claimed.add(first)
     return pairs
 
 
