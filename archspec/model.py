@@ -76,8 +76,10 @@ class Model:
                 )
             ) from None
         reference.guard_memory(self._forward_bytes(image, x.shape[0]), "this forward pass")
+        if "inference" not in self._plans:
+            self._plans["inference"] = reference.inference_plan(self.graph)
         with reference.inference():
-            outputs = reference.run(self.graph, x, weights, keep=lambda n: n == self.graph.outputs[0], fuse=True)
+            outputs = reference.run(self.graph, x, weights, plan=self._plans["inference"])
         return outputs[self.graph.outputs[0]]
 
     # What a forward pass at one input size needs to know before it runs, worked out once per size: the

@@ -87,12 +87,12 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
     def channel_affine(self, w, channels):
         """At inference BN is x * scale + shift per channel: scale = gamma / sqrt(var + eps), shift = beta -
         mean * scale (computed in float64 from the float32 tensors, then rounded once)."""
-        mean = w.buffer("running_mean", (channels,)).astype(np.float64)
-        scale = 1.0 / np.sqrt(w.buffer("running_var", (channels,)).astype(np.float64) + self.eps)
-        shift = -mean * scale
-        if self.affine:
-            gamma = w.param("weight", (channels,)).astype(np.float64)
-            scale, shift = scale * gamma, shift * gamma + w.param("bias", (channels,))
+        # (Few NumPy calls on these short vectors: a model's forward pass asks every batch norm, every call.)
+        scale = np.add(w.buffer("running_var", (channels,)), self.eps, dtype=np.float64)
+        np.sqrt(scale, out=scale)
+        np.divide(w.param("weight", (channels,)) if self.affine else 1.0, scale, out=scale)
+        shift = np.multiply(w.buffer("running_mean", (channels,)), scale, dtype=np.float64)
+        np.subtract(w.param("bias", (channels,)) if self.affine else 0.0, shift, out=shift)
         return scale.astype(np.float32), shift.astype(np.float32)
 
     def forward(self, xs, w, mm):

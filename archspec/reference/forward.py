@@ -44,12 +44,20 @@ def split_key(key: str, nodes: Collection[str]) -> tuple[str, str]:
     return node, tensor
 
 
-def group_weights(weights: dict[str, np.ndarray], graph: Graph) -> dict[str, dict[str, np.ndarray]]:
-    """Flat state_dict -> {node: {tensor: array}}."""
+def group_weights(
+    weights: dict[str, np.ndarray], graph: Graph, owners: dict[str, tuple[str, str]] | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """Flat state_dict -> {node: {tensor: array}}. `owners`, when given, remembers each key's (node, tensor)
+    from one call to the next (`InferencePlan.owners`)."""
     nodes = graph.nodes
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, array in weights.items():
-        node, tensor = split_key(key, nodes)
+        owner = None if owners is None else owners.get(key)
+        if owner is None:
+            owner = split_key(key, nodes)
+            if owners is not None:
+                owners[key] = owner
+        node, tensor = owner
         grouped.setdefault(node, {})[tensor] = array
     return grouped
 
@@ -135,6 +143,25 @@ def guard_memory(estimate_bytes: int, what: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class InferencePlan:
+    """What `run` works out from the graph alone for Model.forward (every node in order, nothing dropped,
+    only the first output kept, fused), made once per model instead of on every call (about 1 ms of
+    EfficientNet-B0's pass): each tensor's last reader, the fusion plan, and each weight key's owner."""
+
+    output: str
+    last: dict[str, str]
+    absorbers: dict[str, tuple[str | None, str | None]]
+    owners: dict[str, tuple[str, str]]  # filled by the calls (the keys are the caller's)
+
+
+def inference_plan(graph: Graph) -> InferencePlan:
+    output = graph.outputs[0]
+    order = list(graph.order)
+    absorbers = _absorbers(graph, order, lambda n: n == output, ())
+    return InferencePlan(output, last_readers(graph, order), absorbers, {})
+
+
 def run(
     graph: Graph,
     x: np.ndarray,
@@ -146,6 +173,7 @@ def run(
     on_live: Callable[[str, int], None] | None = None,
     dropped: Mapping[str, tuple[int, ...]] | None = None,
     fuse: bool = False,
+    plan: InferencePlan | None = None,
 ) -> dict[str, np.ndarray]:
     """Run `nodes` (default: all, in order) on input x (N, C, H, W).
 
@@ -160,15 +188,23 @@ def run(
     with `absorbs_clamp`: conv, linear, and the add of a residual block); the absorbed nodes pass the
     result on. The output is the same (to float32 round-off), but the kernels'
     Weights/MatMul records are not what `measure` needs.
+    `plan` (`inference_plan(graph)`, for Model.forward) stands for nodes, keep and dropped left out and
+    `fuse`, worked out beforehand.
     Returns the kept tensors (by default the graph outputs).
     """
-    order = list(graph.order if nodes is None else nodes)
-    keep = keep or (lambda n: n in graph.outputs or n in graph.train_outputs)
-    dropped = dropped or {}
-    last = last_readers(graph, order, set(dropped))
-    absorbers = _absorbers(graph, order, keep, dropped) if fuse else {}
+    order = graph.order if nodes is None else list(nodes)
+    if plan is not None:
+        if nodes is not None or keep is not None or dropped:
+            raise ValueError("run: a plan stands for nodes, keep and dropped; give one or the others")
+        output = plan.output
+        keep, dropped, last, absorbers = (lambda n: n == output), {}, plan.last, plan.absorbers
+    else:
+        keep = keep or (lambda n: n in graph.outputs or n in graph.train_outputs)
+        dropped = dropped or {}
+        last = last_readers(graph, order, set(dropped))
+        absorbers = _absorbers(graph, list(order), keep, dropped) if fuse else {}
     absorbed: set[str] = set()  # affine nodes already applied by their producer's kernel
-    grouped = group_weights(weights, graph)
+    grouped = group_weights(weights, graph, None if plan is None else plan.owners)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
     caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
     kept: dict[str, np.ndarray] = {}
