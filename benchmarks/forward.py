@@ -21,6 +21,10 @@ is matched to torchvision.models.X; a parameter-count mismatch is flagged).
 shared machine a burst of load then falls on both sides. The table gives the ratio of medians and the
 ratio of best runs (archspec's best / torch's best), with the 1-minute load average over the rounds.
 
+Model.forward limits BLAS to one thread while the CPU pressure says other processes keep the cores busy
+(reference.forward.blas_threads_for_load); torch has no such rule. So that both sides run on the same
+thread count, the children here switch that rule off, unless --adaptive-threads is given.
+
 --profile adds a per-layer and per-op time table. --blas-threads N limits NumPy's BLAS (and torch)
 to N threads inside the child processes (threadpoolctl, else openblas_set_num_threads via ctypes):
 on a 2-core machine whose other core is busy, one thread is often both faster and steadier.
@@ -205,10 +209,16 @@ def layer_profile(model, x, weights, repeats: int) -> list[dict]:
     ]
 
 
-def child_main(spec: str, runs: int, warmup: int, profile: bool, baseline_repeats: int, threads: int | None) -> None:
+def child_main(
+    spec: str, runs: int, warmup: int, profile: bool, baseline_repeats: int, threads: int | None, adaptive: bool
+) -> None:
     """Measure one model in this (fresh) process; print one JSON line."""
     sys.path.insert(0, str(ROOT))
     import archspec
+    from archspec.reference import forward as reference
+
+    if not adaptive:  # the same thread count as torch's, whatever the load
+        reference.BUSY_CPU_PRESSURE = float("inf")
 
     result: dict = {"spec": spec}
     if threads:
@@ -347,11 +357,25 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=1, help="alternate archspec and torch children this many times (runs pooled)"
     )
     parser.add_argument("--wait", type=float, default=0.0, help="seconds to poll for a missing spec file")
+    parser.add_argument(
+        "--adaptive-threads",
+        action="store_true",
+        help="leave on Model.forward's rule that drops BLAS to one thread under CPU pressure "
+        "(default: off, so archspec and torch run on the same thread count)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
-        child_main(args.child, args.runs, args.warmup, args.profile, args.baseline_repeats, args.blas_threads)
+        child_main(
+            args.child,
+            args.runs,
+            args.warmup,
+            args.profile,
+            args.baseline_repeats,
+            args.blas_threads,
+            args.adaptive_threads,
+        )
         return 0
 
     specs, notes = resolve_specs(args.specs, args.wait)
@@ -366,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     env = ", ".join(f"{k}={os.environ[k]}" for k in BLAS_ENV if k in os.environ) or "none set"
     print(f"  BLAS environment: {env}")
+    rule = "on (--adaptive-threads)" if args.adaptive_threads else "off: archspec keeps its threads, as torch does"
+    print(f"  archspec's one-thread-under-load rule: {rule}")
     print(f"  load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for note in notes:
         print(note)
@@ -390,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             str(args.baseline_repeats),
         ]
         cmd += ["--blas-threads", str(args.blas_threads)] if args.blas_threads else []
+        cmd += ["--adaptive-threads"] if args.adaptive_threads else []
         res = run_child(cmd + (["--profile"] if args.profile else []), f"archspec child for {spec}")
         loads = [os.getloadavg()[0]]
         # Rounds alternate archspec and torch children, so a burst of load on a shared machine falls on
