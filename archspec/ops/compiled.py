@@ -13,8 +13,8 @@ when `kernels()` is None: numba is missing, or `ARCHSPEC_JIT=0` is set (to compa
 the compiled code out when hunting a discrepancy).
 
 The kernels run on one thread. numba's parallel loops were measured on this project's shared 2-core
-machine: their threads and OpenBLAS's compete for the cores, and single layers took from 0.5x to 40x
-the one-thread time from run to run, so the gain is not worth the variance.
+machine: their threads and OpenBLAS's compete for the cores, and single depthwise layers took from 0.4x
+to 90x the one-thread time, so the gain is not worth the variance.
 """
 
 from __future__ import annotations

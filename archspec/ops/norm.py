@@ -116,21 +116,14 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
             return out
         n, c, h, width = x.shape
         scale, shift = (a.astype(x.dtype) for a in self.channel_affine(w, c))
-        out = np.empty_like(x)  # x's layout when x is dense
-        channels_last = not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
-        if channels_last and out.strides == x.strides:
-            epilogue(
-                out.transpose(0, 2, 3, 1).reshape(n, h * width, c),
-                scale,
-                shift,
-                clamp,
-                channels_last=True,
-                source=x.transpose(0, 2, 3, 1).reshape(n, h * width, c),
-            )
-        else:
-            source = np.ascontiguousarray(x).reshape(n, c, h * width)
-            out = np.empty(x.shape, dtype=x.dtype)
-            epilogue(out.reshape(n, c, h * width), scale, shift, clamp, source=source)
+        if not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous:  # channels-last, kept so
+            out = np.empty((n, h, width, c), dtype=x.dtype)
+            source = x.transpose(0, 2, 3, 1).reshape(n, h * width, c)
+            epilogue(out.reshape(n, h * width, c), scale, shift, clamp, channels_last=True, source=source)
+            return out.transpose(0, 3, 1, 2)
+        out = np.empty(x.shape, dtype=x.dtype)
+        source = np.ascontiguousarray(x).reshape(n, c, h * width)
+        epilogue(out.reshape(n, c, h * width), scale, shift, clamp, source=source)
         return out
 
     def to_onnx(self, g, xs, in_shapes):
