@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 
+from archspec.analysis import receptive_field as _rf
 from archspec.analysis.memory import DTYPE_BYTES, peak_live_elements
 from archspec.analysis.receptive_field import INPUT_RF, ReceptiveField, field_of
 from archspec.analysis.training import TrainingMemory, training_memory
 from archspec.graph import INPUT, Graph, numel
-from archspec.ops import Shape
+from archspec.ops import Shape, ShapeError
 from archspec.ops.base import Window
 
 
@@ -110,7 +111,8 @@ def _figures(op, in_shapes: list[Shape], out: Shape) -> tuple[object, dict]:
     return rule, values
 
 
-def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
+def _totals(layers, graph, shapes, nodes, batch, dtype, last=None) -> Totals:
+    """The figures of `layers`, and the activation peak over `nodes` (`last`: their last readers, if known)."""
     bytes_per = DTYPE_BYTES[dtype]
     params = macs = activations = buffers = 0
     for layer in layers:  # one pass for the four sums
@@ -118,7 +120,7 @@ def _totals(layers, graph, shapes, nodes, batch, dtype) -> Totals:
         macs += layer.macs
         activations += layer.activations
         buffers += layer.buffers
-    peak, where = peak_live_elements(graph, shapes, nodes) if nodes else (0, INPUT)
+    peak, where = peak_live_elements(graph, shapes, nodes, last=last) if nodes else (0, INPUT)
     return Totals(
         params=params,
         macs=macs,
@@ -168,30 +170,7 @@ def analyze(
         raise ValueError("training memory is modelled for float32 only")
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
-    shapes, keys = graph.shapes_and_keys(input_shape)
-    inference = graph.inference_nodes
-    layers = []
-    nodes = graph.nodes
-    fields = {INPUT: INPUT_RF}  # receptive fields, one step of receptive_fields() per node
-    # (template, input shapes) -> the op's figures (see _figures): identical layers (LoadedNode.template,
-    # e.g. ResNet-152's 35 equal units of layer3) are computed once.
-    known: dict[tuple | None, tuple] = {}
-    for name in graph.order:
-        op = nodes[name].op
-        inputs = op.inputs
-        key = keys[name]
-        figures = known.get(key)  # never found for None
-        if figures is None:
-            figures = _figures(op, [shapes[i] for i in inputs], shapes[name])
-            if key is not None:
-                known[key] = figures
-        rule, values = figures
-        values = values.copy()
-        values["name"] = name
-        values["inputs"] = tuple(inputs)
-        values["receptive_field"] = fields[name] = field_of(name, inputs, shapes, rule, fields)
-        values["train_only"] = name not in inference
-        layers.append(LayerStats._from_fields(values))
+    layers, shapes, last = _layers(graph, input_shape)
     main = [layer for layer in layers if not layer.train_only]
     extra = [layer for layer in layers if layer.train_only]
     main_nodes = [layer.name for layer in main]
@@ -201,12 +180,89 @@ def analyze(
         batch=batch,
         dtype=dtype,
         layers=tuple(layers),
-        totals=_totals(main, graph, shapes, main_nodes, batch, dtype),
+        totals=_totals(main, graph, shapes, main_nodes, batch, dtype, None if extra else last),
         # The heads' own params/MACs/activations; their peak is that of the whole training graph.
-        train_extra=_totals(extra, graph, shapes, [layer.name for layer in layers], batch, dtype) if extra else None,
+        train_extra=_totals(extra, graph, shapes, [layer.name for layer in layers], batch, dtype, last)
+        if extra
+        else None,
         stochastic_depth=_stochastic_depth(graph, layers),
         outputs=graph.outputs,
         train_outputs=graph.train_outputs,
         metadata=spec.metadata.model_dump(exclude_none=True),
         training=None if optimizer is None else training_memory(graph, shapes, batch, optimizer),
     )
+
+
+def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[str, Shape], dict[str, str]]:
+    """Every node's record, in graph order, every tensor's shape, and each tensor's last reader
+    (`last_readers(graph, graph.order)`, for the memory curve): one walk that infers each output shape
+    (as `Graph.infer_shapes` does), then steps the receptive fields and makes the record.
+
+    Identical layers (LoadedNode.template, e.g. ResNet-152's 35 equal units of layer3) at the same input
+    shapes share their output shape and figures (see _figures): both are computed once per (template,
+    input shapes). A shape that fails is never shared: at the first failure the walk stops and
+    `Graph.infer_shapes` reports every failing node under its own name."""
+    shapes: dict[str, Shape] = {INPUT: input_shape}
+    fields = {INPUT: INPUT_RF}  # receptive fields, one step of receptive_fields() per node
+    known: dict[tuple, tuple] = {}  # (template, *input shapes) -> (output shape, rule, record fields)
+    inference = graph.inference_nodes
+    everything = not graph.train_outputs  # then every node is an inference node
+    nodes = graph.nodes
+    last: dict[str, str] = {}
+    layers = []
+    append = layers.append
+    for name in graph.order:
+        node = nodes[name]
+        op = node.op
+        inputs = op.inputs
+        single = len(inputs) == 1
+        if single:
+            in_shapes = [shapes[inputs[0]]]
+            last[inputs[0]] = name
+        else:
+            in_shapes = [shapes[i] for i in inputs]
+            for i in inputs:
+                last[i] = name
+        template = node.template
+        if template is None:
+            found = None
+        else:
+            key = (template, in_shapes[0]) if single else (template, *in_shapes)
+            found = known.get(key)
+        if found is None:
+            shape = _output_shape(op, in_shapes)
+            if shape is None:  # a shape check failed: report every failing node, as infer_shapes does
+                graph.infer_shapes(input_shape)
+                raise AssertionError(f"node '{name}': its shape failed here but not in Graph.infer_shapes")
+            found = (shape, *_figures(op, in_shapes, shape))
+            if template is not None:
+                known[key] = found
+        shapes[name], rule, values = found
+        # The receptive field: field_of(), with its most common cases first.
+        if single and rule.__class__ is Window:
+            field = _rf.apply_window(fields[inputs[0]], rule)
+        elif single and rule == "pointwise":
+            field = fields[inputs[0]]
+        else:
+            field = field_of(name, inputs, shapes, rule, fields)
+        fields[name] = field
+        values = values.copy()
+        values["name"] = name
+        values["inputs"] = tuple(inputs)
+        values["receptive_field"] = field
+        values["train_only"] = False if everything else name not in inference
+        layer = _new_object(LayerStats)  # LayerStats._from_fields(values), without the call
+        _set_attribute(layer, "__dict__", values)
+        append(layer)
+    return layers, shapes, last
+
+
+def _output_shape(op, in_shapes: list[Shape]) -> Shape | None:
+    """The op's output shape as `Graph.infer_shapes` takes it, or None where infer_shapes reports an error."""
+    try:
+        shape = op.output_shape(in_shapes)
+    except ShapeError:
+        return None
+    if min(shape) < 1:
+        return None
+    return tuple(map(int, shape))

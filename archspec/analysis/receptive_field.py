@@ -100,7 +100,19 @@ def apply_window(rf: ReceptiveField, window: Window) -> ReceptiveField:
             tuple((s * t0, lo - s * p0, hi + s * (k0 - 1 - p0)) for s, lo, hi in rows),
             tuple((s * t1, lo - s * p1, hi + s * (k1 - 1 - p1)) for s, lo, hi in cols),
         )
-    return ReceptiveField("local", axes, rf.misaligned, rf.context)
+    return _local_field(axes, rf.misaligned, rf.context)
+
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _local_field(axes, misaligned: bool, context: bool) -> ReceptiveField:
+    """`ReceptiveField("local", axes, misaligned, context)`, without the frozen __init__'s one
+    object.__setattr__ per field (one is made per window layer of every analysis)."""
+    field = _new_object(ReceptiveField)
+    _set_attribute(field, "__dict__", {"kind": "local", "axes": axes, "misaligned": misaligned, "context": context})
+    return field
 
 
 def merge(fields: list[ReceptiveField]) -> ReceptiveField:
