@@ -177,18 +177,60 @@ def build_graph(spec: LoadedSpec) -> Graph:
     """Check a loaded spec's graph and order it. Each stage reports every error it finds; a later
     stage runs only when the earlier ones are clean."""
     errors: list[Diagnostic] = []
-    nodes = _unique_nodes(spec, errors)
     resolve = _alias_resolver(spec.aliases)
-    resolved = _resolve_inputs(nodes, resolve, spec.aliases, errors)
+    read: set[str] = set()  # every tensor some node reads
+    resolved = _in_file_order_checked(spec, resolve, read)
+    if resolved is not None:  # the common case, checked in one pass (see _in_file_order_checked)
+        nodes = resolved
+        order = tuple(resolved)
+    else:
+        read = None
+        nodes = _unique_nodes(spec, errors)
+        resolved = _resolve_inputs(nodes, resolve, spec.aliases, errors)
+        order = None
     outputs, train_outputs = _resolve_outputs(spec, nodes, resolve, errors)
     if errors:
         raise SpecError(errors)
-    order = _topological_order(resolved)
-    used = _check_dead(resolved, (*outputs, *train_outputs))
+    if order is None:
+        order = _topological_order(resolved)
+    used = _check_dead(resolved, (*outputs, *train_outputs), read)
     graph = Graph(spec, order, resolved, outputs, train_outputs)
     if not train_outputs:  # then `used` is what Graph.inference_nodes would compute again: keep it
         graph.__dict__["inference_nodes"] = frozenset(used)
     return graph
+
+
+def _in_file_order_checked(spec: LoadedSpec, resolve, read: set[str]) -> dict[str, LoadedNode] | None:
+    """What `_unique_nodes` and `_resolve_inputs` give when they find nothing to report and every node's
+    inputs come before it in the file (then that is the topological order: see `_in_file_order`); None
+    otherwise, and the caller takes the general path, which finds and reports every problem. One pass:
+    an input that is an earlier node is defined. Adds every input to `read`."""
+    nodes: dict[str, LoadedNode] = {}
+    aliases = spec.aliases.keys()
+    bounds: dict[type, tuple[int, int | None]] = {}  # op class -> (fewest, most) inputs
+    for node in spec.nodes:
+        op = node.op
+        name = op.name
+        if name in nodes:
+            return None
+        given = op.inputs
+        inputs = given if aliases.isdisjoint(given) else [resolve(i) for i in given]
+        for ref in inputs:
+            if ref not in nodes and ref != INPUT:
+                return None
+        read.update(inputs)
+        kind = op.__class__
+        limits = bounds.get(kind)
+        if limits is None:
+            arity = kind.arity
+            limits = bounds[kind] = (arity, arity) if isinstance(arity, int) else arity
+        low, high = limits
+        if len(inputs) < low or (high is not None and len(inputs) > high):
+            return None
+        if inputs is not given and inputs != given:  # a bypassed node or block name resolved to its tensor
+            node = LoadedNode(op.model_copy(update={"inputs": inputs}), node.trail, node.raw, node.template)
+        nodes[name] = node
+    return nodes
 
 
 def _unique_nodes(spec: LoadedSpec, errors: list[Diagnostic]) -> dict[str, LoadedNode]:
@@ -358,8 +400,12 @@ def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None
     )
 
 
-def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> set[str]:
-    """The nodes `outputs` need; raises SpecError naming every other node."""
+def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...], read: set[str] | None = None) -> set[str]:
+    """The nodes `outputs` need; raises SpecError naming every other node. `read`: the tensors some node
+    reads, when known; if every node nobody reads is an output, no node is dead (follow any node's
+    readers: in a finite DAG the walk ends at a node nobody reads, an output) and no walk is needed."""
+    if read is not None and nodes.keys() - read <= set(outputs):
+        return set(nodes)
     used = upstream(nodes, outputs)
     dead = [n for n in nodes if n not in used]
     if dead:

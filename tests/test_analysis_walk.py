@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import archspec
+from archspec import graph as graph_module
 from archspec.analysis import receptive_field as rf
 from archspec.analysis.memory import live_curve
 from archspec.errors import SpecError
@@ -182,3 +183,68 @@ nodes:
         model.analyze()
     assert analysed.value.render() == direct.value.render()
     assert all(f"'{n}" in direct.value.render() for n in ("a.pool", "c.pool", "d"))
+
+
+def _general_path(monkeypatch):
+    """build_graph without its one-pass check of specs in file order: every node through the general
+    checks (_unique_nodes, _resolve_inputs, _topological_order, the upstream walk for dead nodes)."""
+    monkeypatch.setattr(graph_module, "_in_file_order_checked", lambda spec, resolve, read: None)
+
+
+def _outcome(spec: dict):
+    try:
+        graph = archspec.load(spec).graph
+    except SpecError as exc:
+        return exc.render()
+    return (
+        graph.order,
+        {name: (node.op, node.template) for name, node in graph.nodes.items()},
+        graph.outputs,
+        graph.train_outputs,
+        graph.inference_nodes,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 12),
+    st.integers(0, 2**32),
+    st.booleans(),
+    st.sampled_from(["none", "shuffle", "dead", "duplicate", "undefined", "arity", "bypass", "alias"]),
+)
+def test_one_pass_graph_check_equals_the_general_path(count, seed, heads, change):
+    rnd = random.Random(seed)
+    spec = random_spec(rnd, count, heads)
+    nodes = spec["nodes"]
+    if change == "shuffle":  # inputs later in the file: Kahn's heap orders them
+        rnd.shuffle(nodes)
+    elif change == "dead":
+        nodes.insert(rnd.randrange(len(nodes) + 1), {"name": "dead", "op": "relu", "inputs": [INPUT]})
+    elif change == "duplicate":
+        nodes.append({**rnd.choice(nodes), "inputs": [nodes[-1]["name"]]})
+    elif change == "undefined":
+        rnd.choice(nodes)["inputs"][0] = "nowhere"
+    elif change == "arity":
+        nodes.append({"name": "sum", "op": "add", "inputs": [nodes[-1]["name"]]})
+        spec["outputs"] = [*spec["outputs"], "sum"]
+    elif change == "alias":  # an input naming a switched-off node inside a block: the graph resolves it
+        spec["blocks"] = {
+            "unit": {
+                "nodes": [
+                    {"name": "c", "op": "conv2d", "out_channels": 2, "kernel": 1},
+                    {"name": "skip", "op": "relu", "when": False},
+                ]
+            }
+        }
+        nodes.append({"name": "blk", "block": "unit", "repeat": 2, "inputs": [nodes[-1]["name"]]})
+        nodes.append({"name": "tap", "op": "add", "inputs": ["blk.0.skip", "blk"]})
+        spec["outputs"] = [*spec["outputs"], "tap"]
+    elif change == "bypass":  # a switched-off node: readers of it read its input (an alias)
+        k = rnd.randrange(len(nodes))
+        nodes[k]["when"] = False
+        nodes[k]["inputs"] = nodes[k]["inputs"][:1]
+    fast = _outcome(spec)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _general_path(monkeypatch)
+        general = _outcome(spec)
+    assert fast == general
