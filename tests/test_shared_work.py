@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import archspec
@@ -22,6 +23,8 @@ from archspec.spec import expand
 from archspec.spec.expand import Expander, Scope
 from archspec.spec.load import LoadedNode, _IncludeResolver, read_spec_bytes
 from archspec.spec.yamlsafe import parse_yaml
+
+SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
 LIB = """blocks:
   unit:
@@ -79,6 +82,94 @@ def test_nodes_differing_in_one_field_never_share_a_template(write_spec):
     # ... while identical instances do share (that is the point).
     assert nodes["a.1.conv"].template == nodes["a.2.conv"].template
     assert nodes["d.0.conv"].template == nodes["d.1.conv"].template
+
+
+def test_equal_data_from_different_lines_share_one_template(write_spec):
+    # Every batch norm and ReLU of STAGES is written `{op: batch_norm}` / `{op: relu}`: equal data from
+    # different template lines and block arguments, validated once; the convs differ in width, stride or
+    # bias, and top-level nodes join the groups of equal block nodes.
+    model = load(write_spec, STAGES + "  - {name: top_bn, op: batch_norm}\n  - {name: top_relu, op: relu}\n")
+    nodes = model.graph.nodes
+    assert len({nodes[n].template for n in nodes if n.endswith(".bn") or n == "top_bn"}) == 1
+    assert len({nodes[n].template for n in nodes if n.endswith(".relu") or n == "top_relu"}) == 1
+    assert nodes["a.0.bn"].template != nodes["a.0.relu"].template
+    assert nodes["a.0.conv"].template != nodes["a.1.conv"].template  # stride 2 against 1
+    assert nodes["c.0.conv"].template == nodes["c.1.conv"].template  # first: only changes `project`
+
+
+@pytest.mark.parametrize("spec_path", sorted(SPECS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_spec_node_is_its_own_validation(spec_path):
+    # Each node's op is what validating its own data gives (fields and which were given), and nodes
+    # with one LoadedNode.template have ops equal in every field but 'name' and 'inputs'.
+    graph = archspec.load(str(spec_path)).graph
+    groups: dict[int, dict] = {}
+    for node in graph.spec.nodes:
+        if node.op.stochastic and graph.spec.spec.stochastic_depth is not None:
+            continue  # its probability comes from the spec's schedule, not its data
+        own = type(node.op).model_validate(node.raw.data)
+        assert node.op == own, node.op.name
+        assert node.op.model_fields_set == own.model_fields_set
+        if node.template is not None:
+            dump = node.op.model_dump(exclude={"name", "inputs"})
+            assert groups.setdefault(node.template, dump) == dump, node.op.name
+            assert type(node.op) is type(own)
+
+
+def _strictly_equal(a, b) -> bool:
+    """Equal values of equal types, lists item by item and mappings in the same key order."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_strictly_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+_scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 2), st.floats(-2, 2, allow_nan=False), st.sampled_from("ab")
+)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from("xy"), inner, max_size=2),
+    max_leaves=4,
+)
+_data = st.dictionaries(st.sampled_from(["op", "kernel", "stride", "name", "inputs"]), _scalar | _value, max_size=4)
+
+
+def _lookalike(value):
+    """A value equal to `value` in Python but of another type somewhere (1 -> True -> 1.0 -> 1)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value) if value not in (0, 1) else bool(value)
+    if isinstance(value, list) and value:
+        return [_lookalike(value[0]), *value[1:]]
+    if isinstance(value, dict) and value:
+        first = next(iter(value))
+        return {**value, first: _lookalike(value[first])}
+    return value
+
+
+@settings(max_examples=300)
+@given(_data, st.data())
+def test_data_key_is_strict_equality_but_name_and_inputs(a, draw):
+    from archspec.spec.load import _data_key
+
+    # b: other data, the same data, or the same with one value swapped for an equal one of another type.
+    how = draw.draw(st.sampled_from(["other", "same", "lookalike"]))
+    b = draw.draw(_data) if how == "other" else dict(a)
+    if how == "lookalike" and b:
+        key = draw.draw(st.sampled_from(sorted(b)))
+        b[key] = _lookalike(b[key])
+    same = _strictly_equal(
+        {k: v for k, v in a.items() if k not in ("name", "inputs")},
+        {k: v for k, v in b.items() if k not in ("name", "inputs")},
+    )
+    assert (_data_key(a) == _data_key(b)) == same
+    assert _data_key({**a, "s": (1, 2)}) is None  # a tuple is not data a spec gives: never shared
 
 
 def test_an_integer_and_a_float_argument_are_not_shared(write_spec):

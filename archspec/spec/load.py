@@ -17,7 +17,7 @@ from archspec.errors import Diagnostic, Location, SpecError, UsageError, did_you
 from archspec.ops import REGISTRY, OpBase
 from archspec.spec import INPUT
 from archspec.spec.diagnostics import format_pydantic_errors, short
-from archspec.spec.expand import BlockSource, Expander, RawNode, Scope
+from archspec.spec.expand import BlockSource, Expander, RawNode, Scope, _freeze
 from archspec.spec.schema import BlockDef, BlockLibrary, SpecFile
 from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, document_from_data, parse_yaml
 
@@ -33,8 +33,8 @@ class LoadedNode(NamedTuple):
     trail: tuple[tuple[Location, str], ...]  # block uses that produced it, outermost first
     raw: RawNode  # the node as written (for pointing at one of its keys, e.g. a bad entry under 'inputs')
     # Nodes with the same `template` (not None) have ops equal in every field but 'name' and 'inputs'
-    # (one template line, the same block arguments; see RawNode.template): per-op figures computed for
-    # one of them hold for all at the same input shapes (analysis shares them).
+    # (their data are equal but for those two keys: see _load_nodes): per-op figures computed for one of
+    # them hold for all at the same input shapes (the graph and analysis share them).
     template: int | None = None
 
     @property
@@ -362,18 +362,7 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
         expander.expand(data["nodes"], Scope.top(doc))
         expansion = expander.out
         diagnostics.extend(expansion.errors)
-        seen: set[tuple[Location, str]] = set()
-        validated: dict[int, OpBase] = {}  # RawNode.template -> the first such node's op
-        for raw_node in expansion.nodes:
-            template = validated.get(raw_node.template) if raw_node.template is not None else None
-            if template is not None:
-                op = _renamed(template, raw_node.data["name"], raw_node.data["inputs"])
-            else:
-                op = _validate_node(raw_node, diagnostics, seen)
-                if op is not None and raw_node.template is not None:
-                    validated[raw_node.template] = op
-            if op is not None:
-                nodes.append(LoadedNode(op, raw_node.trail, raw_node, raw_node.template))
+        nodes = _load_nodes(expansion.nodes, diagnostics)
         if not nodes and not diagnostics:
             diagnostics.append(
                 Diagnostic(
@@ -408,6 +397,70 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
         train_outputs=tuple(spec.train_outputs),
         document=doc,
     )
+
+
+def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> list[LoadedNode]:
+    """The nodes whose data validate, each with its op; problems go to `diagnostics`.
+
+    Nodes whose data are equal in every key but 'name' and 'inputs' (value and type, in the same key
+    order) are validated once: the others get a copy of that op under their own name and inputs
+    (`_renamed`), and all of them one number, `LoadedNode.template`, under which the graph and analysis
+    share shapes and figures. The expander has already grouped the nodes of one template line bound to
+    the same block arguments (RawNode.template): the data are compared only for the first of each such
+    group, and for the nodes outside blocks. A node that fails validation is never shared: each one is
+    validated and reports for itself."""
+    seen: set[tuple[Location, str]] = set()  # problems reported (one template line: each said once)
+    by_template: dict[int, tuple[OpBase, int]] = {}  # RawNode.template -> (its first op, LoadedNode.template)
+    by_data: dict[tuple, tuple[OpBase, int]] = {}  # _data_key -> the same
+    groups = 0  # LoadedNode.template numbers handed out
+    nodes: list[LoadedNode] = []
+    append = nodes.append
+    for raw_node in raw_nodes:
+        data, _, _, trail, template = raw_node
+        first = by_template.get(template) if template is not None else None
+        if first is None:
+            key = _data_key(data)
+            first = by_data.get(key) if key is not None else None
+            if first is None:  # new data: validate them
+                op = _validate_node(raw_node, diagnostics, seen)
+                if op is None:
+                    continue
+                group = None
+                if key is not None or template is not None:
+                    group, groups = groups, groups + 1
+                    if key is not None:
+                        by_data[key] = (op, group)
+                    if template is not None:
+                        by_template[template] = (op, group)
+                append(_new_tuple(LoadedNode, (op, trail, raw_node, group)))
+                continue
+            if template is not None:
+                by_template[template] = first
+        op = _renamed(first[0], data["name"], data["inputs"])
+        append(_new_tuple(LoadedNode, (op, trail, raw_node, first[1])))
+    return nodes
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _data_key(data: dict) -> tuple | None:
+    """A hashable key, equal for two nodes' data when they are equal in every key but 'name' and
+    'inputs', values with their types (`8`, `8.0` and `true` differ, as they do to the strict validation),
+    in the same key order; None when a value is not plain data (see expand._freeze)."""
+    items = []
+    for key, value in data.items():
+        if key == "name" or key == "inputs":
+            continue
+        kind = value.__class__
+        if kind in _PLAIN:
+            items.append((key, kind, value))
+        else:
+            frozen = _freeze(value)
+            if frozen is None:
+                return None
+            items.append((key, frozen))
+    return tuple(items)
 
 
 def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | None = None) -> OpBase | None:
@@ -462,11 +515,12 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
 
 _new_object = object.__new__
 _set_attribute = object.__setattr__
+_new_tuple = tuple.__new__  # LoadedNode(...) without the named tuple's own __new__ (one call fewer per node)
 
 
 def _renamed(template: OpBase, name: str, inputs: list[str]) -> OpBase:
     """What validating a node gives when its data equal those of the node `template` was validated from
-    in every key but 'name' and 'inputs' (one template line, the same block arguments: RawNode.template).
+    in every key but 'name' and 'inputs' (see _load_nodes).
     The expander has made those two a non-empty text and a list of texts, which validation takes as they
     are, so nothing is left to check: copy the other fields (pydantic's own `model_copy`, without its
     generality, at a third of the cost of validating the node again). Like `model_copy` it shares the
