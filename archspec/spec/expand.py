@@ -500,17 +500,21 @@ class Expander:
         """What expanding `plan`'s block in `scope` gives (see _expand_instance): its steps, under this
         instance's names; returns the output tensor."""
         prefix, x, doc, trail = scope.prefix, scope.input, scope.doc, scope.trail
-        names, nodes, aliases = self.out.known_names, self.out.nodes, self.out.aliases
+        add_name, append, aliases = self.out.known_names.add, self.out.nodes.append, self.out.aliases
         for name, data, targets, path, template in plan.steps:
             full = prefix + name
-            names.add(full)
+            add_name(full)
             if data is None:  # a bypassed node
                 aliases[full] = x if targets is None else prefix + targets
+                continue
+            data = data.copy()
+            data["name"] = full
+            if len(targets) == 1:  # most nodes (no comprehension to call)
+                target = targets[0]
+                data["inputs"] = [x if target is None else prefix + target]
             else:
-                data = data.copy()
-                data["name"] = full
                 data["inputs"] = [x if t is None else prefix + t for t in targets]
-                nodes.append(RawNode(data, doc, path, trail, template))
+            append(_new_tuple(RawNode, (data, doc, path, trail, template)))  # RawNode(...), one call fewer
         self._visited += plan.visited
         self._work += plan.work
         return x if plan.output is None else prefix + plan.output
@@ -654,6 +658,7 @@ class Expander:
 
 
 _NOT_LOCAL = object()
+_new_tuple = tuple.__new__
 
 
 @dataclass(frozen=True)

@@ -404,14 +404,16 @@ def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> list
 
     Nodes whose data are equal in every key but 'name' and 'inputs' (value and type, in the same key
     order) are validated once: the others get a copy of that op under their own name and inputs
-    (`_renamed`), and all of them one number, `LoadedNode.template`, under which the graph and analysis
+    (see the loop), and all of them one number, `LoadedNode.template`, under which the graph and analysis
     share shapes and figures. The expander has already grouped the nodes of one template line bound to
     the same block arguments (RawNode.template): the data are compared only for the first of each such
     group, and for the nodes outside blocks. A node that fails validation is never shared: each one is
     validated and reports for itself."""
     seen: set[tuple[Location, str]] = set()  # problems reported (one template line: each said once)
-    by_template: dict[int, tuple[OpBase, int]] = {}  # RawNode.template -> (its first op, LoadedNode.template)
-    by_data: dict[tuple, tuple[OpBase, int]] = {}  # _data_key -> the same
+    # A group of nodes with equal data: (LoadedNode.template, the first node's op, its class, fields and
+    # fields set): what copying that op for another node reads, taken once per group.
+    by_template: dict[int, tuple] = {}  # RawNode.template -> its group
+    by_data: dict[tuple, tuple] = {}  # _data_key -> the same
     groups = 0  # LoadedNode.template numbers handed out
     nodes: list[LoadedNode] = []
     append = nodes.append
@@ -428,16 +430,32 @@ def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> list
                 group = None
                 if key is not None or template is not None:
                     group, groups = groups, groups + 1
+                    first = (group, op, type(op), op.__dict__, op.__pydantic_fields_set__)
                     if key is not None:
-                        by_data[key] = (op, group)
+                        by_data[key] = first
                     if template is not None:
-                        by_template[template] = (op, group)
+                        by_template[template] = first
                 append(_new_tuple(LoadedNode, (op, trail, raw_node, group)))
                 continue
             if template is not None:
                 by_template[template] = first
-        op = _renamed(first[0], data["name"], data["inputs"])
-        append(_new_tuple(LoadedNode, (op, trail, raw_node, first[1])))
+        # What validating this node gives: its data equal the first node's in every key but 'name' and
+        # 'inputs', which the expander has made a non-empty text and a list of texts, and validation takes
+        # them as they are. So nothing is left to check: copy the other fields (pydantic's `model_copy`
+        # without its generality, a third of a validation's cost). Like model_copy it shares the field
+        # values (a `kernel: [3, 5]` list): ops are frozen and nothing changes them. Validated ops have no
+        # extra or private attributes (tests compare each node's op with its own validation, which
+        # compares those too).
+        group, _, kind, fields, fields_set = first
+        op = _new_object(kind)
+        fields = fields.copy()
+        fields["name"] = data["name"]
+        fields["inputs"] = list(data["inputs"])
+        _set_attribute(op, "__dict__", fields)
+        _set_attribute(op, "__pydantic_fields_set__", set(fields_set))
+        _set_attribute(op, "__pydantic_extra__", None)  # extra keys are refused
+        _set_attribute(op, "__pydantic_private__", None)  # ops have no private attributes
+        append(_new_tuple(LoadedNode, (op, trail, raw_node, group)))
     return nodes
 
 
@@ -516,24 +534,6 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
 _new_object = object.__new__
 _set_attribute = object.__setattr__
 _new_tuple = tuple.__new__  # LoadedNode(...) without the named tuple's own __new__ (one call fewer per node)
-
-
-def _renamed(template: OpBase, name: str, inputs: list[str]) -> OpBase:
-    """What validating a node gives when its data equal those of the node `template` was validated from
-    in every key but 'name' and 'inputs' (see _load_nodes).
-    The expander has made those two a non-empty text and a list of texts, which validation takes as they
-    are, so nothing is left to check: copy the other fields (pydantic's own `model_copy`, without its
-    generality, at a third of the cost of validating the node again). Like `model_copy` it shares the
-    field values themselves (a `kernel: [3, 5]` list): ops are frozen, and nothing changes them."""
-    op = _new_object(type(template))
-    fields = template.__dict__.copy()
-    fields["name"] = name
-    fields["inputs"] = list(inputs)
-    _set_attribute(op, "__dict__", fields)
-    _set_attribute(op, "__pydantic_fields_set__", set(template.__pydantic_fields_set__))
-    _set_attribute(op, "__pydantic_extra__", template.__pydantic_extra__)  # None: extra keys are refused
-    _set_attribute(op, "__pydantic_private__", template.__pydantic_private__)  # None: ops have none
-    return op
 
 
 def _check_outputs(spec: SpecFile, doc: Document) -> list[Diagnostic]:
