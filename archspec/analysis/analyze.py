@@ -134,10 +134,10 @@ def _totals(layers, graph, shapes, nodes, batch, dtype, last=None) -> Totals:
     )
 
 
-def _stochastic_depth(graph: Graph, layers: list[LayerStats]) -> StochasticDepthStats | None:
+def _stochastic_depth(graph: Graph, layers: list[LayerStats], stochastic: list[str]) -> StochasticDepthStats | None:
+    """`stochastic`: the nodes whose op is stochastic, in graph order."""
     full = graph.inference_nodes
-    nodes = graph.nodes
-    drops = [n for n in graph.order if nodes[n].op.stochastic and n in full]
+    drops = [n for n in stochastic if n in full]
     if not drops:
         return None
     by_name = {layer.name: layer for layer in layers}
@@ -170,10 +170,13 @@ def analyze(
         raise ValueError("training memory is modelled for float32 only")
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
-    layers, shapes, last = _layers(graph, input_shape)
-    main = [layer for layer in layers if not layer.train_only]
-    extra = [layer for layer in layers if layer.train_only]
-    main_nodes = [layer.name for layer in main]
+    layers, shapes, last, stochastic = _layers(graph, input_shape)
+    if graph.train_outputs:
+        main = [layer for layer in layers if not layer.train_only]
+        extra = [layer for layer in layers if layer.train_only]
+        main_nodes = [layer.name for layer in main]
+    else:  # every node is an inference node
+        main, extra, main_nodes = layers, [], graph.order
     return Analysis(
         name=spec.name,
         input_shape=input_shape,
@@ -185,7 +188,7 @@ def analyze(
         train_extra=_totals(extra, graph, shapes, [layer.name for layer in layers], batch, dtype, last)
         if extra
         else None,
-        stochastic_depth=_stochastic_depth(graph, layers),
+        stochastic_depth=_stochastic_depth(graph, layers, stochastic),
         outputs=graph.outputs,
         train_outputs=graph.train_outputs,
         metadata=spec.metadata.model_dump(exclude_none=True),
@@ -193,10 +196,11 @@ def analyze(
     )
 
 
-def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[str, Shape], dict[str, str]]:
-    """Every node's record, in graph order, every tensor's shape, and each tensor's last reader
-    (`last_readers(graph, graph.order)`, for the memory curve): one walk that infers each output shape
-    (as `Graph.infer_shapes` does), then steps the receptive fields and makes the record.
+def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[str, Shape], dict[str, str], list[str]]:
+    """Every node's record, in graph order, every tensor's shape, each tensor's last reader
+    (`last_readers(graph, graph.order)`, for the memory curve) and the nodes whose op is stochastic: one
+    walk that infers each output shape (as `Graph.infer_shapes` does), then steps the receptive fields
+    and makes the record.
 
     Identical layers (LoadedNode.template, e.g. ResNet-152's 35 equal units of layer3) at the same input
     shapes share their output shape and figures (see _figures): both are computed once per (template,
@@ -204,11 +208,13 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
     `Graph.infer_shapes` reports every failing node under its own name."""
     shapes: dict[str, Shape] = {INPUT: input_shape}
     fields = {INPUT: INPUT_RF}  # receptive fields, one step of receptive_fields() per node
-    known: dict[tuple, tuple] = {}  # (template, *input shapes) -> (output shape, rule, record fields)
+    # (template, *input shapes) -> (output shape, rule, record fields, op.stochastic)
+    known: dict[tuple, tuple] = {}
     inference = graph.inference_nodes
     everything = not graph.train_outputs  # then every node is an inference node
     nodes = graph.nodes
     last: dict[str, str] = {}
+    stochastic = []
     layers = []
     append = layers.append
     for name in graph.order:
@@ -234,10 +240,12 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
             if shape is None:  # a shape check failed: report every failing node, as infer_shapes does
                 graph.infer_shapes(input_shape)
                 raise AssertionError(f"node '{name}': its shape failed here but not in Graph.infer_shapes")
-            found = (shape, *_figures(op, in_shapes, shape))
+            found = (shape, *_figures(op, in_shapes, shape), op.stochastic)
             if template is not None:
                 known[key] = found
-        shapes[name], rule, values = found
+        shapes[name], rule, values, dropping = found
+        if dropping:
+            stochastic.append(name)
         # The receptive field: field_of(), with its most common cases first.
         if single and rule.__class__ is Window:
             field = _rf.apply_window(fields[inputs[0]], rule)
@@ -254,7 +262,7 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
         layer = _new_object(LayerStats)  # LayerStats._from_fields(values), without the call
         _set_attribute(layer, "__dict__", values)
         append(layer)
-    return layers, shapes, last
+    return layers, shapes, last, stochastic
 
 
 def _output_shape(op, in_shapes: list[Shape]) -> Shape | None:
