@@ -69,6 +69,13 @@ class Graph:
         return {k: tuple(v) for k, v in readers.items()}
 
     @cached_property
+    def last_reader(self) -> dict[str, str]:
+        """Tensor (a node or INPUT) -> the last node in `order` that reads it (where it can be freed);
+        tensors nobody reads are absent. `last_readers(self, self.order)`, which the memory curve takes
+        from here when it runs over the whole graph (build_graph finds it in its own pass)."""
+        return last_readers(self, self.order)
+
+    @cached_property
     def inference_nodes(self) -> frozenset[str]:
         """Nodes needed for the inference outputs (training-only heads excluded)."""
         return self.needed_nodes()
@@ -178,13 +185,13 @@ def build_graph(spec: LoadedSpec) -> Graph:
     stage runs only when the earlier ones are clean."""
     errors: list[Diagnostic] = []
     resolve = _alias_resolver(spec.aliases)
-    read: set[str] = set()  # every tensor some node reads
-    resolved = _in_file_order_checked(spec, resolve, read)
+    last: dict[str, str] | None = {}  # Graph.last_reader
+    resolved = _in_file_order_checked(spec, resolve, last)
     if resolved is not None:  # the common case, checked in one pass (see _in_file_order_checked)
         nodes = resolved
         order = tuple(resolved)
     else:
-        read = None
+        last = None
         nodes = _unique_nodes(spec, errors)
         resolved = _resolve_inputs(nodes, resolve, spec.aliases, errors)
         order = None
@@ -193,18 +200,21 @@ def build_graph(spec: LoadedSpec) -> Graph:
         raise SpecError(errors)
     if order is None:
         order = _topological_order(resolved)
-    used = _check_dead(resolved, (*outputs, *train_outputs), read)
+    used = _check_dead(resolved, (*outputs, *train_outputs), None if last is None else last.keys())
     graph = Graph(spec, order, resolved, outputs, train_outputs)
+    if last is not None:
+        graph.__dict__["last_reader"] = last
     if not train_outputs:  # then `used` is what Graph.inference_nodes would compute again: keep it
         graph.__dict__["inference_nodes"] = frozenset(used)
     return graph
 
 
-def _in_file_order_checked(spec: LoadedSpec, resolve, read: set[str]) -> dict[str, LoadedNode] | None:
+def _in_file_order_checked(spec: LoadedSpec, resolve, last: dict[str, str]) -> dict[str, LoadedNode] | None:
     """What `_unique_nodes` and `_resolve_inputs` give when they find nothing to report and every node's
     inputs come before it in the file (then that is the topological order: see `_in_file_order`); None
     otherwise, and the caller takes the general path, which finds and reports every problem. One pass:
-    an input that is an earlier node is defined. Adds every input to `read`."""
+    an input that is an earlier node is defined. Fills `last` with each tensor's last reader (the file
+    order being the graph's order: Graph.last_reader)."""
     nodes: dict[str, LoadedNode] = {}
     aliases = spec.aliases.keys()
     bounds: dict[type, tuple[int, int | None]] = {}  # op class -> (fewest, most) inputs
@@ -218,7 +228,7 @@ def _in_file_order_checked(spec: LoadedSpec, resolve, read: set[str]) -> dict[st
         for ref in inputs:
             if ref not in nodes and ref != INPUT:
                 return None
-        read.update(inputs)
+            last[ref] = name
         kind = op.__class__
         limits = bounds.get(kind)
         if limits is None:
@@ -400,7 +410,7 @@ def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None
     )
 
 
-def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...], read: set[str] | None = None) -> set[str]:
+def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...], read=None) -> set[str]:
     """The nodes `outputs` need; raises SpecError naming every other node. `read`: the tensors some node
     reads, when known; if every node nobody reads is an output, no node is dead (follow any node's
     readers: in a finite DAG the walk ends at a node nobody reads, an output) and no walk is needed."""

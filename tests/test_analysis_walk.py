@@ -202,6 +202,7 @@ def _outcome(spec: dict):
         graph.outputs,
         graph.train_outputs,
         graph.inference_nodes,
+        graph.last_reader,
     )
 
 
@@ -248,3 +249,6 @@ def test_one_pass_graph_check_equals_the_general_path(count, seed, heads, change
         _general_path(monkeypatch)
         general = _outcome(spec)
     assert fast == general
+    if not isinstance(fast, str):  # Graph.last_reader is what it says: the last reader in graph order
+        graph = archspec.load(spec).graph
+        assert graph.last_reader == last_readers(graph, list(graph.order))

@@ -170,7 +170,8 @@ def analyze(
         raise ValueError("training memory is modelled for float32 only")
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
-    layers, shapes, last, stochastic = _layers(graph, input_shape)
+    layers, shapes, stochastic = _layers(graph, input_shape)
+    last = graph.last_reader  # over every node: the curve's last readers when it runs over all of them
     if graph.train_outputs:
         main = [layer for layer in layers if not layer.train_only]
         extra = [layer for layer in layers if layer.train_only]
@@ -196,11 +197,10 @@ def analyze(
     )
 
 
-def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[str, Shape], dict[str, str], list[str]]:
-    """Every node's record, in graph order, every tensor's shape, each tensor's last reader
-    (`last_readers(graph, graph.order)`, for the memory curve) and the nodes whose op is stochastic: one
-    walk that infers each output shape (as `Graph.infer_shapes` does), then steps the receptive fields
-    and makes the record.
+def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[str, Shape], list[str]]:
+    """Every node's record, in graph order, every tensor's shape, and the nodes whose op is stochastic:
+    one walk that infers each output shape (as `Graph.infer_shapes` does), then steps the receptive
+    fields and makes the record.
 
     Identical layers (LoadedNode.template, e.g. ResNet-152's 35 equal units of layer3) at the same input
     shapes share their output shape and figures (see _figures): both are computed once per (template,
@@ -213,7 +213,6 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
     inference = graph.inference_nodes
     everything = not graph.train_outputs  # then every node is an inference node
     nodes = graph.nodes
-    last: dict[str, str] = {}
     stochastic = []
     layers = []
     append = layers.append
@@ -222,13 +221,7 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
         op = node.op
         inputs = op.inputs
         single = len(inputs) == 1
-        if single:
-            in_shapes = [shapes[inputs[0]]]
-            last[inputs[0]] = name
-        else:
-            in_shapes = [shapes[i] for i in inputs]
-            for i in inputs:
-                last[i] = name
+        in_shapes = [shapes[inputs[0]]] if single else [shapes[i] for i in inputs]
         template = node.template
         if template is None:
             found = None
@@ -262,7 +255,7 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
         layer = _new_object(LayerStats)  # LayerStats._from_fields(values), without the call
         _set_attribute(layer, "__dict__", values)
         append(layer)
-    return layers, shapes, last, stochastic
+    return layers, shapes, stochastic
 
 
 def _output_shape(op, in_shapes: list[Shape]) -> Shape | None:

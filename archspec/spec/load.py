@@ -127,7 +127,8 @@ class _IncludeResolver:
     def include(self, doc: Document, includes: list[str], stack: tuple, here: FsPath | None = None) -> None:
         """Load `doc`'s includes: `archspec:<name>` from the package, else paths relative to `here`
         (default: the folder of `doc`)."""
-        here = here if here is not None else FsPath(doc.path).resolve().parent
+        if here is None and includes:  # (resolving a path takes system calls: not for a library without includes)
+            here = FsPath(doc.path).resolve().parent
         for i, rel in enumerate(includes):
             loc = doc.locate(("include", i))
             before = len(self.errors)
@@ -305,7 +306,8 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     if raw is None:
         raw = read_spec_bytes(path)
     doc = parse_yaml(raw, path)
-    return load_document(doc, FsPath(path).resolve().parent, (FsPath(path).resolve(),))
+    resolved = FsPath(path).resolve()
+    return load_document(doc, resolved.parent, (resolved,))
 
 
 def load_text(text: str, name: str = "<string>", base_dir: str | os.PathLike | None = None) -> LoadedSpec:
