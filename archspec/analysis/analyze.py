@@ -216,44 +216,46 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
     stochastic = []
     layers = []
     append = layers.append
+    apply_window = _rf.apply_window  # (looked up per analysis: tests replace it to break the rule on purpose)
     for name in graph.order:
         node = nodes[name]
         op = node.op
         inputs = op.inputs
-        single = len(inputs) == 1
-        in_shapes = [shapes[inputs[0]]] if single else [shapes[i] for i in inputs]
         template = node.template
-        if template is None:
-            found = None
+        if len(inputs) == 1:  # most nodes: no list of shapes to make unless its figures are new
+            source = inputs[0]
+            found = None if template is None else known.get((template, shapes[source]))
         else:
-            key = (template, in_shapes[0]) if single else (template, *in_shapes)
-            found = known.get(key)
+            source = None
+            found = None if template is None else known.get((template, *[shapes[i] for i in inputs]))
         if found is None:
+            in_shapes = [shapes[i] for i in inputs]
             shape = _output_shape(op, in_shapes)
             if shape is None:  # a shape check failed: report every failing node, as infer_shapes does
                 graph.infer_shapes(input_shape)
                 raise AssertionError(f"node '{name}': its shape failed here but not in Graph.infer_shapes")
             found = (shape, *_figures(op, in_shapes, shape), op.stochastic)
             if template is not None:
-                known[key] = found
+                known[(template, *in_shapes)] = found
         shapes[name], rule, values, dropping = found
         if dropping:
             stochastic.append(name)
         # The receptive field: field_of(), with its most common cases first.
-        if single and rule.__class__ is Window:
-            field = _rf.apply_window(fields[inputs[0]], rule)
-        elif single and rule == "pointwise":
-            field = fields[inputs[0]]
+        if source is not None and rule.__class__ is Window:
+            field = apply_window(fields[source], rule)
+        elif source is not None and rule == "pointwise":
+            field = fields[source]
         else:
             field = field_of(name, inputs, shapes, rule, fields)
         fields[name] = field
-        values = values.copy()
-        values["name"] = name
-        values["inputs"] = tuple(inputs)
-        values["receptive_field"] = field
-        values["train_only"] = False if everything else name not in inference
-        layer = _new_object(LayerStats)  # LayerStats._from_fields(values), without the call
-        _set_attribute(layer, "__dict__", values)
+        # The record: LayerStats._from_fields with the group's fields and this node's own, without calls.
+        layer = _new_object(LayerStats)
+        record = layer.__dict__
+        record.update(values)
+        record["name"] = name
+        record["inputs"] = tuple(inputs)
+        record["receptive_field"] = field
+        record["train_only"] = False if everything else name not in inference
         append(layer)
     return layers, shapes, stochastic
 
