@@ -7,6 +7,7 @@ import gc
 import heapq
 import math
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -410,12 +411,12 @@ def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None
     )
 
 
-def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...], read=None) -> set[str]:
+def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...], read=None) -> AbstractSet[str]:
     """The nodes `outputs` need; raises SpecError naming every other node. `read`: the tensors some node
     reads, when known; if every node nobody reads is an output, no node is dead (follow any node's
     readers: in a finite DAG the walk ends at a node nobody reads, an output) and no walk is needed."""
     if read is not None and nodes.keys() - read <= set(outputs):
-        return set(nodes)
+        return nodes.keys()
     used = upstream(nodes, outputs)
     dead = [n for n in nodes if n not in used]
     if dead:

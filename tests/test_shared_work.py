@@ -285,6 +285,45 @@ def test_replayed_instances_equal_expanded_ones(spec_name):
     assert len(with_replay[1]) > 50
 
 
+@pytest.mark.parametrize(
+    "spec_name", ["resnet152.yaml", "densenet121.yaml", "efficientnet_b0.yaml", "inception_v3.yaml"]
+)
+def test_substitutions_kept_for_any_arguments_equal_fresh_ones(spec_name, monkeypatch):
+    # A template node that reads none of its block's parameters is substituted once for all arguments;
+    # without the substitution cache every node is substituted afresh: the same nodes, names and errors.
+    from conftest import SPECS
+
+    def without_template(nodes):
+        return [(n.data, n.path, n.trail) for n in nodes]
+
+    kept = _expansion(str(SPECS / spec_name), replay=False)
+    fresh_once = Expander._substitute_once
+    monkeypatch.setattr(
+        Expander, "_substitute_once", lambda self, raw, env_key, scope, path: fresh_once(self, raw, None, scope, path)
+    )
+    fresh = _expansion(str(SPECS / spec_name), replay=False)
+    assert without_template(kept[1]) == without_template(fresh[1])
+    assert kept[0] == fresh[0] and kept[2:] == fresh[2:]
+    # Nodes given one template by a substitution kept for any arguments do have equal data.
+    by_template = {}
+    for node in kept[1]:
+        if node.template is not None:
+            data = {k: v for k, v in node.data.items() if k not in ("name", "inputs")}
+            assert by_template.setdefault(node.template, data) == data
+
+
+def test_a_node_reading_a_parameter_is_not_kept_for_other_arguments(write_spec):
+    # conv reads $width (and $stride, $bias), bn reads none: bn is substituted once for both widths, conv
+    # once per width; each conv has its own width.
+    model = load(
+        write_spec, "  - {name: a, block: unit, args: {width: 4}}\n  - {name: b, block: unit, args: {width: 8}}\n"
+    )
+    nodes = model.graph.nodes
+    assert nodes["a.conv"].op.out_channels == 4 and nodes["b.conv"].op.out_channels == 8
+    assert nodes["a.conv"].raw.template != nodes["b.conv"].raw.template
+    assert nodes["a.bn"].raw.template == nodes["b.bn"].raw.template
+
+
 def test_replay_with_bypassed_nodes_and_outputs_equals_expansion(write_spec):
     write_spec(
         LIB + "  wrap:\n    params: {w: 4}\n    output: mid\n    nodes:\n"

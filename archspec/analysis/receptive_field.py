@@ -133,9 +133,7 @@ def merge(fields: list[ReceptiveField]) -> ReceptiveField:
         cols += f.axes[1]
     rows_folded, rows_misaligned = _fold(rows)
     cols_folded, cols_misaligned = _fold(cols)
-    return ReceptiveField(
-        "local", (rows_folded, cols_folded), misaligned or rows_misaligned or cols_misaligned, context
-    )
+    return _local_field((rows_folded, cols_folded), misaligned or rows_misaligned or cols_misaligned, context)
 
 
 def _fold(pieces: list[Piece]) -> tuple[tuple[Piece, ...], bool]:

@@ -31,7 +31,8 @@ class RawNode(NamedTuple):
     path: Path  # where the node's mapping sits in `doc`
     trail: tuple[tuple[Location, str], ...] = ()  # block uses that produced it, outermost first
     # Nodes with the same `template` (not None) come from one template node substituted with the same
-    # block arguments: their data are equal but for 'name' and 'inputs' (loading validates it once).
+    # block arguments, or with any when it reads none of them: their data are equal but for 'name' and
+    # 'inputs' (loading validates it once).
     template: int | None = None
 
     def locate(self, sub: Path = (), *, key: bool = False) -> Location:
@@ -104,7 +105,9 @@ class Expander:
         # block instances with the same arguments (ResNet's 35 identical units of layer3) substitute each
         # template node once. Only clean substitutions are kept, so every error is still found and reported
         # as before. The token (a number, unique in this expansion) becomes the nodes' RawNode.template.
+        # A node whose substitution read no parameter is kept under (template node, None): the same for any.
         self._substituted: dict[tuple, tuple[dict, dict, int, int]] = {}
+        self._read_parameters = False  # set by a substitution that looks a parameter up
         self._env_numbers: dict[tuple, int] = {}  # _freeze(bound parameters) -> a number for it
         # Block instances without nested blocks, expanded without a problem: (block, its arguments' number)
         # -> the expansion as an _InstancePlan, replayed under the names of the next instance with the same
@@ -190,6 +193,7 @@ class Expander:
         return self._evaluate(value, env, doc, path, block, trail, expr.interpolate)
 
     def _lookup(self, value: str, env, doc: Document, path: Path, block: str | None, trail) -> Any:
+        self._read_parameters = True
         param = value[1:]
         if env is None:
             self._outside_block(value, doc.locate(path), trail)
@@ -200,6 +204,7 @@ class Expander:
         return env[param]
 
     def _evaluate(self, text: str, env, doc: Document, path: Path, block: str | None, trail, how) -> Any:
+        self._read_parameters = True  # (an expression may not name one, but it is computed with them)
         try:
             return how(text, env or {})
         except expr.UnknownParameter as exc:
@@ -240,14 +245,19 @@ class Expander:
         token of that (template node, arguments) pair when the substitution was clean, else None."""
         key = (id(raw), env_key) if env_key is not None else None
         if key is not None:
-            hit = self._substituted.get(key)
+            # Under these arguments, or under any: a node that reads none of its block's parameters
+            # (`{name: bn1, op: batch_norm}`) substitutes the same whatever they are.
+            hit = self._substituted.get(key) or self._substituted.get((id(raw), None))
             if hit is not None and hit[0] is raw:
                 self._work += hit[2]  # the size limit counts the same work as without the cache
                 return dict(hit[1]), hit[3]  # a fresh top-level dict: expand() sets name and inputs, pops 'when'
         work, problems = self._work, self._problems
+        self._read_parameters = False
         data = self._substitute_node(raw, scope.env, scope.doc, path, scope.block, scope.trail)
         if key is not None and not self._bad_reference and self._problems == problems:
             token = len(self._substituted)
+            if not self._read_parameters:
+                key = (id(raw), None)
             self._substituted[key] = (raw, dict(data), self._work - work, token)
             return data, token
         return data, None
