@@ -111,8 +111,8 @@ def _figures(op, in_shapes: list[Shape], out: Shape) -> tuple[object, dict]:
     return rule, values
 
 
-def _totals(layers, graph, shapes, nodes, batch, dtype, last=None) -> Totals:
-    """The figures of `layers`, and the activation peak over `nodes` (`last`: their last readers, if known)."""
+def _totals(layers, shapes, peak: tuple[int, str], batch, dtype) -> Totals:
+    """The figures of `layers`, with `peak`: the most live activation elements and where (see memory.py)."""
     bytes_per = DTYPE_BYTES[dtype]
     params = macs = activations = buffers = 0
     for layer in layers:  # one pass for the four sums
@@ -120,7 +120,7 @@ def _totals(layers, graph, shapes, nodes, batch, dtype, last=None) -> Totals:
         macs += layer.macs
         activations += layer.activations
         buffers += layer.buffers
-    peak, where = peak_live_elements(graph, shapes, nodes, last=last) if nodes else (0, INPUT)
+    peak, where = peak
     return Totals(
         params=params,
         macs=macs,
@@ -170,25 +170,23 @@ def analyze(
         raise ValueError("training memory is modelled for float32 only")
     spec = graph.spec.spec
     input_shape = tuple(input_shape or spec.input)
-    layers, shapes, stochastic = _layers(graph, input_shape)
-    last = graph.last_reader  # over every node: the curve's last readers when it runs over all of them
+    layers, shapes, stochastic, whole = _layers(graph, input_shape)
     if graph.train_outputs:
         main = [layer for layer in layers if not layer.train_only]
         extra = [layer for layer in layers if layer.train_only]
         main_nodes = [layer.name for layer in main]
+        peak = whole if not extra else peak_live_elements(graph, shapes, main_nodes) if main_nodes else (0, INPUT)
     else:  # every node is an inference node
-        main, extra, main_nodes = layers, [], graph.order
+        main, extra, peak = layers, [], whole
     return Analysis(
         name=spec.name,
         input_shape=input_shape,
         batch=batch,
         dtype=dtype,
         layers=tuple(layers),
-        totals=_totals(main, graph, shapes, main_nodes, batch, dtype, None if extra else last),
+        totals=_totals(main, shapes, peak, batch, dtype),
         # The heads' own params/MACs/activations; their peak is that of the whole training graph.
-        train_extra=_totals(extra, graph, shapes, [layer.name for layer in layers], batch, dtype, last)
-        if extra
-        else None,
+        train_extra=_totals(extra, shapes, whole, batch, dtype) if extra else None,
         stochastic_depth=_stochastic_depth(graph, layers, stochastic),
         outputs=graph.outputs,
         train_outputs=graph.train_outputs,
@@ -197,10 +195,12 @@ def analyze(
     )
 
 
-def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[str, Shape], list[str]]:
-    """Every node's record, in graph order, every tensor's shape, and the nodes whose op is stochastic:
-    one walk that infers each output shape (as `Graph.infer_shapes` does), then steps the receptive
-    fields and makes the record.
+def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[str, Shape], list[str], tuple[int, str]]:
+    """Every node's record, in graph order, every tensor's shape, the nodes whose op is stochastic, and
+    the peak of live activation elements over the whole graph and the first node where it happens (what
+    `memory.peak_live_elements(graph, shapes, graph.order)` gives): one walk that infers each output
+    shape (as `Graph.infer_shapes` does), then steps the receptive fields, makes the record and steps
+    the memory curve.
 
     Identical layers (LoadedNode.template, e.g. ResNet-152's 35 equal units of layer3) at the same input
     shapes share their output shape and figures (see _figures): both are computed once per (template,
@@ -208,7 +208,7 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
     `Graph.infer_shapes` reports every failing node under its own name."""
     shapes: dict[str, Shape] = {INPUT: input_shape}
     fields = {INPUT: INPUT_RF}  # receptive fields, one step of receptive_fields() per node
-    # (template, *input shapes) -> (output shape, rule, record fields, op.stochastic)
+    # (template, *input shapes) -> (output shape, rule, record fields, op.stochastic, memory mode)
     known: dict[tuple, tuple] = {}
     inference = graph.inference_nodes
     everything = not graph.train_outputs  # then every node is an inference node
@@ -217,6 +217,14 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
     layers = []
     append = layers.append
     apply_window = _rf.apply_window  # (looked up per analysis: tests replace it to break the rule on purpose)
+    # The memory curve, as memory.live_curve steps it (see there), keeping only its peak.
+    keep = {*graph.outputs, *graph.train_outputs}
+    last = graph.last_reader
+    live = peak = numel(input_shape)
+    peak_at = INPUT
+    buffer_of = {INPUT: INPUT}  # tensor -> its buffer
+    size = {INPUT: live}  # buffer -> elements
+    users = {INPUT: 1}  # buffer -> live tensors in it
     for name in graph.order:
         node = nodes[name]
         op = node.op
@@ -234,10 +242,11 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
             if shape is None:  # a shape check failed: report every failing node, as infer_shapes does
                 graph.infer_shapes(input_shape)
                 raise AssertionError(f"node '{name}': its shape failed here but not in Graph.infer_shapes")
-            found = (shape, *_figures(op, in_shapes, shape), op.stochastic)
+            mode = _VIEW if op.view else _IN_PLACE if op.in_place else _NEW
+            found = (shape, *_figures(op, in_shapes, shape), op.stochastic, mode)
             if template is not None:
                 known[(template, *in_shapes)] = found
-        shapes[name], rule, values, dropping = found
+        shapes[name], rule, values, dropping, mode = found
         if dropping:
             stochastic.append(name)
         # The receptive field: field_of(), with its most common cases first.
@@ -257,7 +266,54 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
         record["receptive_field"] = field
         record["train_only"] = False if everything else name not in inference
         append(layer)
-    return layers, shapes, stochastic
+        # The memory curve: this node's buffer (its input's, for a view or an op run in place), the peak
+        # just after it ran, then the release of the tensors read for the last time.
+        if source is not None:
+            buffer = buffer_of[source]
+            dies = last[source] == name and source not in keep
+            if mode is _VIEW or (
+                mode is _IN_PLACE
+                and dies
+                and buffer != INPUT  # the caller's input is never overwritten
+                and users[buffer] == 1  # no live view shares the buffer (source is in it)
+            ):
+                buffer_of[name] = buffer
+                users[buffer] += 1
+            else:
+                buffer_of[name] = name
+                size[name] = elements = values["activations"]
+                live += elements
+                users[name] = 1
+            if live > peak:
+                peak, peak_at = live, name
+            if dies:
+                users[buffer] -= 1  # (the source's buffer)
+                if not users[buffer]:
+                    live -= size[buffer]
+        else:
+            buffer_of[name] = name
+            size[name] = elements = values["activations"]
+            live += elements
+            users[name] = 1
+            if live > peak:
+                peak, peak_at = live, name
+            for i in set(inputs):
+                if last[i] == name and i not in keep:
+                    buffer = buffer_of[i]
+                    users[buffer] -= 1
+                    if not users[buffer]:
+                        live -= size[buffer]
+        if name not in last and name not in keep:  # read by nobody
+            buffer = buffer_of[name]
+            users[buffer] -= 1
+            if not users[buffer]:
+                live -= size[buffer]
+    return layers, shapes, stochastic, (peak, peak_at)
+
+
+# How a node's output takes memory (memory.live_curve): a buffer of its own, its input's (a view), or its
+# input's when the input dies there (an op run in place).
+_NEW, _VIEW, _IN_PLACE = "new", "view", "in place"
 
 
 def _output_shape(op, in_shapes: list[Shape]) -> Shape | None:

@@ -23,18 +23,17 @@ def live_curve(
     nodes: list[str],
     *,
     in_place: bool = True,
-    last: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Live activation elements (per image) just after each node ran, before its inputs are released.
 
     A buffer is live while any tensor using it has a reader still to run, or is a graph output.
     The live total is kept as a running sum (a buffer is added when created, removed when its last
-    tensor dies), so the curve costs O(nodes + edges), not O(nodes x buffers). `last` is
-    `last_readers(graph, nodes)` when the caller has it already (analysis finds it in its own walk).
+    tensor dies), so the curve costs O(nodes + edges), not O(nodes x buffers). Analysis steps the same
+    curve inside its walk over the whole graph (analyze._layers); both are held to the definition by
+    tests/test_analysis_walk.py.
     """
     keep = set(graph.outputs) | set(graph.train_outputs)
-    if last is None:
-        last = last_readers(graph, nodes)
+    last = last_readers(graph, nodes)
     ops = graph.nodes
     prod = math.prod
     buffer_of = {INPUT: INPUT}  # tensor -> the buffer it is in (named by the tensor that made it)
@@ -92,9 +91,9 @@ def live_curve(
 
 
 def peak_live_elements(
-    graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_place: bool = True, last=None
+    graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_place: bool = True
 ) -> tuple[int, str]:
     """Peak number of live activation elements (per image) and the first node where it happens."""
-    curve = live_curve(graph, shapes, nodes, in_place=in_place, last=last)
+    curve = live_curve(graph, shapes, nodes, in_place=in_place)
     where = max(curve, key=curve.get)
     return curve[where], where
