@@ -11,7 +11,7 @@ from archspec.analysis.receptive_field import INPUT_RF, ReceptiveField, field_of
 from archspec.analysis.training import TrainingMemory, training_memory
 from archspec.graph import INPUT, Graph, numel
 from archspec.ops import Shape, ShapeError
-from archspec.ops.base import Window
+from archspec.ops.base import Window, broadcast_inputs
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,8 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
     `Graph.infer_shapes` reports every failing node under its own name."""
     shapes: dict[str, Shape] = {INPUT: input_shape}
     fields = {INPUT: INPUT_RF}  # receptive fields, one step of receptive_fields() per node
-    # (template, *input shapes) -> (output shape, rule, record fields, op.stochastic, memory mode)
+    # (template, *input shapes) -> (output shape, rule, record fields, op.stochastic, memory mode, and for
+    # several inputs which are broadcast gates: see receptive_field.field_of)
     known: dict[tuple, tuple] = {}
     inference = graph.inference_nodes
     everything = not graph.train_outputs  # then every node is an inference node
@@ -243,10 +244,11 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
                 graph.infer_shapes(input_shape)
                 raise AssertionError(f"node '{name}': its shape failed here but not in Graph.infer_shapes")
             mode = _VIEW if op.view else _IN_PLACE if op.in_place else _NEW
-            found = (shape, *_figures(op, in_shapes, shape), op.stochastic, mode)
+            gates = broadcast_inputs(in_shapes) if len(in_shapes) > 1 else None
+            found = (shape, *_figures(op, in_shapes, shape), op.stochastic, mode, gates)
             if template is not None:
                 known[(template, *in_shapes)] = found
-        shapes[name], rule, values, dropping, mode = found
+        shapes[name], rule, values, dropping, mode, gates = found
         if dropping:
             stochastic.append(name)
         # The receptive field: field_of(), with its most common cases first.
@@ -255,14 +257,14 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
         elif source is not None and rule == "pointwise":
             field = fields[source]
         else:
-            field = field_of(name, inputs, shapes, rule, fields)
+            field = field_of(name, inputs, shapes, rule, fields, gates)
         fields[name] = field
         # The record: LayerStats._from_fields with the group's fields and this node's own, without calls.
         layer = _new_object(LayerStats)
         record = layer.__dict__
         record.update(values)
         record["name"] = name
-        record["inputs"] = tuple(inputs)
+        record["inputs"] = (source,) if source is not None else tuple(inputs)
         record["receptive_field"] = field
         record["train_only"] = False if everything else name not in inference
         append(layer)

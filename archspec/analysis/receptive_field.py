@@ -170,13 +170,17 @@ def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str
     return fields, rules
 
 
-def field_of(name: str, inputs: list[str], shapes: dict, rule, fields: dict[str, ReceptiveField]) -> ReceptiveField:
+def field_of(
+    name: str, inputs: list[str], shapes: dict, rule, fields: dict[str, ReceptiveField], gates: list[bool] | None = None
+) -> ReceptiveField:
     """The receptive field of node `name`'s output, from its inputs' `fields` and `shapes` and its op's
-    `rule` (one step of `receptive_fields`, which analysis also takes node by node)."""
+    `rule` (one step of `receptive_fields`, which analysis also takes node by node). `gates`: which
+    inputs are broadcast gates (`broadcast_inputs` of their shapes), when the caller knows it."""
     if len(inputs) == 1:  # most nodes: nothing to merge, and a lone input is never a broadcast gate
         merged = fields[inputs[0]]
     else:
-        gates = broadcast_inputs([shapes[i] for i in inputs])
+        if gates is None:
+            gates = broadcast_inputs([shapes[i] for i in inputs])
         merged = merge([fields[i] for i, gate in zip(inputs, gates, strict=True) if not gate])
         if any(gates) and merged.kind == "local":
             merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)
