@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import archspec
 from archspec import graph as graph_module
 from archspec.analysis import receptive_field as rf
-from archspec.analysis.memory import live_curve
+from archspec.analysis.memory import live_curve, peak_live_elements
 from archspec.errors import SpecError
 from archspec.graph import INPUT, last_readers
 
@@ -251,3 +251,27 @@ def test_one_pass_graph_check_equals_the_general_path(count, seed, heads, change
     if not isinstance(fast, str):  # Graph.last_reader is what it says: the last reader in graph order
         graph = archspec.load(spec).graph
         assert graph.last_reader == last_readers(graph, list(graph.order))
+
+
+@pytest.mark.parametrize(
+    "name", ["efficientnet_b0", "mobilenet_v3_small", "regnet_y_400mf", "googlenet", "inception_v3", "convnext_tiny"]
+)
+def test_shipped_walk_matches_the_separate_passes(name):
+    # Broadcast gates (squeeze-and-excitation), concats, training-only heads (GoogLeNet) and stochastic
+    # depth: the walk's shapes, receptive fields and peaks equal the separate passes'.
+    from conftest import SPECS
+
+    model = archspec.load(str(SPECS / f"{name}.yaml"))
+    graph = model.graph
+    analysis = model.analyze()
+    shapes = graph.infer_shapes(model.input_shape)
+    fields, _ = rf.receptive_fields(graph, shapes)
+    for layer in analysis.layers:
+        assert layer.output_shape == shapes[layer.name]
+        assert layer.receptive_field == fields[layer.name], layer.name
+    main = [n for n in graph.order if n in graph.inference_nodes]
+    peak, where = peak_live_elements(graph, shapes, main)
+    assert (analysis.totals.peak_activation_bytes, analysis.totals.peak_at) == (4 * peak, where)
+    if analysis.train_extra is not None:
+        peak, where = peak_live_elements(graph, shapes, list(graph.order))
+        assert (analysis.train_extra.peak_activation_bytes, analysis.train_extra.peak_at) == (4 * peak, where)
