@@ -350,6 +350,13 @@ def test_layer_record_from_fields_is_the_dataclass():
         made.name = "x"
 
 
+def test_instance_scope_is_the_dataclass():
+    values = [object() for _ in dataclasses.fields(Scope)]
+    made = expand._scope(*values)
+    assert made == Scope(*values) and made.__dict__ == Scope(*values).__dict__
+    assert list(made.__dict__) == [f.name for f in dataclasses.fields(Scope)]
+
+
 def _merge_reference(fields):
     """The receptive-field merge as the module documents it, written plainly: spans of one stride fold
     into one envelope (misaligned when their centres differ), several strides stay apart (misaligned)."""

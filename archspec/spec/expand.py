@@ -418,6 +418,9 @@ class Expander:
         repeat = use.repeat if isinstance(use.repeat, Repeat) else None
         count = repeat.count if repeat else (use.repeat or 1)
         x = resolved[0]
+        used_at = scope.doc.locate(path)  # the use's line, in every instance's trail
+        nodes_at = (*source.path, "nodes")
+        depth, output = scope.depth + 1, source.definition.output
         self._active.append(use.block)
         try:
             for k in range(count):
@@ -429,27 +432,16 @@ class Expander:
                     fmt = repeat.name if repeat else "{i}"
                     start = repeat.start if repeat else 0
                     instance = f"{full}.{fmt.replace('{i}', str(start + k))}"
-                here = (*scope.trail, (scope.doc.locate(path), f"in block '{use.block}' instance '{instance}'"))
+                here = (*scope.trail, (used_at, f"in block '{use.block}' instance '{instance}'"))
                 if k <= 1:  # the instances after the second take the same arguments as it: bind them once
                     given = {**use.args, **(use.first if k == 0 else {})}
                     bound = self._bind(source, use.block, given, here)
                     if bound is None:
                         break
                     env_key = self._env_number(bound)
-                inner = Scope(
-                    source.doc,
-                    (*source.path, "nodes"),
-                    instance + ".",
-                    x,
-                    bound,
-                    use.block,
-                    here,
-                    scope.depth + 1,
-                    source.definition.output,
-                    env_key,
-                )
+                inner = _scope(source.doc, nodes_at, instance + ".", x, bound, use.block, here, depth, output, env_key)
                 x = self._expand_instance(source, inner)
-                if source.definition.output is not None:
+                if output is not None:
                     x = self._block_output(source, use.block, instance, here)
                     if x is None:
                         x = resolved[0]
@@ -667,8 +659,20 @@ class Expander:
         return None
 
 
+def _scope(doc, base, prefix, input, env, block, trail, depth, output, env_key) -> Scope:
+    """`Scope(doc, base, ...)` (every field, in order) without the frozen __init__'s one
+    object.__setattr__ per field: one is made per block instance."""
+    scope = _new_object(Scope)
+    fields = {"doc": doc, "base": base, "prefix": prefix, "input": input, "env": env, "block": block}
+    fields.update(trail=trail, depth=depth, output=output, env_key=env_key)
+    _set_attribute(scope, "__dict__", fields)
+    return scope
+
+
 _NOT_LOCAL = object()
 _new_tuple = tuple.__new__
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 @dataclass(frozen=True)
