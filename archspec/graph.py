@@ -100,16 +100,9 @@ class Graph:
 
     def infer_shapes(self, input_shape: Shape, nodes: list[str] | None = None) -> dict[str, Shape]:
         """Static shape of every tensor (or of `nodes`, a subgraph closed under inputs);
-        raises SpecError naming every node whose shapes fail."""
-        return self.shapes_and_keys(input_shape, nodes)[0]
-
-    def shapes_and_keys(
-        self, input_shape: Shape, nodes: list[str] | None = None
-    ) -> tuple[dict[str, Shape], dict[str, tuple | None]]:
-        """`infer_shapes`, and for each node the key (template, *input shapes) under which analysis
-        shares what it computes for identical layers (None for a node without a template)."""
+        raises SpecError naming every node whose shapes fail. (Analysis infers the shapes in its own walk,
+        analyze._layers, and calls this to report when one fails.)"""
         shapes: dict[str, Shape] = {INPUT: tuple(input_shape)}
-        keys: dict[str, tuple | None] = {}
         errors: list[Diagnostic] = []
         # (template, input shapes) -> output shape: identical layers (LoadedNode.template) are computed
         # once. Only shapes that passed every check are kept, so each failing node reports for itself.
@@ -121,9 +114,9 @@ class Graph:
             except KeyError:
                 continue  # an upstream node already failed
             if node.template is None:
-                key = keys[name] = None
+                key = None
             else:
-                key = keys[name] = (node.template, *in_shapes)
+                key = (node.template, *in_shapes)
                 shape = known.get(key)
                 if shape is not None:
                     shapes[name] = shape
@@ -149,7 +142,7 @@ class Graph:
                 known[key] = shape
         if errors:
             raise SpecError(errors)
-        return shapes, keys
+        return shapes
 
 
 def last_readers(graph: Graph, nodes: list[str], dropped: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
