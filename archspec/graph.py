@@ -229,7 +229,8 @@ def _in_file_order_checked(spec: LoadedSpec, resolve, last: dict[str, str]) -> d
             arity = kind.arity
             limits = bounds[kind] = (arity, arity) if isinstance(arity, int) else arity
         low, high = limits
-        if len(inputs) < low or (high is not None and len(inputs) > high):
+        count = len(inputs)
+        if count < low or (high is not None and count > high):
             return None
         if inputs is not given and inputs != given:  # a bypassed node or block name resolved to its tensor
             node = LoadedNode(op.model_copy(update={"inputs": inputs}), node.trail, node.raw, node.template)

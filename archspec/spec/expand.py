@@ -324,7 +324,7 @@ class Expander:
                 data["name"] = full
                 data["inputs"] = resolved
                 if not self._bad_reference:  # else already reported; validating '$x' would only repeat it
-                    self.out.nodes.append(RawNode(data, doc, path, trail, template))
+                    self.out.nodes.append(_new_tuple(RawNode, (data, doc, path, trail, template)))  # RawNode(...)
                     if record is not None:
                         record.append((name, data, resolved, path, template))
                 previous = full
