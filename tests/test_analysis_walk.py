@@ -275,3 +275,15 @@ def test_shipped_walk_matches_the_separate_passes(name):
     if analysis.train_extra is not None:
         peak, where = peak_live_elements(graph, shapes, list(graph.order))
         assert (analysis.train_extra.peak_activation_bytes, analysis.train_extra.peak_at) == (4 * peak, where)
+
+
+def test_group_figures_are_every_record_field_in_order():
+    # _figures writes the record's fields as a literal: the same names, in the dataclass's order.
+    from archspec.analysis.analyze import _LAYER_FIELDS, _figures
+
+    graph = archspec.load(random_spec(random.Random(3), 6, False)).graph
+    shapes = graph.infer_shapes((2, 3, 3))
+    for name in graph.order:
+        op = graph.op(name)
+        _, values = _figures(op, [shapes[i] for i in op.inputs], shapes[name])
+        assert tuple(values) == _LAYER_FIELDS
