@@ -357,6 +357,7 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
     diagnostics.extend(resolver.errors)
 
     nodes: list[LoadedNode] = []
+    stochastic = False  # any op is
     expansion = None
     if isinstance(data.get("nodes"), list):
         # After a failed include any block might have come from it: unknown blocks are not guessed at.
@@ -364,7 +365,7 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
         expander.expand(data["nodes"], Scope.top(doc))
         expansion = expander.out
         diagnostics.extend(expansion.errors)
-        nodes = _load_nodes(expansion.nodes, diagnostics)
+        nodes, stochastic = _load_nodes(expansion.nodes, diagnostics)
         if not nodes and not diagnostics:
             diagnostics.append(
                 Diagnostic(
@@ -384,10 +385,12 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
         )
         raise SpecError(diagnostics)
 
-    spec_errors = _check_outputs(spec, doc) + _check_survival(spec, nodes)
+    # (without a stochastic op there is no survival probability to check or give)
+    spec_errors = _check_outputs(spec, doc) + (_check_survival(spec, nodes) if stochastic else [])
     if spec_errors:
         raise SpecError(spec_errors)
-    nodes = _apply_stochastic_depth(spec, nodes)
+    if stochastic:
+        nodes = _apply_stochastic_depth(spec, nodes)
     last = nodes[-1].op.name if nodes else INPUT
     outputs = tuple(spec.outputs) if spec.outputs else (last,)
     return LoadedSpec(
@@ -401,8 +404,9 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
     )
 
 
-def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> list[LoadedNode]:
-    """The nodes whose data validate, each with its op; problems go to `diagnostics`.
+def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> tuple[list[LoadedNode], bool]:
+    """The nodes whose data validate, each with its op, and whether any op is stochastic; problems go to
+    `diagnostics`.
 
     Nodes whose data are equal in every key but 'name' and 'inputs' (value and type, in the same key
     order) are validated once: the others get a copy of that op under their own name and inputs
@@ -417,6 +421,7 @@ def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> list
     by_template: dict[int, tuple] = {}  # RawNode.template -> its group
     by_data: dict[tuple, tuple] = {}  # _data_key -> the same
     groups = 0  # LoadedNode.template numbers handed out
+    stochastic = False
     nodes: list[LoadedNode] = []
     append = nodes.append
     for raw_node in raw_nodes:
@@ -429,6 +434,7 @@ def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> list
                 op = _validate_node(raw_node, diagnostics, seen)
                 if op is None:
                     continue
+                stochastic = stochastic or op.stochastic  # (the nodes given a copy share its class)
                 group = None
                 if key is not None or template is not None:
                     group, groups = groups, groups + 1
@@ -458,7 +464,7 @@ def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> list
         _set_attribute(op, "__pydantic_extra__", None)  # extra keys are refused
         _set_attribute(op, "__pydantic_private__", None)  # ops have no private attributes
         append(_new_tuple(LoadedNode, (op, trail, raw_node, group)))
-    return nodes
+    return nodes, stochastic
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
