@@ -72,8 +72,8 @@ class Graph:
     @cached_property
     def last_reader(self) -> dict[str, str]:
         """Tensor (a node or INPUT) -> the last node in `order` that reads it (where it can be freed);
-        tensors nobody reads are absent. `last_readers(self, self.order)`, which the memory curve takes
-        from here when it runs over the whole graph (build_graph finds it in its own pass)."""
+        tensors nobody reads are absent. `last_readers(self, self.order)`, for the memory curve that
+        analysis steps over the whole graph (build_graph finds it in its own pass)."""
         return last_readers(self, self.order)
 
     @cached_property
@@ -405,7 +405,9 @@ def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None
     )
 
 
-def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...], read=None) -> AbstractSet[str]:
+def _check_dead(
+    nodes: dict[str, LoadedNode], outputs: tuple[str, ...], read: AbstractSet[str] | None = None
+) -> AbstractSet[str]:
     """The nodes `outputs` need; raises SpecError naming every other node. `read`: the tensors some node
     reads, when known; if every node nobody reads is an output, no node is dead (follow any node's
     readers: in a finite DAG the walk ends at a node nobody reads, an output) and no walk is needed."""

@@ -183,8 +183,12 @@ def analyze(
     if graph.train_outputs:
         main = [layer for layer in layers if not layer.train_only]
         extra = [layer for layer in layers if layer.train_only]
-        main_nodes = [layer.name for layer in main]
-        peak = whole if not extra else peak_live_elements(graph, shapes, main_nodes) if main_nodes else (0, INPUT)
+        if not extra:  # the walk's curve is the inference curve
+            peak = whole
+        elif main:
+            peak = peak_live_elements(graph, shapes, [layer.name for layer in main])
+        else:
+            peak = (0, INPUT)
     else:  # every node is an inference node
         main, extra, peak = layers, [], whole
     return Analysis(

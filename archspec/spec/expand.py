@@ -663,8 +663,18 @@ def _scope(doc, base, prefix, input, env, block, trail, depth, output, env_key) 
     """`Scope(doc, base, ...)` (every field, in order) without the frozen __init__'s one
     object.__setattr__ per field: one is made per block instance."""
     scope = _new_object(Scope)
-    fields = {"doc": doc, "base": base, "prefix": prefix, "input": input, "env": env, "block": block}
-    fields.update(trail=trail, depth=depth, output=output, env_key=env_key)
+    fields = {
+        "doc": doc,
+        "base": base,
+        "prefix": prefix,
+        "input": input,
+        "env": env,
+        "block": block,
+        "trail": trail,
+        "depth": depth,
+        "output": output,
+        "env_key": env_key,
+    }
     _set_attribute(scope, "__dict__", fields)
     return scope
 
