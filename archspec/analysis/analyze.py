@@ -236,9 +236,9 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
     last = graph.last_reader
     live = peak = numel(input_shape)
     peak_at = INPUT
-    buffer_of = {INPUT: INPUT}  # tensor -> its buffer
-    size = {INPUT: live}  # buffer -> elements
-    users = {INPUT: 1}  # buffer -> live tensors in it
+    # Tensor -> its buffer, as [live tensors in it, elements]; the caller's input is one of its own.
+    input_buffer = [1, live]
+    buffer_of = {INPUT: input_buffer}
     for name in graph.order:
         node = nodes[name]
         op = node.op
@@ -289,40 +289,38 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
             if mode is _VIEW or (
                 mode is _IN_PLACE
                 and dies
-                and buffer != INPUT  # the caller's input is never overwritten
-                and users[buffer] == 1  # no live view shares the buffer (source is in it)
+                and buffer is not input_buffer  # the caller's input is never overwritten
+                and buffer[0] == 1  # no live view shares the buffer (source is in it)
             ):
                 buffer_of[name] = buffer
-                users[buffer] += 1
+                buffer[0] += 1
             else:
-                buffer_of[name] = name
-                size[name] = elements = values["activations"]
+                elements = values["activations"]
+                buffer_of[name] = [1, elements]
                 live += elements
-                users[name] = 1
             if live > peak:
                 peak, peak_at = live, name
             if dies:
-                users[buffer] -= 1  # (the source's buffer)
-                if not users[buffer]:
-                    live -= size[buffer]
+                buffer[0] -= 1  # (the source's buffer)
+                if not buffer[0]:
+                    live -= buffer[1]
         else:
-            buffer_of[name] = name
-            size[name] = elements = values["activations"]
+            elements = values["activations"]
+            buffer_of[name] = [1, elements]
             live += elements
-            users[name] = 1
             if live > peak:
                 peak, peak_at = live, name
             for i in set(inputs):
                 if last[i] == name and i not in keep:
                     buffer = buffer_of[i]
-                    users[buffer] -= 1
-                    if not users[buffer]:
-                        live -= size[buffer]
+                    buffer[0] -= 1
+                    if not buffer[0]:
+                        live -= buffer[1]
         if name not in last and name not in keep:  # read by nobody
             buffer = buffer_of[name]
-            users[buffer] -= 1
-            if not users[buffer]:
-                live -= size[buffer]
+            buffer[0] -= 1
+            if not buffer[0]:
+                live -= buffer[1]
     return layers, shapes, stochastic, (peak, peak_at)
 
 
