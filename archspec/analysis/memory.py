@@ -36,13 +36,13 @@ def live_curve(
     last = last_readers(graph, nodes)
     ops = graph.nodes
     prod = math.prod
-    buffer_of = {INPUT: INPUT}  # tensor -> the buffer it is in (named by the tensor that made it)
-    size = {INPUT: prod(shapes[INPUT])}  # buffer -> elements
-    # Buffer -> its live tensors, counted: each tensor dies once (after its last reader, or after itself
-    # when nobody reads it), and only graph outputs are never released.
-    users = {INPUT: 1}
-    curve = {INPUT: size[INPUT]}
-    live = size[INPUT]
+    # Tensor -> its buffer, as [live tensors in it, elements]. The tensors in a buffer are counted: each
+    # dies once (after its last reader, or after itself when nobody reads it), and only graph outputs are
+    # never released. The caller's input is a buffer of its own.
+    live = prod(shapes[INPUT])
+    input_buffer = [1, live]
+    buffer_of = {INPUT: input_buffer}
+    curve = {INPUT: live}
     for name in nodes:
         op = ops[name].op
         inputs = op.inputs
@@ -54,39 +54,36 @@ def live_curve(
                 in_place
                 and dies
                 and op.in_place
-                and buffer != INPUT  # the caller's input is never overwritten
-                and users[buffer] == 1  # no live view shares the buffer (source is in it)
+                and buffer is not input_buffer  # the caller's input is never overwritten
+                and buffer[0] == 1  # no live view shares the buffer (source is in it)
             ):
                 buffer_of[name] = buffer
-                users[buffer] += 1
+                buffer[0] += 1
             else:
-                buffer_of[name] = name
-                size[name] = elements = prod(shapes[name])
+                elements = prod(shapes[name])
+                buffer_of[name] = [1, elements]
                 live += elements
-                users[name] = 1
             curve[name] = live
             if dies:
-                buffer = buffer_of[source]
-                users[buffer] -= 1
-                if not users[buffer]:
-                    live -= size[buffer]
+                buffer[0] -= 1  # (the source's buffer)
+                if not buffer[0]:
+                    live -= buffer[1]
         else:
-            buffer_of[name] = name
-            size[name] = elements = prod(shapes[name])
+            elements = prod(shapes[name])
+            buffer_of[name] = [1, elements]
             live += elements
-            users[name] = 1
             curve[name] = live
             for i in set(inputs):
                 if last[i] == name and i not in keep:
                     buffer = buffer_of[i]
-                    users[buffer] -= 1
-                    if not users[buffer]:
-                        live -= size[buffer]
+                    buffer[0] -= 1
+                    if not buffer[0]:
+                        live -= buffer[1]
         if name not in last and name not in keep:  # read by nobody
             buffer = buffer_of[name]
-            users[buffer] -= 1
-            if not users[buffer]:
-                live -= size[buffer]
+            buffer[0] -= 1
+            if not buffer[0]:
+                live -= buffer[1]
     return curve
 
 
