@@ -7,6 +7,7 @@ import gc
 import heapq
 import math
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -69,6 +70,13 @@ class Graph:
         return {k: tuple(v) for k, v in readers.items()}
 
     @cached_property
+    def last_reader(self) -> dict[str, str]:
+        """Tensor (a node or INPUT) -> the last node in `order` that reads it (where it can be freed);
+        tensors nobody reads are absent. `last_readers(self, self.order)`, for the memory curve that
+        analysis steps over the whole graph (build_graph finds it in its own pass)."""
+        return last_readers(self, self.order)
+
+    @cached_property
     def inference_nodes(self) -> frozenset[str]:
         """Nodes needed for the inference outputs (training-only heads excluded)."""
         return self.needed_nodes()
@@ -92,16 +100,9 @@ class Graph:
 
     def infer_shapes(self, input_shape: Shape, nodes: list[str] | None = None) -> dict[str, Shape]:
         """Static shape of every tensor (or of `nodes`, a subgraph closed under inputs);
-        raises SpecError naming every node whose shapes fail."""
-        return self.shapes_and_keys(input_shape, nodes)[0]
-
-    def shapes_and_keys(
-        self, input_shape: Shape, nodes: list[str] | None = None
-    ) -> tuple[dict[str, Shape], dict[str, tuple | None]]:
-        """`infer_shapes`, and for each node the key (template, *input shapes) under which analysis
-        shares what it computes for identical layers (None for a node without a template)."""
+        raises SpecError naming every node whose shapes fail. (Analysis infers the shapes in its own walk,
+        analyze._layers, and calls this to report when one fails.)"""
         shapes: dict[str, Shape] = {INPUT: tuple(input_shape)}
-        keys: dict[str, tuple | None] = {}
         errors: list[Diagnostic] = []
         # (template, input shapes) -> output shape: identical layers (LoadedNode.template) are computed
         # once. Only shapes that passed every check are kept, so each failing node reports for itself.
@@ -113,9 +114,9 @@ class Graph:
             except KeyError:
                 continue  # an upstream node already failed
             if node.template is None:
-                key = keys[name] = None
+                key = None
             else:
-                key = keys[name] = (node.template, *in_shapes)
+                key = (node.template, *in_shapes)
                 shape = known.get(key)
                 if shape is not None:
                     shapes[name] = shape
@@ -141,7 +142,7 @@ class Graph:
                 known[key] = shape
         if errors:
             raise SpecError(errors)
-        return shapes, keys
+        return shapes
 
 
 def last_readers(graph: Graph, nodes: list[str], dropped: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
@@ -177,18 +178,64 @@ def build_graph(spec: LoadedSpec) -> Graph:
     """Check a loaded spec's graph and order it. Each stage reports every error it finds; a later
     stage runs only when the earlier ones are clean."""
     errors: list[Diagnostic] = []
-    nodes = _unique_nodes(spec, errors)
     resolve = _alias_resolver(spec.aliases)
-    resolved = _resolve_inputs(nodes, resolve, spec.aliases, errors)
+    last: dict[str, str] | None = {}  # Graph.last_reader
+    resolved = _in_file_order_checked(spec, resolve, last)
+    if resolved is not None:  # the common case, checked in one pass (see _in_file_order_checked)
+        nodes = resolved
+        order = tuple(resolved)
+    else:
+        last = None
+        nodes = _unique_nodes(spec, errors)
+        resolved = _resolve_inputs(nodes, resolve, spec.aliases, errors)
+        order = None
     outputs, train_outputs = _resolve_outputs(spec, nodes, resolve, errors)
     if errors:
         raise SpecError(errors)
-    order = _topological_order(resolved)
-    used = _check_dead(resolved, (*outputs, *train_outputs))
+    if order is None:
+        order = _topological_order(resolved)
+    used = _check_dead(resolved, (*outputs, *train_outputs), None if last is None else last.keys())
     graph = Graph(spec, order, resolved, outputs, train_outputs)
+    if last is not None:
+        graph.__dict__["last_reader"] = last
     if not train_outputs:  # then `used` is what Graph.inference_nodes would compute again: keep it
         graph.__dict__["inference_nodes"] = frozenset(used)
     return graph
+
+
+def _in_file_order_checked(spec: LoadedSpec, resolve, last: dict[str, str]) -> dict[str, LoadedNode] | None:
+    """What `_unique_nodes` and `_resolve_inputs` give when they find nothing to report and every node's
+    inputs come before it in the file (then that is the topological order: see `_in_file_order`); None
+    otherwise, and the caller takes the general path, which finds and reports every problem. One pass:
+    an input that is an earlier node is defined. Fills `last` with each tensor's last reader (the file
+    order being the graph's order: Graph.last_reader)."""
+    nodes: dict[str, LoadedNode] = {}
+    aliases = spec.aliases.keys()
+    bounds: dict[type, tuple[int, int | None]] = {}  # op class -> (fewest, most) inputs
+    for node in spec.nodes:
+        op = node.op
+        name = op.name
+        if name in nodes:
+            return None
+        given = op.inputs
+        inputs = given if aliases.isdisjoint(given) else [resolve(i) for i in given]
+        for ref in inputs:
+            if ref not in nodes and ref != INPUT:
+                return None
+            last[ref] = name
+        kind = op.__class__
+        limits = bounds.get(kind)
+        if limits is None:
+            arity = kind.arity
+            limits = bounds[kind] = (arity, arity) if isinstance(arity, int) else arity
+        low, high = limits
+        count = len(inputs)
+        if count < low or (high is not None and count > high):
+            return None
+        if inputs is not given and inputs != given:  # a bypassed node or block name resolved to its tensor
+            node = LoadedNode(op.model_copy(update={"inputs": inputs}), node.trail, node.raw, node.template)
+        nodes[name] = node
+    return nodes
 
 
 def _unique_nodes(spec: LoadedSpec, errors: list[Diagnostic]) -> dict[str, LoadedNode]:
@@ -358,8 +405,14 @@ def _raise_cycle(nodes: dict[str, LoadedNode], position: dict[str, int]) -> None
     )
 
 
-def _check_dead(nodes: dict[str, LoadedNode], outputs: tuple[str, ...]) -> set[str]:
-    """The nodes `outputs` need; raises SpecError naming every other node."""
+def _check_dead(
+    nodes: dict[str, LoadedNode], outputs: tuple[str, ...], read: AbstractSet[str] | None = None
+) -> AbstractSet[str]:
+    """The nodes `outputs` need; raises SpecError naming every other node. `read`: the tensors some node
+    reads, when known; if every node nobody reads is an output, no node is dead (follow any node's
+    readers: in a finite DAG the walk ends at a node nobody reads, an output) and no walk is needed."""
+    if read is not None and nodes.keys() - read <= set(outputs):
+        return nodes.keys()
     used = upstream(nodes, outputs)
     dead = [n for n in nodes if n not in used]
     if dead:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import archspec
@@ -22,6 +23,8 @@ from archspec.spec import expand
 from archspec.spec.expand import Expander, Scope
 from archspec.spec.load import LoadedNode, _IncludeResolver, read_spec_bytes
 from archspec.spec.yamlsafe import parse_yaml
+
+SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
 LIB = """blocks:
   unit:
@@ -79,6 +82,94 @@ def test_nodes_differing_in_one_field_never_share_a_template(write_spec):
     # ... while identical instances do share (that is the point).
     assert nodes["a.1.conv"].template == nodes["a.2.conv"].template
     assert nodes["d.0.conv"].template == nodes["d.1.conv"].template
+
+
+def test_equal_data_from_different_lines_share_one_template(write_spec):
+    # Every batch norm and ReLU of STAGES is written `{op: batch_norm}` / `{op: relu}`: equal data from
+    # different template lines and block arguments, validated once; the convs differ in width, stride or
+    # bias, and top-level nodes join the groups of equal block nodes.
+    model = load(write_spec, STAGES + "  - {name: top_bn, op: batch_norm}\n  - {name: top_relu, op: relu}\n")
+    nodes = model.graph.nodes
+    assert len({nodes[n].template for n in nodes if n.endswith(".bn") or n == "top_bn"}) == 1
+    assert len({nodes[n].template for n in nodes if n.endswith(".relu") or n == "top_relu"}) == 1
+    assert nodes["a.0.bn"].template != nodes["a.0.relu"].template
+    assert nodes["a.0.conv"].template != nodes["a.1.conv"].template  # stride 2 against 1
+    assert nodes["c.0.conv"].template == nodes["c.1.conv"].template  # first: only changes `project`
+
+
+@pytest.mark.parametrize("spec_path", sorted(SPECS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_spec_node_is_its_own_validation(spec_path):
+    # Each node's op is what validating its own data gives (fields and which were given), and nodes
+    # with one LoadedNode.template have ops equal in every field but 'name' and 'inputs'.
+    graph = archspec.load(str(spec_path)).graph
+    groups: dict[int, dict] = {}
+    for node in graph.spec.nodes:
+        if node.op.stochastic and graph.spec.spec.stochastic_depth is not None:
+            continue  # its probability comes from the spec's schedule, not its data
+        own = type(node.op).model_validate(node.raw.data)
+        assert node.op == own, node.op.name
+        assert node.op.model_fields_set == own.model_fields_set
+        if node.template is not None:
+            dump = node.op.model_dump(exclude={"name", "inputs"})
+            assert groups.setdefault(node.template, dump) == dump, node.op.name
+            assert type(node.op) is type(own)
+
+
+def _strictly_equal(a, b) -> bool:
+    """Equal values of equal types, lists item by item and mappings in the same key order."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_strictly_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+_scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 2), st.floats(-2, 2, allow_nan=False), st.sampled_from("ab")
+)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from("xy"), inner, max_size=2),
+    max_leaves=4,
+)
+_data = st.dictionaries(st.sampled_from(["op", "kernel", "stride", "name", "inputs"]), _scalar | _value, max_size=4)
+
+
+def _lookalike(value):
+    """A value equal to `value` in Python but of another type somewhere (1 -> True -> 1.0 -> 1)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value) if value not in (0, 1) else bool(value)
+    if isinstance(value, list) and value:
+        return [_lookalike(value[0]), *value[1:]]
+    if isinstance(value, dict) and value:
+        first = next(iter(value))
+        return {**value, first: _lookalike(value[first])}
+    return value
+
+
+@settings(max_examples=300)
+@given(_data, st.data())
+def test_data_key_is_strict_equality_but_name_and_inputs(a, draw):
+    from archspec.spec.load import _data_key
+
+    # b: other data, the same data, or the same with one value swapped for an equal one of another type.
+    how = draw.draw(st.sampled_from(["other", "same", "lookalike"]))
+    b = draw.draw(_data) if how == "other" else dict(a)
+    if how == "lookalike" and b:
+        key = draw.draw(st.sampled_from(sorted(b)))
+        b[key] = _lookalike(b[key])
+    same = _strictly_equal(
+        {k: v for k, v in a.items() if k not in ("name", "inputs")},
+        {k: v for k, v in b.items() if k not in ("name", "inputs")},
+    )
+    assert (_data_key(a) == _data_key(b)) == same
+    assert _data_key({**a, "s": (1, 2)}) is None  # a tuple is not data a spec gives: never shared
 
 
 def test_an_integer_and_a_float_argument_are_not_shared(write_spec):
@@ -194,6 +285,45 @@ def test_replayed_instances_equal_expanded_ones(spec_name):
     assert len(with_replay[1]) > 50
 
 
+@pytest.mark.parametrize(
+    "spec_name", ["resnet152.yaml", "densenet121.yaml", "efficientnet_b0.yaml", "inception_v3.yaml"]
+)
+def test_substitutions_kept_for_any_arguments_equal_fresh_ones(spec_name, monkeypatch):
+    # A template node that reads none of its block's parameters is substituted once for all arguments;
+    # without the substitution cache every node is substituted afresh: the same nodes, names and errors.
+    from conftest import SPECS
+
+    def without_template(nodes):
+        return [(n.data, n.path, n.trail) for n in nodes]
+
+    kept = _expansion(str(SPECS / spec_name), replay=False)
+    fresh_once = Expander._substitute_once
+    monkeypatch.setattr(
+        Expander, "_substitute_once", lambda self, raw, env_key, scope, path: fresh_once(self, raw, None, scope, path)
+    )
+    fresh = _expansion(str(SPECS / spec_name), replay=False)
+    assert without_template(kept[1]) == without_template(fresh[1])
+    assert kept[0] == fresh[0] and kept[2:] == fresh[2:]
+    # Nodes given one template by a substitution kept for any arguments do have equal data.
+    by_template = {}
+    for node in kept[1]:
+        if node.template is not None:
+            data = {k: v for k, v in node.data.items() if k not in ("name", "inputs")}
+            assert by_template.setdefault(node.template, data) == data
+
+
+def test_a_node_reading_a_parameter_is_not_kept_for_other_arguments(write_spec):
+    # conv reads $width (and $stride, $bias), bn reads none: bn is substituted once for both widths, conv
+    # once per width; each conv has its own width.
+    model = load(
+        write_spec, "  - {name: a, block: unit, args: {width: 4}}\n  - {name: b, block: unit, args: {width: 8}}\n"
+    )
+    nodes = model.graph.nodes
+    assert nodes["a.conv"].op.out_channels == 4 and nodes["b.conv"].op.out_channels == 8
+    assert nodes["a.conv"].raw.template != nodes["b.conv"].raw.template
+    assert nodes["a.bn"].raw.template == nodes["b.bn"].raw.template
+
+
 def test_replay_with_bypassed_nodes_and_outputs_equals_expansion(write_spec):
     write_spec(
         LIB + "  wrap:\n    params: {w: 4}\n    output: mid\n    nodes:\n"
@@ -218,6 +348,13 @@ def test_layer_record_from_fields_is_the_dataclass():
     assert made == LayerStats(**values)
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.name = "x"
+
+
+def test_instance_scope_is_the_dataclass():
+    values = [object() for _ in dataclasses.fields(Scope)]
+    made = expand._scope(*values)
+    assert made == Scope(*values) and made.__dict__ == Scope(*values).__dict__
+    assert list(made.__dict__) == [f.name for f in dataclasses.fields(Scope)]
 
 
 def _merge_reference(fields):

@@ -9,66 +9,81 @@ pass follows the same rules, and `verify` compares its live buffers with this sc
 
 from __future__ import annotations
 
-from archspec.graph import INPUT, Graph, last_readers, numel
+import math
+
+from archspec.graph import INPUT, Graph, last_readers
 from archspec.ops import Shape
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 
-def live_curve(graph: Graph, shapes: dict[str, Shape], nodes: list[str], *, in_place: bool = True) -> dict[str, int]:
+def live_curve(
+    graph: Graph,
+    shapes: dict[str, Shape],
+    nodes: list[str],
+    *,
+    in_place: bool = True,
+) -> dict[str, int]:
     """Live activation elements (per image) just after each node ran, before its inputs are released.
 
     A buffer is live while any tensor using it has a reader still to run, or is a graph output.
     The live total is kept as a running sum (a buffer is added when created, removed when its last
-    tensor dies), so the curve costs O(nodes + edges), not O(nodes x buffers).
+    tensor dies), so the curve costs O(nodes + edges), not O(nodes x buffers). Analysis steps the same
+    curve inside its walk over the whole graph (analyze._layers); both are held to the definition by
+    tests/test_analysis_walk.py.
     """
     keep = set(graph.outputs) | set(graph.train_outputs)
     last = last_readers(graph, nodes)
-    buffer_of = {INPUT: INPUT}
-    size = {INPUT: numel(shapes[INPUT])}
-    users = {INPUT: {INPUT}}  # buffer -> live tensors in it
-    curve = {INPUT: size[INPUT]}
-    live = size[INPUT]
-
-    def release(tensor: str) -> None:
-        nonlocal live
-        buffer = users[buffer_of[tensor]]
-        if tensor in buffer:
-            buffer.discard(tensor)
-            if not buffer:
-                live -= size[buffer_of[tensor]]
-
     ops = graph.nodes
+    prod = math.prod
+    # Tensor -> its buffer, as [live tensors in it, elements]. The tensors in a buffer are counted: each
+    # dies once (after its last reader, or after itself when nobody reads it), and only graph outputs are
+    # never released. The caller's input is a buffer of its own.
+    live = prod(shapes[INPUT])
+    input_buffer = [1, live]
+    buffer_of = {INPUT: input_buffer}
+    curve = {INPUT: live}
     for name in nodes:
         op = ops[name].op
         inputs = op.inputs
         if len(inputs) == 1:
             source = inputs[0]
             buffer = buffer_of[source]
-            alias = op.view or (
+            dies = last[source] == name and source not in keep
+            if op.view or (
                 in_place
+                and dies
                 and op.in_place
-                and buffer != INPUT  # the caller's input is never overwritten
-                and last.get(source) == name
-                and source not in keep
-                and len(users[buffer]) == 1  # no live view shares the buffer (source is in it)
-            )
+                and buffer is not input_buffer  # the caller's input is never overwritten
+                and buffer[0] == 1  # no live view shares the buffer (source is in it)
+            ):
+                buffer_of[name] = buffer
+                buffer[0] += 1
+            else:
+                elements = prod(shapes[name])
+                buffer_of[name] = [1, elements]
+                live += elements
+            curve[name] = live
+            if dies:
+                buffer[0] -= 1  # (the source's buffer)
+                if not buffer[0]:
+                    live -= buffer[1]
         else:
-            alias = False
-        if alias:
-            buffer_of[name] = buffer
-            users[buffer].add(name)
-        else:
-            buffer_of[name] = name
-            size[name] = elements = numel(shapes[name])
+            elements = prod(shapes[name])
+            buffer_of[name] = [1, elements]
             live += elements
-            users[name] = {name}
-        curve[name] = live
-        for i in inputs if len(inputs) == 1 else set(inputs):
-            if last.get(i) == name and i not in keep:
-                release(i)
-        if name not in keep and name not in last:  # read by nobody
-            release(name)
+            curve[name] = live
+            for i in set(inputs):
+                if last[i] == name and i not in keep:
+                    buffer = buffer_of[i]
+                    buffer[0] -= 1
+                    if not buffer[0]:
+                        live -= buffer[1]
+        if name not in last and name not in keep:  # read by nobody
+            buffer = buffer_of[name]
+            buffer[0] -= 1
+            if not buffer[0]:
+                live -= buffer[1]
     return curve
 
 

@@ -100,7 +100,19 @@ def apply_window(rf: ReceptiveField, window: Window) -> ReceptiveField:
             tuple((s * t0, lo - s * p0, hi + s * (k0 - 1 - p0)) for s, lo, hi in rows),
             tuple((s * t1, lo - s * p1, hi + s * (k1 - 1 - p1)) for s, lo, hi in cols),
         )
-    return ReceptiveField("local", axes, rf.misaligned, rf.context)
+    return _local_field(axes, rf.misaligned, rf.context)
+
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _local_field(axes, misaligned: bool, context: bool) -> ReceptiveField:
+    """`ReceptiveField("local", axes, misaligned, context)`, without the frozen __init__'s one
+    object.__setattr__ per field (one is made per window layer of every analysis)."""
+    field = _new_object(ReceptiveField)
+    _set_attribute(field, "__dict__", {"kind": "local", "axes": axes, "misaligned": misaligned, "context": context})
+    return field
 
 
 def merge(fields: list[ReceptiveField]) -> ReceptiveField:
@@ -121,9 +133,7 @@ def merge(fields: list[ReceptiveField]) -> ReceptiveField:
         cols += f.axes[1]
     rows_folded, rows_misaligned = _fold(rows)
     cols_folded, cols_misaligned = _fold(cols)
-    return ReceptiveField(
-        "local", (rows_folded, cols_folded), misaligned or rows_misaligned or cols_misaligned, context
-    )
+    return _local_field((rows_folded, cols_folded), misaligned or rows_misaligned or cols_misaligned, context)
 
 
 def _fold(pieces: list[Piece]) -> tuple[tuple[Piece, ...], bool]:
@@ -160,13 +170,17 @@ def receptive_fields(graph, shapes) -> tuple[dict[str, ReceptiveField], dict[str
     return fields, rules
 
 
-def field_of(name: str, inputs: list[str], shapes: dict, rule, fields: dict[str, ReceptiveField]) -> ReceptiveField:
+def field_of(
+    name: str, inputs: list[str], shapes: dict, rule, fields: dict[str, ReceptiveField], gates: list[bool] | None = None
+) -> ReceptiveField:
     """The receptive field of node `name`'s output, from its inputs' `fields` and `shapes` and its op's
-    `rule` (one step of `receptive_fields`, which analysis also takes node by node)."""
+    `rule` (one step of `receptive_fields`, which analysis also takes node by node). `gates`: which
+    inputs are broadcast gates (`broadcast_inputs` of their shapes), when the caller knows it."""
     if len(inputs) == 1:  # most nodes: nothing to merge, and a lone input is never a broadcast gate
         merged = fields[inputs[0]]
     else:
-        gates = broadcast_inputs([shapes[i] for i in inputs])
+        if gates is None:
+            gates = broadcast_inputs([shapes[i] for i in inputs])
         merged = merge([fields[i] for i, gate in zip(inputs, gates, strict=True) if not gate])
         if any(gates) and merged.kind == "local":
             merged = ReceptiveField("local", merged.axes, merged.misaligned, context=True)

@@ -31,7 +31,8 @@ class RawNode(NamedTuple):
     path: Path  # where the node's mapping sits in `doc`
     trail: tuple[tuple[Location, str], ...] = ()  # block uses that produced it, outermost first
     # Nodes with the same `template` (not None) come from one template node substituted with the same
-    # block arguments: their data are equal but for 'name' and 'inputs' (loading validates it once).
+    # block arguments, or with any when it reads none of them: their data are equal but for 'name' and
+    # 'inputs' (loading validates it once).
     template: int | None = None
 
     def locate(self, sub: Path = (), *, key: bool = False) -> Location:
@@ -104,7 +105,9 @@ class Expander:
         # block instances with the same arguments (ResNet's 35 identical units of layer3) substitute each
         # template node once. Only clean substitutions are kept, so every error is still found and reported
         # as before. The token (a number, unique in this expansion) becomes the nodes' RawNode.template.
+        # A node whose substitution read no parameter is kept under (template node, None): the same for any.
         self._substituted: dict[tuple, tuple[dict, dict, int, int]] = {}
+        self._read_parameters = False  # set by a substitution that looks a parameter up
         self._env_numbers: dict[tuple, int] = {}  # _freeze(bound parameters) -> a number for it
         # Block instances without nested blocks, expanded without a problem: (block, its arguments' number)
         # -> the expansion as an _InstancePlan, replayed under the names of the next instance with the same
@@ -190,6 +193,7 @@ class Expander:
         return self._evaluate(value, env, doc, path, block, trail, expr.interpolate)
 
     def _lookup(self, value: str, env, doc: Document, path: Path, block: str | None, trail) -> Any:
+        self._read_parameters = True
         param = value[1:]
         if env is None:
             self._outside_block(value, doc.locate(path), trail)
@@ -200,6 +204,7 @@ class Expander:
         return env[param]
 
     def _evaluate(self, text: str, env, doc: Document, path: Path, block: str | None, trail, how) -> Any:
+        self._read_parameters = True  # (an expression may not name one, but it is computed with them)
         try:
             return how(text, env or {})
         except expr.UnknownParameter as exc:
@@ -240,14 +245,19 @@ class Expander:
         token of that (template node, arguments) pair when the substitution was clean, else None."""
         key = (id(raw), env_key) if env_key is not None else None
         if key is not None:
-            hit = self._substituted.get(key)
+            # Under these arguments, or under any: a node that reads none of its block's parameters
+            # (`{name: bn1, op: batch_norm}`) substitutes the same whatever they are.
+            hit = self._substituted.get(key) or self._substituted.get((id(raw), None))
             if hit is not None and hit[0] is raw:
                 self._work += hit[2]  # the size limit counts the same work as without the cache
                 return dict(hit[1]), hit[3]  # a fresh top-level dict: expand() sets name and inputs, pops 'when'
         work, problems = self._work, self._problems
+        self._read_parameters = False
         data = self._substitute_node(raw, scope.env, scope.doc, path, scope.block, scope.trail)
         if key is not None and not self._bad_reference and self._problems == problems:
             token = len(self._substituted)
+            if not self._read_parameters:
+                key = (id(raw), None)
             self._substituted[key] = (raw, dict(data), self._work - work, token)
             return data, token
         return data, None
@@ -314,7 +324,7 @@ class Expander:
                 data["name"] = full
                 data["inputs"] = resolved
                 if not self._bad_reference:  # else already reported; validating '$x' would only repeat it
-                    self.out.nodes.append(RawNode(data, doc, path, trail, template))
+                    self.out.nodes.append(_new_tuple(RawNode, (data, doc, path, trail, template)))  # RawNode(...)
                     if record is not None:
                         record.append((name, data, resolved, path, template))
                 previous = full
@@ -408,6 +418,9 @@ class Expander:
         repeat = use.repeat if isinstance(use.repeat, Repeat) else None
         count = repeat.count if repeat else (use.repeat or 1)
         x = resolved[0]
+        used_at = scope.doc.locate(path)  # the use's line, in every instance's trail
+        nodes_at = (*source.path, "nodes")
+        depth, output = scope.depth + 1, source.definition.output
         self._active.append(use.block)
         try:
             for k in range(count):
@@ -419,27 +432,16 @@ class Expander:
                     fmt = repeat.name if repeat else "{i}"
                     start = repeat.start if repeat else 0
                     instance = f"{full}.{fmt.replace('{i}', str(start + k))}"
-                here = (*scope.trail, (scope.doc.locate(path), f"in block '{use.block}' instance '{instance}'"))
+                here = (*scope.trail, (used_at, f"in block '{use.block}' instance '{instance}'"))
                 if k <= 1:  # the instances after the second take the same arguments as it: bind them once
                     given = {**use.args, **(use.first if k == 0 else {})}
                     bound = self._bind(source, use.block, given, here)
                     if bound is None:
                         break
                     env_key = self._env_number(bound)
-                inner = Scope(
-                    source.doc,
-                    (*source.path, "nodes"),
-                    instance + ".",
-                    x,
-                    bound,
-                    use.block,
-                    here,
-                    scope.depth + 1,
-                    source.definition.output,
-                    env_key,
-                )
+                inner = _scope(source.doc, nodes_at, instance + ".", x, bound, use.block, here, depth, output, env_key)
                 x = self._expand_instance(source, inner)
-                if source.definition.output is not None:
+                if output is not None:
                     x = self._block_output(source, use.block, instance, here)
                     if x is None:
                         x = resolved[0]
@@ -500,17 +502,21 @@ class Expander:
         """What expanding `plan`'s block in `scope` gives (see _expand_instance): its steps, under this
         instance's names; returns the output tensor."""
         prefix, x, doc, trail = scope.prefix, scope.input, scope.doc, scope.trail
-        names, nodes, aliases = self.out.known_names, self.out.nodes, self.out.aliases
+        add_name, append, aliases = self.out.known_names.add, self.out.nodes.append, self.out.aliases
         for name, data, targets, path, template in plan.steps:
             full = prefix + name
-            names.add(full)
+            add_name(full)
             if data is None:  # a bypassed node
                 aliases[full] = x if targets is None else prefix + targets
+                continue
+            data = data.copy()
+            data["name"] = full
+            if len(targets) == 1:  # most nodes (no comprehension to call)
+                target = targets[0]
+                data["inputs"] = [x if target is None else prefix + target]
             else:
-                data = data.copy()
-                data["name"] = full
                 data["inputs"] = [x if t is None else prefix + t for t in targets]
-                nodes.append(RawNode(data, doc, path, trail, template))
+            append(_new_tuple(RawNode, (data, doc, path, trail, template)))  # RawNode(...), one call fewer
         self._visited += plan.visited
         self._work += plan.work
         return x if plan.output is None else prefix + plan.output
@@ -653,7 +659,30 @@ class Expander:
         return None
 
 
+def _scope(doc, base, prefix, input, env, block, trail, depth, output, env_key) -> Scope:
+    """`Scope(doc, base, ...)` (every field, in order) without the frozen __init__'s one
+    object.__setattr__ per field: one is made per block instance."""
+    scope = _new_object(Scope)
+    fields = {
+        "doc": doc,
+        "base": base,
+        "prefix": prefix,
+        "input": input,
+        "env": env,
+        "block": block,
+        "trail": trail,
+        "depth": depth,
+        "output": output,
+        "env_key": env_key,
+    }
+    _set_attribute(scope, "__dict__", fields)
+    return scope
+
+
 _NOT_LOCAL = object()
+_new_tuple = tuple.__new__
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 @dataclass(frozen=True)

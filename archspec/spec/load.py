@@ -17,7 +17,7 @@ from archspec.errors import Diagnostic, Location, SpecError, UsageError, did_you
 from archspec.ops import REGISTRY, OpBase
 from archspec.spec import INPUT
 from archspec.spec.diagnostics import format_pydantic_errors, short
-from archspec.spec.expand import BlockSource, Expander, RawNode, Scope
+from archspec.spec.expand import BlockSource, Expander, RawNode, Scope, _freeze
 from archspec.spec.schema import BlockDef, BlockLibrary, SpecFile
 from archspec.spec.yamlsafe import MAX_FILE_BYTES, Document, document_from_data, parse_yaml
 
@@ -33,8 +33,8 @@ class LoadedNode(NamedTuple):
     trail: tuple[tuple[Location, str], ...]  # block uses that produced it, outermost first
     raw: RawNode  # the node as written (for pointing at one of its keys, e.g. a bad entry under 'inputs')
     # Nodes with the same `template` (not None) have ops equal in every field but 'name' and 'inputs'
-    # (one template line, the same block arguments; see RawNode.template): per-op figures computed for
-    # one of them hold for all at the same input shapes (analysis shares them).
+    # (their data are equal but for those two keys: see _load_nodes): per-op figures computed for one of
+    # them hold for all at the same input shapes (the graph and analysis share them).
     template: int | None = None
 
     @property
@@ -127,7 +127,8 @@ class _IncludeResolver:
     def include(self, doc: Document, includes: list[str], stack: tuple, here: FsPath | None = None) -> None:
         """Load `doc`'s includes: `archspec:<name>` from the package, else paths relative to `here`
         (default: the folder of `doc`)."""
-        here = here if here is not None else FsPath(doc.path).resolve().parent
+        if here is None and includes:  # (resolving a path takes system calls: not for a library without includes)
+            here = FsPath(doc.path).resolve().parent
         for i, rel in enumerate(includes):
             loc = doc.locate(("include", i))
             before = len(self.errors)
@@ -305,7 +306,8 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     if raw is None:
         raw = read_spec_bytes(path)
     doc = parse_yaml(raw, path)
-    return load_document(doc, FsPath(path).resolve().parent, (FsPath(path).resolve(),))
+    resolved = FsPath(path).resolve()
+    return load_document(doc, resolved.parent, (resolved,))
 
 
 def load_text(text: str, name: str = "<string>", base_dir: str | os.PathLike | None = None) -> LoadedSpec:
@@ -355,6 +357,7 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
     diagnostics.extend(resolver.errors)
 
     nodes: list[LoadedNode] = []
+    stochastic = False  # any op is
     expansion = None
     if isinstance(data.get("nodes"), list):
         # After a failed include any block might have come from it: unknown blocks are not guessed at.
@@ -362,18 +365,7 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
         expander.expand(data["nodes"], Scope.top(doc))
         expansion = expander.out
         diagnostics.extend(expansion.errors)
-        seen: set[tuple[Location, str]] = set()
-        validated: dict[int, OpBase] = {}  # RawNode.template -> the first such node's op
-        for raw_node in expansion.nodes:
-            template = validated.get(raw_node.template) if raw_node.template is not None else None
-            if template is not None:
-                op = _renamed(template, raw_node.data["name"], raw_node.data["inputs"])
-            else:
-                op = _validate_node(raw_node, diagnostics, seen)
-                if op is not None and raw_node.template is not None:
-                    validated[raw_node.template] = op
-            if op is not None:
-                nodes.append(LoadedNode(op, raw_node.trail, raw_node, raw_node.template))
+        nodes, stochastic = _load_nodes(expansion.nodes, diagnostics)
         if not nodes and not diagnostics:
             diagnostics.append(
                 Diagnostic(
@@ -393,10 +385,12 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
         )
         raise SpecError(diagnostics)
 
-    spec_errors = _check_outputs(spec, doc) + _check_survival(spec, nodes)
+    # (without a stochastic op there is no survival probability to check or give)
+    spec_errors = _check_outputs(spec, doc) + (_check_survival(spec, nodes) if stochastic else [])
     if spec_errors:
         raise SpecError(spec_errors)
-    nodes = _apply_stochastic_depth(spec, nodes)
+    if stochastic:
+        nodes = _apply_stochastic_depth(spec, nodes)
     last = nodes[-1].op.name if nodes else INPUT
     outputs = tuple(spec.outputs) if spec.outputs else (last,)
     return LoadedSpec(
@@ -408,6 +402,91 @@ def load_document(doc: Document, root: FsPath, stack: tuple) -> LoadedSpec:
         train_outputs=tuple(spec.train_outputs),
         document=doc,
     )
+
+
+def _load_nodes(raw_nodes: list[RawNode], diagnostics: list[Diagnostic]) -> tuple[list[LoadedNode], bool]:
+    """The nodes whose data validate, each with its op, and whether any op is stochastic; problems go to
+    `diagnostics`.
+
+    Nodes whose data are equal in every key but 'name' and 'inputs' (value and type, in the same key
+    order) are validated once: the others get a copy of that op under their own name and inputs
+    (see the loop), and all of them one number, `LoadedNode.template`, under which the graph and analysis
+    share shapes and figures. The expander has already grouped the nodes of one template line bound to
+    the same block arguments (RawNode.template): the data are compared only for the first of each such
+    group, and for the nodes outside blocks. A node that fails validation is never shared: each one is
+    validated and reports for itself."""
+    seen: set[tuple[Location, str]] = set()  # problems reported (one template line: each said once)
+    # A group of nodes with equal data: (LoadedNode.template, the first node's op, its class, fields and
+    # fields set): what copying that op for another node reads, taken once per group.
+    by_template: dict[int, tuple] = {}  # RawNode.template -> its group
+    by_data: dict[tuple, tuple] = {}  # _data_key -> the same
+    groups = 0  # LoadedNode.template numbers handed out
+    stochastic = False
+    nodes: list[LoadedNode] = []
+    append = nodes.append
+    for raw_node in raw_nodes:
+        data, _, _, trail, template = raw_node
+        first = by_template.get(template) if template is not None else None
+        if first is None:
+            key = _data_key(data)
+            first = by_data.get(key) if key is not None else None
+            if first is None:  # new data: validate them
+                op = _validate_node(raw_node, diagnostics, seen)
+                if op is None:
+                    continue
+                stochastic = stochastic or op.stochastic  # (the nodes given a copy share its class)
+                group = None
+                if key is not None or template is not None:
+                    group, groups = groups, groups + 1
+                    first = (group, op, type(op), op.__dict__, op.__pydantic_fields_set__)
+                    if key is not None:
+                        by_data[key] = first
+                    if template is not None:
+                        by_template[template] = first
+                append(_new_tuple(LoadedNode, (op, trail, raw_node, group)))
+                continue
+            if template is not None:
+                by_template[template] = first
+        # What validating this node gives: its data equal the first node's in every key but 'name' and
+        # 'inputs', which the expander has made a non-empty text and a list of texts, and validation takes
+        # them as they are. So nothing is left to check: copy the other fields (pydantic's `model_copy`
+        # without its generality, a third of a validation's cost). Like model_copy it shares the field
+        # values (a `kernel: [3, 5]` list): ops are frozen and nothing changes them. Validated ops have no
+        # extra or private attributes (tests compare each node's op with its own validation, which
+        # compares those too).
+        group, _, kind, fields, fields_set = first
+        op = _new_object(kind)
+        fields = fields.copy()
+        fields["name"] = data["name"]
+        fields["inputs"] = list(data["inputs"])
+        _set_attribute(op, "__dict__", fields)
+        _set_attribute(op, "__pydantic_fields_set__", set(fields_set))
+        _set_attribute(op, "__pydantic_extra__", None)  # extra keys are refused
+        _set_attribute(op, "__pydantic_private__", None)  # ops have no private attributes
+        append(_new_tuple(LoadedNode, (op, trail, raw_node, group)))
+    return nodes, stochastic
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _data_key(data: dict) -> tuple | None:
+    """A hashable key, equal for two nodes' data when they are equal in every key but 'name' and
+    'inputs', values with their types (`8`, `8.0` and `true` differ, as they do to the strict validation),
+    in the same key order; None when a value is not plain data (see expand._freeze)."""
+    items = []
+    for key, value in data.items():
+        if key == "name" or key == "inputs":
+            continue
+        kind = value.__class__
+        if kind in _PLAIN:
+            items.append((key, kind, value))
+        else:
+            frozen = _freeze(value)
+            if frozen is None:
+                return None
+            items.append((key, frozen))
+    return tuple(items)
 
 
 def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | None = None) -> OpBase | None:
@@ -462,24 +541,7 @@ def _validate_node(node: RawNode, diagnostics: list[Diagnostic], seen: set | Non
 
 _new_object = object.__new__
 _set_attribute = object.__setattr__
-
-
-def _renamed(template: OpBase, name: str, inputs: list[str]) -> OpBase:
-    """What validating a node gives when its data equal those of the node `template` was validated from
-    in every key but 'name' and 'inputs' (one template line, the same block arguments: RawNode.template).
-    The expander has made those two a non-empty text and a list of texts, which validation takes as they
-    are, so nothing is left to check: copy the other fields (pydantic's own `model_copy`, without its
-    generality, at a third of the cost of validating the node again). Like `model_copy` it shares the
-    field values themselves (a `kernel: [3, 5]` list): ops are frozen, and nothing changes them."""
-    op = _new_object(type(template))
-    fields = template.__dict__.copy()
-    fields["name"] = name
-    fields["inputs"] = list(inputs)
-    _set_attribute(op, "__dict__", fields)
-    _set_attribute(op, "__pydantic_fields_set__", set(template.__pydantic_fields_set__))
-    _set_attribute(op, "__pydantic_extra__", template.__pydantic_extra__)  # None: extra keys are refused
-    _set_attribute(op, "__pydantic_private__", template.__pydantic_private__)  # None: ops have none
-    return op
+_new_tuple = tuple.__new__  # LoadedNode(...) without the named tuple's own __new__ (one call fewer per node)
 
 
 def _check_outputs(spec: SpecFile, doc: Document) -> list[Diagnostic]:

@@ -200,7 +200,10 @@ class _Builder:
     """Builds plain data from parser events; refuses aliases, anchors, tags and runaway size."""
 
     def __init__(self, text: str, doc: Document):
-        self.events = yaml.parse(text, Loader=_EVENT_LOADER)
+        # The parser's events one by one: what `yaml.parse` yields, without its generator and a check_event
+        # call per event (a tenth of parsing a spec).
+        self.loader = _EVENT_LOADER(text)
+        self.next_event = self.loader.get_event
         self.doc = doc
         self.count = 0
 
@@ -208,15 +211,21 @@ class _Builder:
         raise SpecError(Diagnostic(_loc(self.doc.path, mark), message, hint))
 
     def document(self) -> Any:
-        event = next(self.events)
+        try:
+            return self._document()
+        finally:
+            self.loader.dispose()
+
+    def _document(self) -> Any:
+        event = self.next_event()
         assert isinstance(event, StreamStartEvent)
-        event = next(self.events)
+        event = self.next_event()
         if isinstance(event, StreamEndEvent):
             return _EMPTY
         assert isinstance(event, DocumentStartEvent)
-        data = self.value(next(self.events), (), 1)
-        assert isinstance(next(self.events), DocumentEndEvent)
-        event = next(self.events)
+        data = self.value(self.next_event(), (), 1)
+        assert isinstance(self.next_event(), DocumentEndEvent)
+        event = self.next_event()
         if not isinstance(event, StreamEndEvent):
             self._refuse(
                 event.start_mark,
@@ -247,7 +256,7 @@ class _Builder:
                 return event.value
         if event.__class__ is SequenceStartEvent:
             items = []
-            while (event := next(self.events)).__class__ is not SequenceEndEvent:
+            while (event := self.next_event()).__class__ is not SequenceEndEvent:
                 items.append(self.value(event, (*where, len(items)), depth + 1))
             return items
         if event.__class__ is MappingStartEvent:
@@ -291,7 +300,7 @@ class _Builder:
     def mapping(self, where: Path, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         key_at = self.doc.key_at
-        while (event := next(self.events)).__class__ is not MappingEndEvent:
+        while (event := self.next_event()).__class__ is not MappingEndEvent:
             if event.__class__ is not ScalarEvent or event.value == "<<" or event.anchor or event.tag:
                 self._refuse(
                     event.start_mark,
@@ -311,10 +320,10 @@ class _Builder:
                         "remove one of them; YAML would silently keep only the last",
                     )
                 )
-                self.value(next(self.events), (*here, "<duplicate>"), depth + 1)  # checked, then dropped
+                self.value(self.next_event(), (*here, "<duplicate>"), depth + 1)  # checked, then dropped
                 continue
             key_at[here] = _packed(mark)
-            result[key] = self.value(next(self.events), here, depth + 1)
+            result[key] = self.value(self.next_event(), here, depth + 1)
         return result
 
 
