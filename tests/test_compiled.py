@@ -54,8 +54,9 @@ def _clamped(y, clamp):
 @given(
     batch=st.integers(1, 2),
     channels=st.integers(1, 19),
-    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
-    kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    size=st.tuples(st.integers(1, 11), st.integers(1, 11)),
+    # the kernels' own fast paths (3 x 3, and 5 wide) as often as all other sizes together
+    kernel=st.one_of(st.sampled_from([(3, 3), (5, 5), (3, 5)]), st.tuples(st.integers(1, 5), st.integers(1, 5))),
     stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
     dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
     padding=st.tuples(st.integers(0, 3), st.integers(0, 3)),
@@ -94,6 +95,47 @@ def test_compiled_depthwise_conv_is_numpys_kernel_and_the_definition(
     numpy_kernel = _without_jit(run)
     np.testing.assert_array_equal(got, numpy_kernel)
     want = naive.conv2d(x, tensors["weight"], tensors.get("bias"), stride, padding, dilation, channels)
+    np.testing.assert_allclose(got, _clamped(want, clamp), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "dilation", "clamp"),
+    [
+        (3, 1, 1, RELU6),  # MobileNetV2's depthwise layers
+        (3, 2, 1, RELU6),
+        (5, 1, 1, None),  # EfficientNet's (SiLU runs on its own)
+        (5, 2, 1, None),
+        (3, 1, 2, RELU),
+        ([3, 5], 1, 1, None),
+    ],
+)
+def test_compiled_depthwise_layers_of_the_shipped_families(kernel, stride, dilation, clamp):
+    """Sizes where most pixels are inside the input (the kernel's register-held sums) and the border
+    ones are not: bit for bit NumPy's kernel, and the definition."""
+    channels, size = 24, 13
+    padding = [dilation * (k - 1) // 2 for k in ([kernel] * 2 if isinstance(kernel, int) else kernel)]
+    op = REGISTRY["conv2d"](
+        name="dw",
+        op="conv2d",
+        out_channels=channels,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        groups=channels,
+    )
+    rng = np.random.default_rng(7)
+    tensors = {k: rng.normal(size=s).astype(np.float32) for k, s in op.param_shapes([(channels, size, size)]).items()}
+    x = rng.normal(size=(1, size, size, channels)).astype(np.float32).transpose(0, 3, 1, 2)
+
+    def run():
+        with fast():
+            return op.forward_fused([x], Weights(tensors, "dw"), MatMul(), None, clamp)
+
+    got = run()
+    np.testing.assert_array_equal(got, _without_jit(run))
+    strides, dilations = op.stride, op.dilation
+    want = naive.conv2d(x, tensors["weight"], tensors["bias"], (strides,) * 2, padding, (dilations,) * 2, channels)
     np.testing.assert_allclose(got, _clamped(want, clamp), rtol=1e-5, atol=1e-5)
 
 

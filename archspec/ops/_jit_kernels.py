@@ -14,9 +14,11 @@ def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, h
     """out[b, y, x, c] = min(max(bias[c] + sum over taps (i, j) of taps[i, j, c] * x[b, y*sh + i*dh - ph,
     x*sw + j*dw - pw, c], lo), hi), with taps outside the input skipped (zero padding without a padded copy).
 
-    x (N, H, W, C), taps (kh, kw, C), bias (C,), out (N, Ho, Wo, C). Each output pixel's C sums are
-    accumulated in `out` itself, tap by tap in row-major order, then the bias is added: the order of
-    NumPy's kernel (Conv2d._depthwise), whose out-of-range taps add exact zeros."""
+    x (N, H, W, C), taps (kh, kw, C), bias (C,), out (N, Ho, Wo, C). The sum runs tap by tap in row-major
+    order, then the bias is added: the order of NumPy's kernel (Conv2d._depthwise), whose out-of-range
+    taps add exact zeros. A pixel whose window lies inside the input keeps its running sums in registers
+    (3 x 3: all nine taps in one expression; 5 wide: one row of taps at a time); a border pixel, or
+    another kernel size, accumulates in `out` tap by tap."""
     n, h, w, c = x.shape
     ho, wo = out.shape[1], out.shape[2]
     kh, kw = taps.shape[0], taps.shape[1]
@@ -26,22 +28,52 @@ def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, h
     for b in range(n):
         for y in range(ho):
             top = y * sh - ph
+            rows_inside = top >= 0 and top + (kh - 1) * dh < h
             for col in range(wo):
-                acc = out[b, y, col]
-                acc[:] = 0
                 left = col * sw - pw
-                for i in range(kh):
-                    row = top + i * dh
-                    if row < 0 or row >= h:
-                        continue
-                    for j in range(kw):
-                        at = left + j * dw
-                        if at < 0 or at >= w:
-                            continue
-                        source = x[b, row, at]
-                        tap = taps[i, j]
+                inside = rows_inside and left >= 0 and left + (kw - 1) * dw < w
+                acc = out[b, y, col]
+                if inside and kh == 3 and kw == 3:
+                    r0, r1, r2 = top, top + dh, top + 2 * dh
+                    c0, c1, c2 = left, left + dw, left + 2 * dw
+                    for k in range(c):
+                        v = x[b, r0, c0, k] * taps[0, 0, k]
+                        v += x[b, r0, c1, k] * taps[0, 1, k]
+                        v += x[b, r0, c2, k] * taps[0, 2, k]
+                        v += x[b, r1, c0, k] * taps[1, 0, k]
+                        v += x[b, r1, c1, k] * taps[1, 1, k]
+                        v += x[b, r1, c2, k] * taps[1, 2, k]
+                        v += x[b, r2, c0, k] * taps[2, 0, k]
+                        v += x[b, r2, c1, k] * taps[2, 1, k]
+                        v += x[b, r2, c2, k] * taps[2, 2, k]
+                        acc[k] = v
+                elif inside and kw == 5:
+                    c0, c1, c2, c3, c4 = left, left + dw, left + 2 * dw, left + 3 * dw, left + 4 * dw
+                    for i in range(kh):
+                        row = top + i * dh
                         for k in range(c):
-                            acc[k] += source[k] * tap[k]
+                            v = x[b, row, c0, k] * taps[i, 0, k]
+                            if i:
+                                v = acc[k] + v
+                            v += x[b, row, c1, k] * taps[i, 1, k]
+                            v += x[b, row, c2, k] * taps[i, 2, k]
+                            v += x[b, row, c3, k] * taps[i, 3, k]
+                            v += x[b, row, c4, k] * taps[i, 4, k]
+                            acc[k] = v
+                else:
+                    acc[:] = 0
+                    for i in range(kh):
+                        row = top + i * dh
+                        if row < 0 or row >= h:
+                            continue
+                        for j in range(kw):
+                            at = left + j * dw
+                            if at < 0 or at >= w:
+                                continue
+                            source = x[b, row, at]
+                            tap = taps[i, j]
+                            for k in range(c):
+                                acc[k] += source[k] * tap[k]
                 for k in range(c):
                     v = acc[k] + bias[k]
                     if v < lo:
