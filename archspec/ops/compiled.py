@@ -3,7 +3,7 @@
 Some work has no fast NumPy form: a depthwise convolution is a sum of kh x kw shifted views, which
 NumPy can only do as two whole-array passes per tap (a multiply, then an add), each streaming the whole
 map through memory. A compiled loop does every tap of one output pixel while its channels are in
-registers, 2-5x faster on MobileNet's and EfficientNet's layers. numba compiles such loops from Python
+registers, 2.5-6x faster on MobileNet's and EfficientNet's layers. numba compiles such loops from Python
 source (no compiler or build step at install time); the machine code is cached on disk after the first
 compilation (numba's `cache=True`), so later processes load it instead of compiling.
 
