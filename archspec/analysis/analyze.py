@@ -286,38 +286,29 @@ def _layers(graph: Graph, input_shape: Shape) -> tuple[list[LayerStats], dict[st
         if source is not None:
             buffer = buffer_of[source]
             dies = last[source] == name and source not in keep
-            if mode is _VIEW or (
+            shares = mode is _VIEW or (
                 mode is _IN_PLACE
                 and dies
                 and buffer is not input_buffer  # the caller's input is never overwritten
                 and buffer[0] == 1  # no live view shares the buffer (source is in it)
-            ):
-                buffer_of[name] = buffer
-                buffer[0] += 1
-            else:
-                elements = values["activations"]
-                buffer_of[name] = [1, elements]
-                live += elements
-            if live > peak:
-                peak, peak_at = live, name
-            if dies:
-                buffer[0] -= 1  # (the source's buffer)
-                if not buffer[0]:
-                    live -= buffer[1]
+            )
+            released = (source,) if dies else ()
+        else:
+            shares = False
+            released = [i for i in set(inputs) if last[i] == name and i not in keep]
+        if shares:
+            buffer_of[name] = buffer
+            buffer[0] += 1
         else:
             elements = values["activations"]
             buffer_of[name] = [1, elements]
             live += elements
-            if live > peak:
-                peak, peak_at = live, name
-            for i in set(inputs):
-                if last[i] == name and i not in keep:
-                    buffer = buffer_of[i]
-                    buffer[0] -= 1
-                    if not buffer[0]:
-                        live -= buffer[1]
+        if live > peak:
+            peak, peak_at = live, name
         if name not in last and name not in keep:  # read by nobody
-            buffer = buffer_of[name]
+            released = (*released, name)
+        for i in released:
+            buffer = buffer_of[i]
             buffer[0] -= 1
             if not buffer[0]:
                 live -= buffer[1]

@@ -50,37 +50,29 @@ def live_curve(
             source = inputs[0]
             buffer = buffer_of[source]
             dies = last[source] == name and source not in keep
-            if op.view or (
+            shares = op.view or (
                 in_place
                 and dies
                 and op.in_place
                 and buffer is not input_buffer  # the caller's input is never overwritten
                 and buffer[0] == 1  # no live view shares the buffer (source is in it)
-            ):
-                buffer_of[name] = buffer
-                buffer[0] += 1
-            else:
-                elements = prod(shapes[name])
-                buffer_of[name] = [1, elements]
-                live += elements
-            curve[name] = live
-            if dies:
-                buffer[0] -= 1  # (the source's buffer)
-                if not buffer[0]:
-                    live -= buffer[1]
+            )
+            released = (source,) if dies else ()
+        else:
+            shares = False
+            released = [i for i in set(inputs) if last[i] == name and i not in keep]
+        if shares:
+            buffer_of[name] = buffer
+            buffer[0] += 1
         else:
             elements = prod(shapes[name])
             buffer_of[name] = [1, elements]
             live += elements
-            curve[name] = live
-            for i in set(inputs):
-                if last[i] == name and i not in keep:
-                    buffer = buffer_of[i]
-                    buffer[0] -= 1
-                    if not buffer[0]:
-                        live -= buffer[1]
+        curve[name] = live
         if name not in last and name not in keep:  # read by nobody
-            buffer = buffer_of[name]
+            released = (*released, name)
+        for i in released:
+            buffer = buffer_of[i]
             buffer[0] -= 1
             if not buffer[0]:
                 live -= buffer[1]
