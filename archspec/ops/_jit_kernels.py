@@ -9,6 +9,16 @@ from __future__ import annotations
 from numba import njit
 
 
+@njit(inline="always")
+def _clamp(v, lo, hi):  # pragma: no cover (compiled)
+    """min(max(v, lo), hi) as ReLU (np.maximum) and ReLU6 (np.clip) compute it: a NaN stays NaN."""
+    if v < lo:
+        v = lo
+    if v > hi:
+        v = hi
+    return v
+
+
 @njit(cache=True, nogil=True)
 def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, hi):  # pragma: no cover (compiled)
     """out[b, y, x, c] = min(max(bias[c] + sum over taps (i, j) of taps[i, j, c] * x[b, y*sh + i*dh - ph,
@@ -76,18 +86,27 @@ def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, h
                                 acc[k] += source[k] * tap[k]
                 for k in range(c):
                     v = acc[k] + bias[k]
-                    if v < lo:
-                        v = lo
-                    if v > hi:
-                        v = hi
-                    acc[k] = v
+                    acc[k] = _clamp(v, lo, hi)
 
 
 @njit(cache=True, nogil=True)
-def affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
+def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
+    """`affine_clamp_from` with out as its own source, in place. (A kernel of its own: with two array
+    arguments that are one array, LLVM's run-time overlap check sends every loop to its scalar version,
+    measured 6x slower.)"""
+    _affine_clamp(out, out, scale, bias, has_scale, has_bias, lo, hi, channels_last)
+
+
+@njit(cache=True, nogil=True)
+def affine_clamp_from(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
     """out = min(max(source * scale[c] + bias[c], lo), hi) per channel c (the scale and the bias each only
-    when present), over (N, C, L) arrays, or (N, L, C) when `channels_last`; `source` may be `out` itself.
+    when present), over (N, C, L) arrays, or (N, L, C) when `channels_last`; source and out do not overlap.
     A NaN stays NaN."""
+    _affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last)
+
+
+@njit(inline="always")
+def _affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
     n = out.shape[0]
     if channels_last:
         length, c = out.shape[1], out.shape[2]
@@ -104,11 +123,7 @@ def affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channels
                         v = v * scale[k]
                     if has_bias:
                         v = v + bias[k]
-                    if v < lo:
-                        v = lo
-                    if v > hi:
-                        v = hi
-                    row[k] = v
+                    row[k] = _clamp(v, lo, hi)
         else:
             for k in range(c):
                 row = out[b, k]
@@ -121,11 +136,7 @@ def affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channels
                         v = v * s
                     if has_bias:
                         v = v + t
-                    if v < lo:
-                        v = lo
-                    if v > hi:
-                        v = hi
-                    row[p] = v
+                    row[p] = _clamp(v, lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -133,8 +144,4 @@ def add_clamp(a, b, out, lo, hi):  # pragma: no cover (compiled)
     """out = min(max(a + b, lo), hi), element by element over flat arrays of one length."""
     for k in range(out.shape[0]):
         v = a[k] + b[k]
-        if v < lo:
-            v = lo
-        if v > hi:
-            v = hi
-        out[k] = v
+        out[k] = _clamp(v, lo, hi)

@@ -64,9 +64,9 @@ def epilogue(
         channels = out.shape[2 if channels_last else 1]
         unused = np.ones(channels, dtype=np.float32)  # stands for a missing scale or bias (never read)
         lo, hi = (-np.inf, np.inf) if clamp is None else clamp
-        compiled.affine_clamp(
-            source,
-            out,
+        arrays = (out,) if source is out else (source, out)
+        (compiled.affine_clamp if source is out else compiled.affine_clamp_from)(
+            *arrays,
             unused if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
             unused if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
             scale is not None,
