@@ -5,7 +5,6 @@ that kernel's output is read by nothing else."""
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from unittest import mock
@@ -18,10 +17,11 @@ from hypothesis import strategies as st
 
 import archspec
 from archspec.ops import REGISTRY, MatMul, Weights, compiled
+from archspec.ops.base import Activation
 from archspec.ops.fastpath import fast
 from archspec.reference import forward as reference
 
-RELU, RELU6 = (0.0, math.inf), (0.0, 6.0)
+RELU, RELU6, SILU = Activation(lo=0.0), Activation(lo=0.0, hi=6.0), Activation(silu=True)
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,10 @@ def _without_jit(run):
 
 
 def _clamped(y, clamp):
-    return y if clamp is None else np.minimum(np.maximum(y, clamp[0]), clamp[1])
+    """y through an Activation (None: y itself); SiLU in float64."""
+    if clamp is not None and clamp.silu:
+        return y / (1 + np.exp(-y.astype(np.float64)))
+    return y if clamp is None else np.minimum(np.maximum(y, clamp.lo), clamp.hi)
 
 
 @settings(max_examples=60, deadline=None)
@@ -61,7 +64,7 @@ def _clamped(y, clamp):
     dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
     padding=st.tuples(st.integers(0, 3), st.integers(0, 3)),
     bias=st.booleans(),
-    clamp=st.sampled_from([None, RELU, RELU6]),
+    clamp=st.sampled_from([None, RELU, RELU6, SILU]),
     channels_last_input=st.booleans(),
     seed=st.integers(0, 2**16),
 )
@@ -93,7 +96,10 @@ def test_compiled_depthwise_conv_is_numpys_kernel_and_the_definition(
 
     got = run()
     numpy_kernel = _without_jit(run)
-    np.testing.assert_array_equal(got, numpy_kernel)
+    if clamp is SILU:  # the compiled SiLU is within 2.5 units in the last place of the exact value, NumPy's 3.5
+        np.testing.assert_array_max_ulp(got, numpy_kernel, maxulp=6)
+    else:
+        np.testing.assert_array_equal(got, numpy_kernel)
     want = naive.conv2d(x, tensors["weight"], tensors.get("bias"), stride, padding, dilation, channels)
     np.testing.assert_allclose(got, _clamped(want, clamp), rtol=1e-5, atol=1e-5)
 
@@ -145,7 +151,7 @@ def test_compiled_depthwise_layers_of_the_shipped_families(kernel, stride, dilat
     channels_last=st.booleans(),
     scale=st.booleans(),
     bias=st.booleans(),
-    clamp=st.sampled_from([None, RELU, RELU6, (-1.5, 2.0)]),
+    clamp=st.sampled_from([None, RELU, RELU6, Activation(-1.5, 2.0)]),
     specials=st.booleans(),
     seed=st.integers(0, 2**16),
 )
@@ -368,3 +374,116 @@ def test_a_batch_norm_after_a_concat_absorbs_its_relu():
     x = np.random.default_rng(5).normal(size=(2, 2, 5, 5)).astype(np.float32)
     unfused = reference.run(graph, x, weights, keep=lambda n: n == "c2")["c2"]
     np.testing.assert_allclose(model.forward(x, weights), unfused, rtol=1e-5, atol=1e-5)
+
+
+def _exact_silu(x: np.ndarray) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        return x64 / (1 + np.exp(-x64))
+
+
+def _ulps(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """|got - exact| in units of the last place of float32 at the exact value: 2^(e - 24) for |exact| in
+    [2^(e - 1), 2^e), and 2^-149 among the subnormal numbers."""
+    _, exponent = np.frexp(exact)
+    unit = np.ldexp(1.0, np.maximum(exponent - 24, -149))
+    return np.abs(got.astype(np.float64) - exact) / unit
+
+
+# Where exp(-x) overflows float32 (x below -ln(3.4e38) = -88.72) x / (1 + exp(-x)) is -0, in NumPy's
+# formula as in the compiled one (and PyTorch's), though the exact value is a tiny normal number.
+SILU_OVERFLOW = float(np.float32(-88.7228))
+
+
+def test_compiled_silu_is_within_two_and_a_half_ulps_of_the_exact_value():
+    """Measured on this grid: 2.33 units in the last place at most (NumPy's four passes: 3.46)."""
+    x = np.linspace(SILU_OVERFLOW, 100, 2_000_001, dtype=np.float32)
+    x = np.concatenate([x, -x[x < 0], np.float32(2.0) ** np.arange(-149, 7, dtype=np.float32)])
+    x = np.concatenate([x, -x])
+    x = x[x >= SILU_OVERFLOW]
+    with fast():
+        got = compiled.silu_compiled(x)
+    assert got is not None and got.dtype == np.float32
+    assert _ulps(got, _exact_silu(x)).max() <= 2.5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(SILU_OVERFLOW, allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=50))
+def test_compiled_silu_of_any_float_is_within_two_and_a_half_ulps(values):
+    x = np.array(values, dtype=np.float32)
+    with fast():
+        got = compiled.silu_compiled(x.copy(), in_place=True)
+    assert _ulps(got, _exact_silu(x)).max() <= 2.5
+
+
+def test_compiled_silu_limits_are_numpys():
+    """NaN stays NaN; silu(inf) = inf; silu(-inf) = -inf / inf = NaN; below the overflow, -0; -0 stays -0."""
+    x = np.array([np.nan, np.inf, -np.inf, -89.0, -100.0, -3e38, -0.0, 0.0], dtype=np.float32)
+    with fast():
+        got = compiled.silu_compiled(x)
+    with np.errstate(invalid="ignore"):  # (NumPy's -inf / inf)
+        want = _without_jit(lambda: REGISTRY["silu"](name="s", op="silu").forward([x], Weights({}, "s"), MatMul()))
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("layout", ["first", "last"])
+def test_the_epilogue_applies_silu(layout):
+    """A conv's epilogue with SiLU: the affine bit for bit NumPy's, then SiLU within 2.5 ulps of exact."""
+    rng = np.random.default_rng(11)
+    shape = (2, 7, 30) if layout == "first" else (2, 30, 7)
+    source = (rng.normal(size=shape) * 6).astype(np.float32)
+    scale, bias = rng.normal(size=(2, 7)).astype(np.float32)
+    along = (1, -1, 1) if layout == "first" else (1, 1, -1)
+    affine = source * scale.reshape(along) + bias.reshape(along)  # float32, as the kernel rounds it
+    out = np.empty_like(source)
+    with fast():
+        compiled.epilogue(out, scale, bias, SILU, layout == "last", source=source)
+    assert _ulps(out, _exact_silu(affine)).max() <= 2.5
+    numpy_out = np.empty_like(source)
+    _without_jit(lambda: compiled.epilogue(numpy_out, scale, bias, SILU, layout == "last", source=source))
+    np.testing.assert_array_max_ulp(out, numpy_out, maxulp=6)  # 2.5 + 3.5
+
+
+def test_a_conv_absorbs_its_batch_norm_and_silu(monkeypatch):
+    """EfficientNet's conv -> batch norm -> SiLU chains (pointwise, depthwise, and a squeeze-and-excitation
+    conv with a bias straight into SiLU) run as their convs' kernels: the SiLU kernels never run, and the
+    output is the unfused graph's."""
+    spec = {
+        "name": "mbconv",
+        "input": [4, 9, 9],
+        "nodes": [
+            {"name": "expand", "op": "conv2d", "out_channels": 12, "kernel": 1, "bias": False},
+            {"name": "bn1", "op": "batch_norm"},
+            {"name": "act1", "op": "silu"},
+            {"name": "dw", "op": "conv2d", "out_channels": 12, "kernel": 5, "padding": 2, "groups": 12, "bias": False},
+            {"name": "bn2", "op": "batch_norm"},
+            {"name": "act2", "op": "silu"},
+            {"name": "squeeze", "op": "adaptive_avg_pool2d", "output_size": 1},
+            {"name": "fc1", "op": "conv2d", "out_channels": 3, "kernel": 1},
+            {"name": "act3", "op": "silu"},
+            {"name": "fc2", "op": "conv2d", "out_channels": 12, "kernel": 1},
+            {"name": "gate", "op": "sigmoid"},
+            {"name": "scaled", "op": "mul", "inputs": ["act2", "gate"]},
+            {"name": "project", "op": "conv2d", "out_channels": 4, "kernel": 1, "bias": False},
+            {"name": "bn3", "op": "batch_norm"},
+        ],
+    }
+    model = archspec.load(spec)
+    graph = model.graph
+    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == {
+        "expand": ("bn1", "act1"),
+        "dw": ("bn2", "act2"),  # (act2's output is read twice: it is dw's fused output)
+        "fc1": (None, "act3"),
+        "fc2": ("gate", None),  # planned as an affine; the sigmoid's channel_affine says no at run time
+        "project": ("bn3", None),
+    }
+    weights = model.init_weights(3)
+    x = np.random.default_rng(4).normal(size=(2, 4, 9, 9)).astype(np.float32)
+    unfused = reference.run(graph, x, weights, keep=lambda n: n == "bn3")["bn3"]
+    silu = type(REGISTRY["silu"].model_construct())
+    ran = []
+    for method in ("forward", "forward_in_place"):
+        monkeypatch.setattr(silu, method, lambda self, *args: ran.append(self.name))
+    np.testing.assert_allclose(model.forward(x, weights), unfused, rtol=1e-5, atol=1e-5)
+    assert ran == []

@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from archspec.ops import REGISTRY, MatMul, Weights, conv
-from archspec.ops.base import pair
+from archspec.ops.base import Activation, pair
 from archspec.ops.fastpath import fast, fast_path
 from archspec.reference.forward import cpu_pressure
 
@@ -69,7 +69,11 @@ def test_cpu_pressure_reads_a_percentage_or_nothing():
     assert pressure is None or 0.0 <= pressure <= 100.0
 
 
-@settings(max_examples=25, deadline=None)
+def _silu(y):
+    return y / (1 + np.exp(-y.astype(np.float64)))
+
+
+@settings(max_examples=40, deadline=None)
 @given(
     batch=st.integers(1, 2),
     channels=st.integers(2, 5),  # (one input channel and one group is a depthwise conv)
@@ -79,47 +83,112 @@ def test_cpu_pressure_reads_a_percentage_or_nothing():
     padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
     bias=st.booleans(),
     affine=st.booleans(),
+    activation=st.sampled_from([None, "relu6", "silu"]),
+    compiled_transforms=st.booleans(),
+    one_tile_row_a_block=st.booleans(),
 )
-def test_winograd_is_the_convolution(batch, channels, out_channels, height, width, padding, bias, affine):
+def test_winograd_is_the_convolution(
+    batch,
+    channels,
+    out_channels,
+    height,
+    width,
+    padding,
+    bias,
+    affine,
+    activation,
+    compiled_transforms,
+    one_tile_row_a_block,
+):
     """F(2x2, 3x3) on the fast path (thresholds lowered so that small layers take it): odd and even
-    sizes, partial tiles, any padding, with and without bias and a fused per-channel affine (an
-    inference batch norm), against naive loops."""
+    sizes, partial tiles, any padding, with and without bias, a fused per-channel affine (an inference
+    batch norm) and a fused activation, with the NumPy transforms and with the compiled ones (in blocks
+    of one tile row, or one block), against naive loops."""
     assume(height + 2 * padding[0] >= 3 and width + 2 * padding[1] >= 3)
     rng = np.random.default_rng(batch * 1000 + channels * 100 + height * 10 + width)
     x = rng.normal(size=(batch, channels, height, width)).astype(np.float32)
     fields = {"out_channels": out_channels, "kernel": 3, "padding": list(padding), "bias": bias}
     op, tensors = _conv(fields, channels, rng)
+    act = {None: None, "relu6": Activation(lo=0.0, hi=6.0), "silu": Activation(silu=True)}[activation]
+    scale, shift = rng.normal(size=(2, out_channels)).astype(np.float32)
     mm = MatMul()
     with pytest.MonkeyPatch.context() as patch, fast():
         _every_layer_takes_winograd(patch)
-        if affine:
-            scale, shift = rng.normal(size=(2, out_channels)).astype(np.float32)
-            got = op.forward_fused([x], Weights(tensors, "c"), mm, lambda channels: (scale, shift))
+        if not compiled_transforms:
+            patch.setattr(conv, "kernels", lambda: None)
+        if one_tile_row_a_block:
+            patch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 1)
+        if affine or act is not None:
+            got = op.forward_fused([x], Weights(tensors, "c"), mm, (lambda c: (scale, shift)) if affine else None, act)
         else:
             got = op.forward([x], Weights(tensors, "c"), mm)
     want = naive.conv2d(x, tensors["weight"], tensors.get("bias"), (1, 1), padding, (1, 1), 1)
     if affine:
         want = want * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1)
-    assert got.shape == want.shape and got.flags.c_contiguous
+    if activation == "relu6":
+        want = np.clip(want, 0, 6)
+    elif activation == "silu":
+        want = _silu(want)
+    assert got.shape == want.shape and got.flags.c_contiguous and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # It did run as Winograd: 16 products per 2x2 output tile (plus the kernels' transform), not 36.
     tiles = batch * ((want.shape[2] + 1) // 2) * ((want.shape[3] + 1) // 2)
     assert mm.macs == 16 * out_channels * channels * (tiles + 9)
 
 
-def test_winograd_takes_only_the_layers_it_pays_for():
-    """Measured on VGG16's shapes (see conv.WINOGRAD_*): 256 -> 256 channels at 56 x 56 and 512 -> 512 at
-    28 x 28 take it; 512 at 14 x 14, 128 channels, stride 2 and grouped convs do not; neither does
-    measurement, outside the fast path."""
+@pytest.mark.parametrize("layout", ["one block", "blocks"])
+@pytest.mark.parametrize("activation", [None, Activation(lo=0.0)])
+def test_the_compiled_winograd_transforms_are_the_numpy_ones_bit_for_bit(monkeypatch, layout, activation):
+    """The compiled transforms add in the NumPy transforms' order: in one block (the same products) the
+    outputs are equal bit for bit; in blocks of tile rows BLAS forms products of other widths and may sum
+    them in another order, so they agree to float32 round-off."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 40, 13, 10)).astype(np.float32)  # odd height: the last tile row is cropped
+    op, tensors = _conv({"out_channels": 36, "kernel": 3, "padding": 1}, 40, rng)
+
+    def run(compiled: bool):
+        with pytest.MonkeyPatch.context() as patch, fast():
+            _every_layer_takes_winograd(patch)
+            if not compiled:
+                patch.setattr(conv, "kernels", lambda: None)
+            if layout == "blocks":  # 3 tile rows a block: 7 rows in blocks of 3, 3 and 1
+                patch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 16 * 2 * 40 * 5 * 4 * 3)
+            return op.forward_fused([x], Weights(tensors, "c"), MatMul(), None, activation)
+
+    compiled, numpy = run(True), run(False)
+    if layout == "one block":
+        np.testing.assert_array_equal(compiled, numpy)
+    else:
+        np.testing.assert_allclose(compiled, numpy, rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_takes_only_the_layers_it_pays_for(monkeypatch):
+    """With the compiled transforms (see conv.WINOGRAD_COMPILED_MIN_CHANNELS), measured in whole networks:
+    ResNet-50's 64 to 256 channels at 56 x 56 to 14 x 14, DenseNet-121's 128 -> 32 down to 7 x 7 and VGG16's
+    64 to 512 channels down to 28 x 28 take it; 512 -> 512 at 14 x 14 and 7 x 7 (16 MiB of transformed
+    weights) and VGG16's 3-channel first layer do not, nor do stride 2, dilation and grouped convs."""
     op = REGISTRY["conv2d"](name="c", op="conv2d", out_channels=512, kernel=3, padding=1)
+    assert conv.kernels() is not None  # numba is a dependency
     assert op._winograd_pays((1, 512, 28, 28), (3, 3), (1, 1), (1, 1), 28 * 28)
-    assert op._winograd_pays((1, 256, 56, 56), (3, 3), (1, 1), (1, 1), 56 * 56)
     assert not op._winograd_pays((1, 512, 14, 14), (3, 3), (1, 1), (1, 1), 14 * 14)
-    assert not op._winograd_pays((1, 128, 56, 56), (3, 3), (1, 1), (1, 1), 56 * 56)
+    assert not op._winograd_pays((1, 512, 7, 7), (3, 3), (1, 1), (1, 1), 7 * 7)
+    assert op._winograd_pays((4, 512, 14, 14), (3, 3), (1, 1), (1, 1), 14 * 14)  # 4 images pay for it
     assert not op._winograd_pays((1, 512, 56, 56), (3, 3), (2, 2), (1, 1), 28 * 28)
     assert not op._winograd_pays((1, 512, 56, 56), (3, 3), (1, 1), (2, 2), 52 * 52)
     grouped = REGISTRY["conv2d"](name="c", op="conv2d", out_channels=512, kernel=3, padding=1, groups=2)
     assert not grouped._winograd_pays((1, 512, 28, 28), (3, 3), (1, 1), (1, 1), 28 * 28)
+    for c, o, size in [(256, 256, 14), (128, 128, 28), (64, 64, 56), (128, 32, 7), (64, 64, 224)]:
+        layer = REGISTRY["conv2d"](name="c", op="conv2d", out_channels=o, kernel=3, padding=1)
+        assert layer._winograd_pays((1, c, size, size), (3, 3), (1, 1), (1, 1), size * size), (c, o, size)
+    first = REGISTRY["conv2d"](name="c", op="conv2d", out_channels=64, kernel=3, padding=1)
+    assert not first._winograd_pays((1, 3, 224, 224), (3, 3), (1, 1), (1, 1), 224 * 224)
+    # With the NumPy transforms (no numba), measured on VGG16's shapes (see conv.WINOGRAD_MIN_CHANNELS):
+    # 256 -> 256 channels at 56 x 56 and 512 -> 512 at 28 x 28 take it; 512 at 14 x 14 and 128 channels do not.
+    monkeypatch.setattr(conv, "kernels", lambda: None)
+    assert op._winograd_pays((1, 512, 28, 28), (3, 3), (1, 1), (1, 1), 28 * 28)
+    assert op._winograd_pays((1, 256, 56, 56), (3, 3), (1, 1), (1, 1), 56 * 56)
+    assert not op._winograd_pays((1, 512, 14, 14), (3, 3), (1, 1), (1, 1), 14 * 14)
+    assert not op._winograd_pays((1, 128, 56, 56), (3, 3), (1, 1), (1, 1), 56 * 56)
     # A batch whose transforms would pass WINOGRAD_MAX_BYTES runs as im2col in row blocks.
     assert not op._winograd_pays((64, 512, 28, 28), (3, 3), (1, 1), (1, 1), 28 * 28)
 
@@ -127,6 +196,8 @@ def test_winograd_takes_only_the_layers_it_pays_for():
 def _every_layer_takes_winograd(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
     patch.setattr(conv, "WINOGRAD_MIN_OUTPUT", 1)
+    patch.setattr(conv, "WINOGRAD_COMPILED_MIN_CHANNELS", 1)
+    patch.setattr(conv, "WINOGRAD_REFERENCE_PAIRS", 10**12)
 
 
 def test_measurement_never_takes_winograd(monkeypatch):

@@ -179,8 +179,9 @@ def test_verify_sees_channel_first_arrays_and_the_fast_path_the_same_numbers(nod
 
 
 def test_winograd_and_in_place_tap_sums_in_a_whole_network(monkeypatch):
-    """Layers big enough for the fast path's other conv kernels: a 64-channel 3x3 conv on a 56 x 56 map
-    (taps summed, added in place by BLAS when found) and a 256 -> 256 3x3 conv at 28 x 28 (Winograd),
+    """Layers big enough for the fast path's other conv kernels: a 16-channel 3x3 conv on a 56 x 56 map
+    (too few channels for Winograd: taps summed, added in place by BLAS when found) and a 256 -> 256 3x3
+    conv at 28 x 28 (Winograd),
     each followed by a batch norm it absorbs. Model.forward must agree with the unfused graph, and each
     kernel must have run where the rules in archspec/ops/conv.py send those layers."""
     from archspec.ops import blas
@@ -188,9 +189,9 @@ def test_winograd_and_in_place_tap_sums_in_a_whole_network(monkeypatch):
 
     spec = {
         "name": "wide",
-        "input": [64, 56, 56],
+        "input": [16, 56, 56],
         "nodes": [
-            {"name": "c1", "op": "conv2d", "out_channels": 64, "kernel": 3, "padding": 1, "bias": False},
+            {"name": "c1", "op": "conv2d", "out_channels": 16, "kernel": 3, "padding": 1, "bias": False},
             {"name": "bn1", "op": "batch_norm"},
             {"name": "r1", "op": "relu"},
             {"name": "c2", "op": "conv2d", "out_channels": 256, "kernel": 3, "stride": 2, "padding": 1},
@@ -202,7 +203,7 @@ def test_winograd_and_in_place_tap_sums_in_a_whole_network(monkeypatch):
     }
     model = archspec.load(spec)
     weights = model.init_weights(5)
-    x = np.random.default_rng(6).normal(size=(1, 64, 56, 56)).astype(np.float32)
+    x = np.random.default_rng(6).normal(size=(1, 16, 56, 56)).astype(np.float32)
     taken: dict[str, list[str]] = {"winograd": [], "tap_sum": []}
     for kernel in taken:
         original = getattr(Conv2d, f"_{kernel}")

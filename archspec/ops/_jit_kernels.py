@@ -6,7 +6,10 @@ them bit for bit)."""
 
 from __future__ import annotations
 
-from numba import njit
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 
 @njit(inline="always")
@@ -19,10 +22,76 @@ def _clamp(v, lo, hi):  # pragma: no cover (compiled)
     return v
 
 
-@njit(cache=True, nogil=True)
-def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, hi):  # pragma: no cover (compiled)
-    """out[b, y, x, c] = min(max(bias[c] + sum over taps (i, j) of taps[i, j, c] * x[b, y*sh + i*dh - ph,
-    x*sw + j*dw - pw, c], lo), hi), with taps outside the input skipped (zero padding without a padded copy).
+@intrinsic
+def _float32_from_bits(typingctx, bits):  # pragma: no cover (compiled)
+    """The float32 whose IEEE 754 bits are the int32 `bits` (LLVM's bitcast; numba has no scalar form)."""
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@njit(inline="always", error_model="numpy")
+def _silu(v):  # pragma: no cover (compiled)
+    """v / (1 + exp(-v)) for a float32 v, within 2.5 units in the last place of the exact value (2.33 measured
+    against float64; NumPy's four passes: 3.46), as one vectorizable expression: exp(t) = 2^n * exp(f) with n = round(t / ln 2)
+    and |f| <= ln 2 / 2, exp(f) by Cephes' expf polynomial (S. Moshier), 2^n made from its exponent bits.
+    NumPy's exp, called from a compiled loop, is one scalar call per element; LLVM will not vectorize a
+    table lookup on this CPU (AMD's gathers are slow). Limits as NumPy's formula: exp(-v) overflows to inf
+    past 88.72 (v / inf = -0), 1 + exp(-v) is 1 below -86, a NaN stays NaN, silu(-inf) is NaN."""
+    t = -v
+    overflow = t > np.float32(88.72283)
+    if t < np.float32(-86.0):
+        t = np.float32(-86.0)
+    if t > np.float32(88.72283):
+        t = np.float32(88.72283)
+    # n = round(t / ln 2), in [-124, 128]: +126.5 keeps the truncated value positive, so truncation rounds.
+    n = np.int32(t * np.float32(1.4426950408889634) + np.float32(126.5)) - np.int32(126)
+    whole = np.float32(n)
+    f = t - whole * np.float32(0.693359375)  # ln 2 in two parts (Cody and Waite): f exact to float32
+    f = f - whole * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4) * f + np.float32(1.3981999507e-3)
+    p = p * f + np.float32(8.3334519073e-3)
+    p = p * f + np.float32(4.1665795894e-2)
+    p = p * f + np.float32(1.6666665459e-1)
+    p = p * f + np.float32(5.0000001201e-1)
+    p = p * (f * f) + f + np.float32(1.0)
+    # 2^n as 2^(n - 1) * 2: n - 1 + 127 stays in the normal exponents [2, 254] for n in [-124, 128].
+    e = p * _float32_from_bits(np.int32((n + np.int32(126)) << np.int32(23))) * np.float32(2.0)
+    if overflow:
+        e = np.float32(np.inf)
+    return v / (np.float32(1.0) + e)
+
+
+@njit(inline="always", error_model="numpy")
+def _activate(v, lo, hi, silu):  # pragma: no cover (compiled)
+    """An epilogue's activation (archspec.ops.base.Activation): SiLU when `silu`, else min(max(v, lo), hi)."""
+    if silu:
+        return _silu(v)
+    return _clamp(v, lo, hi)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def silu_from(x, out):  # pragma: no cover (compiled)
+    """out = x / (1 + exp(-x)) (`_silu`) over flat float32 arrays of one length that do not overlap."""
+    for k in range(out.shape[0]):
+        out[k] = _silu(x[k])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def silu_in_place(x):  # pragma: no cover (compiled)
+    """`silu_from` with x as its own output (a kernel of its own, for the reason given at `affine_activate`)."""
+    for k in range(x.shape[0]):
+        x[k] = _silu(x[k])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, hi, silu):  # pragma: no cover
+    """out[b, y, x, c] = activation(bias[c] + sum over taps (i, j) of taps[i, j, c] * x[b, y*sh + i*dh - ph,
+    x*sw + j*dw - pw, c]) (`_activate`), with taps outside the input skipped (zero padding without a padded copy).
 
     x (N, H, W, C), taps (kh, kw, C), bias (C,), out (N, Ho, Wo, C). The sum runs tap by tap in row-major
     order, then the bias is added: the order of NumPy's kernel (Conv2d._depthwise), whose out-of-range
@@ -86,27 +155,29 @@ def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, h
                                 acc[k] += source[k] * tap[k]
                 for k in range(c):
                     v = acc[k] + bias[k]
-                    acc[k] = _clamp(v, lo, hi)
+                    acc[k] = _activate(v, lo, hi, silu)
 
 
-@njit(cache=True, nogil=True)
-def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
-    """`affine_clamp_from` with out as its own source, in place. (A kernel of its own: with two array
+@njit(cache=True, nogil=True, error_model="numpy")
+def affine_activate(out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last):  # pragma: no cover
+    """`affine_activate_from` with out as its own source, in place. (A kernel of its own: with two array
     arguments that are one array, LLVM's run-time overlap check sends every loop to its scalar version,
     measured 6x slower.)"""
-    _affine_clamp(out, out, scale, bias, has_scale, has_bias, lo, hi, channels_last)
+    _affine_activate(out, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last)
 
 
-@njit(cache=True, nogil=True)
-def affine_clamp_from(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
-    """out = min(max(source * scale[c] + bias[c], lo), hi) per channel c (the scale and the bias each only
-    when present), over (N, C, L) arrays, or (N, L, C) when `channels_last`; source and out do not overlap.
-    A NaN stays NaN."""
-    _affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last)
+@njit(cache=True, nogil=True, error_model="numpy")
+def affine_activate_from(
+    source, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last
+):  # pragma: no cover
+    """out = activation(source * scale[c] + bias[c]) per channel c (the scale and the bias each only when
+    present; `_activate`), over (N, C, L) arrays, or (N, L, C) when `channels_last`; source and out do not
+    overlap. A NaN stays NaN."""
+    _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last)
 
 
-@njit(inline="always")
-def _affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
+@njit(inline="always", error_model="numpy")
+def _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last):  # pragma: no cover
     n = out.shape[0]
     if channels_last:
         length, c = out.shape[1], out.shape[2]
@@ -123,7 +194,7 @@ def _affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channel
                         v = v * scale[k]
                     if has_bias:
                         v = v + bias[k]
-                    row[k] = _clamp(v, lo, hi)
+                    row[k] = _activate(v, lo, hi, silu)
         else:
             for k in range(c):
                 row = out[b, k]
@@ -136,12 +207,87 @@ def _affine_clamp(source, out, scale, bias, has_scale, has_bias, lo, hi, channel
                         v = v * s
                     if has_bias:
                         v = v + t
-                    row[p] = _clamp(v, lo, hi)
+                    row[p] = _activate(v, lo, hi, silu)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def add_activate(a, b, out, lo, hi, silu):  # pragma: no cover (compiled)
+    """out = activation(a + b) (`_activate`), element by element over flat arrays of one length."""
+    for k in range(out.shape[0]):
+        v = a[k] + b[k]
+        out[k] = _activate(v, lo, hi, silu)
 
 
 @njit(cache=True, nogil=True)
-def add_clamp(a, b, out, lo, hi):  # pragma: no cover (compiled)
-    """out = min(max(a + b, lo), hi), element by element over flat arrays of one length."""
-    for k in range(out.shape[0]):
-        v = a[k] + b[k]
-        out[k] = _clamp(v, lo, hi)
+def winograd_input(padded, v, first, stop):  # pragma: no cover (compiled)
+    """Winograd F(2x2, 3x3)'s input transform B^T d B of the 4 x 4 tiles (2 apart) in tile rows [first, stop)
+    of padded (N, C, Hp, Wp), Hp = 2 * th + 2, Wp = 2 * tw + 2. Position 4i + j of tile (ty, tx) goes to
+    v[4i + j, (b * C + c) * tiles + (ty - first) * tw + tx], tiles = (stop - first) * tw: each row of v is
+    an (N, C, tiles) block. Down the rows first, then across, with the additions of the NumPy transform
+    (Conv2d._winograd) in its order: d0 - d2, d1 + d2, d2 - d1, d1 - d3 each way."""
+    n, c, wp = padded.shape[0], padded.shape[1], padded.shape[3]
+    tw = (wp - 2) // 2
+    tiles = (stop - first) * tw
+    rows = np.empty((4, wp), dtype=padded.dtype)
+    for b in range(n):
+        for k in range(c):
+            plane = padded[b, k]
+            for ty in range(first, stop):
+                r0, r1, r2, r3 = plane[2 * ty], plane[2 * ty + 1], plane[2 * ty + 2], plane[2 * ty + 3]
+                for q in range(wp):
+                    rows[0, q] = r0[q] - r2[q]
+                    rows[1, q] = r1[q] + r2[q]
+                    rows[2, q] = r2[q] - r1[q]
+                    rows[3, q] = r1[q] - r3[q]
+                start = (b * c + k) * tiles + (ty - first) * tw
+                for i in range(4):
+                    e = rows[i]
+                    o0, o1, o2, o3 = v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]
+                    for tx in range(tw):
+                        e0, e1, e2, e3 = e[2 * tx], e[2 * tx + 1], e[2 * tx + 2], e[2 * tx + 3]
+                        o0[start + tx] = e0 - e2
+                        o1[start + tx] = e1 + e2
+                        o2[start + tx] = e2 - e1
+                        o3[start + tx] = e1 - e3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def winograd_output(m, out, bias, has_bias, lo, hi, silu, first, stop):  # pragma: no cover (compiled)
+    """Winograd F(2x2, 3x3)'s output transform A^T m A for tile rows [first, stop): m holds position p of
+    tile (ty, tx) of output channel o at m[p, (b * O + o) * tiles + (ty - first) * tw + tx] (the layout of
+    `winograd_input`), and the 2 x 2 tiles go to out (N, O, 2 th, 2 tw) rows 2 ty and 2 ty + 1, then
+    + bias[o] (when `has_bias`) and the activation (`_activate`). The additions of the NumPy transform and
+    epilogue (Conv2d._winograd, compiled.epilogue) in their order: down first ((m0 + m1) + m2 and
+    (m1 - m2) - m3), then across the same way."""
+    n, o = out.shape[0], out.shape[1]
+    tw = out.shape[3] // 2
+    tiles = (stop - first) * tw
+    for b in range(n):
+        for k in range(o):
+            t = bias[k]
+            for ty in range(first, stop):
+                top, bottom = out[b, k, 2 * ty], out[b, k, 2 * ty + 1]
+                start = (b * o + k) * tiles + (ty - first) * tw
+                for tx in range(tw):
+                    p = start + tx
+                    s0 = m[0, p] + m[4, p] + m[8, p]
+                    s1 = m[1, p] + m[5, p] + m[9, p]
+                    s2 = m[2, p] + m[6, p] + m[10, p]
+                    s3 = m[3, p] + m[7, p] + m[11, p]
+                    d0 = m[4, p] - m[8, p] - m[12, p]
+                    d1 = m[5, p] - m[9, p] - m[13, p]
+                    d2 = m[6, p] - m[10, p] - m[14, p]
+                    d3 = m[7, p] - m[11, p] - m[15, p]
+                    y00 = s0 + s1 + s2
+                    y01 = s1 - s2 - s3
+                    y10 = d0 + d1 + d2
+                    y11 = d1 - d2 - d3
+                    if has_bias:
+                        y00 += t
+                        y01 += t
+                        y10 += t
+                        y11 += t
+                    top[2 * tx] = _activate(y00, lo, hi, silu)
+                    top[2 * tx + 1] = _activate(y01, lo, hi, silu)
+                    bottom[2 * tx] = _activate(y10, lo, hi, silu)
+                    bottom[2 * tx + 1] = _activate(y11, lo, hi, silu)

@@ -9,7 +9,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from archspec.lazy import numpy as np
-from archspec.ops.base import NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
+from archspec.ops.base import Activation, NoTensors, OpBase, Plain, Pointwise, Saved, TrainSaves
+from archspec.ops.compiled import silu_compiled
 from archspec.ops.explain import no_params_lines, same_shape_line
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -18,7 +19,7 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 class ReLU(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["relu"]
     in_place: ClassVar[bool] = True
-    clamp_bounds: ClassVar[tuple[float, float] | None] = (0.0, math.inf)
+    epilogue_activation: ClassVar[Activation | None] = Activation(lo=0.0)
     # PyTorch's ReLU(inplace=...) in training: torchvision builds every ReLU with inplace=True. Either way
     # one tensor is saved (the result); in place, the result is the input's storage.
     inplace: bool = True
@@ -100,7 +101,7 @@ class ReLU6(_SavesSelf, _InPlace, _Elementwise):
     """min(max(x, 0), 6) (MobileNetV2; torchvision builds it with inplace=True)."""
 
     op: Literal["relu6"]
-    clamp_bounds: ClassVar[tuple[float, float] | None] = (0.0, 6.0)
+    epilogue_activation: ClassVar[Activation | None] = Activation(lo=0.0, hi=6.0)
     formula: ClassVar[str] = "min(max(x, 0), 6)"  # for `archspec explain`
     inplace: bool = True  # PyTorch's ReLU6(inplace=...) at training time (torchvision: True)
 
@@ -179,17 +180,27 @@ class SiLU(_SavesSelf, _InPlace, _Elementwise):
 
     op: Literal["silu"]
     formula: ClassVar[str] = "x · sigmoid(x)"  # for `archspec explain`
+    epilogue_activation: ClassVar[Activation | None] = Activation(silu=True)
     inplace: bool = True  # PyTorch's SiLU(inplace=...) at training time (torchvision: True)
 
     def to_onnx(self, g, xs, in_shapes):
         g.node("Mul", [xs[0], g.node("Sigmoid", xs)])  # ONNX has no SiLU: x * sigmoid(x), as PyTorch exports it
 
     def f(self, x):
+        if (out := silu_compiled(x)) is not None:
+            return out
         t = _one_plus_exp_minus(x)
         return np.divide(x, t, out=t)  # x * sigmoid(x) = x / (1 + exp(-x)): four passes, no temporaries left
 
     def forward_in_place(self, x):
-        return np.divide(x, _one_plus_exp_minus(x), out=x)
+        if (out := silu_compiled(x, in_place=True)) is not None:
+            return out
+        return silu_in_place(x)
+
+
+def silu_in_place(x: np.ndarray) -> np.ndarray:
+    """x / (1 + exp(-x)) into x, in NumPy's four passes."""
+    return np.divide(x, _one_plus_exp_minus(x), out=x)
 
 
 # Numerical Recipes' Chebyshev fit of erfc (Press et al., "erfcc"): relative error below 1.2e-7 for

@@ -141,6 +141,17 @@ class MatMul:
         out += scratch
 
 
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise function that a kernel can apply in its last pass over its output (its epilogue), so
+    that inference skips the activation node after it: min(max(y, lo), hi) (ReLU: lo = 0; ReLU6: 0 and 6),
+    or y / (1 + exp(-y)) when `silu`. `archspec.ops.compiled` applies it."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    silu: bool = False
+
+
 # affine(channels) -> (scale, shift) of shape (channels,), or None: see OpBase.forward_fused.
 AffineSource = Callable[[int], "tuple[np.ndarray, np.ndarray] | None"]
 
@@ -232,10 +243,10 @@ OP_CONTRACT: tuple[str, ...] = (
     "lecture_weights",  # tensors counted as "weights" in the lecture's tables (biases excluded)
     "absorbs_affine",  # its kernel can apply a following per-channel affine y * scale + shift to its output
     # channels for free (conv, linear: `forward_fused`), so inference can skip a batch norm after it
-    "absorbs_clamp",  # its kernel can apply a following clamp (below) in its last pass over the output (conv,
-    # linear, add: `forward_fused`), so inference can skip the ReLU after it
-    "clamp_bounds",  # (lo, hi) when the op at inference is nothing but min(max(x, lo), hi) element by element
-    # (ReLU: (0, inf), ReLU6: (0, 6)); None for every other op
+    "absorbs_activation",  # its kernel can apply a following activation (below) in its last pass over the
+    # output (conv, linear, add, batch norm: `forward_fused`), so inference can skip the activation after it
+    "epilogue_activation",  # an Activation when the op is nothing but that elementwise function (ReLU, ReLU6,
+    # SiLU), which a producer may apply in its last pass; None for every other op
     # static rules (shapes only)
     "output_shape",
     "param_shapes",
@@ -275,8 +286,8 @@ class OpBase(BaseModel):
     stochastic: ClassVar[bool]
     lecture_weights: ClassVar[tuple[str, ...]]
     absorbs_affine: ClassVar[bool]
-    absorbs_clamp: ClassVar[bool]
-    clamp_bounds: ClassVar[tuple[float, float] | None]
+    absorbs_activation: ClassVar[bool]
+    epilogue_activation: ClassVar[Activation | None]
 
     # ---- static rules (shapes only) -------------------------------------------------------
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
@@ -321,14 +332,13 @@ class OpBase(BaseModel):
         w: Weights,
         mm: MatMul,
         affine: AffineSource | None,
-        clamp: tuple[float, float] | None = None,
+        activation: Activation | None = None,
     ) -> np.ndarray | None:
-        """The kernel followed by a per-channel affine and then a clamp, fused: `affine` (only for ops
+        """The kernel followed by a per-channel affine and then an activation, fused: `affine` (only for ops
         with absorbs_affine = True) gives (scale, shift) for this op's output channels as `affine(channels)`,
         or None when the next op is not an affine after all; then this returns None and the caller runs
-        `forward` and the next ops. `clamp` (lo, hi) (only for ops with absorbs_clamp = True): the result
-        is min(max(y, lo), hi) (a following ReLU's `clamp_bounds`), applied in the kernel's last pass.
-        Either may be None.
+        `forward` and the next ops. `activation` (only for ops with absorbs_activation = True): a following
+        ReLU's or SiLU's `epilogue_activation`, applied in the kernel's last pass. Either may be None.
         Only the inference fast path uses it (`reference.forward.run(..., fuse=True)`); measurement never does."""
         raise NotImplementedError
 
@@ -401,8 +411,8 @@ class Plain:
     in_place: ClassVar[bool] = False
     size_dependent: ClassVar[bool] = False
     stochastic: ClassVar[bool] = False
-    absorbs_clamp: ClassVar[bool] = False
-    clamp_bounds: ClassVar[tuple[float, float] | None] = None
+    absorbs_activation: ClassVar[bool] = False
+    epilogue_activation: ClassVar[Activation | None] = None
 
 
 def contract_gaps(cls: type) -> list[str]:

@@ -122,7 +122,7 @@ class Linear(Plain, OpBase):
         return TrainSaves((Saved("input", what="mat1"),))  # and weight.t(), a view of the parameter
 
     absorbs_affine: ClassVar[bool] = True
-    absorbs_clamp: ClassVar[bool] = True
+    absorbs_activation: ClassVar[bool] = True
 
     def channel_affine(self, w, channels):
         return None  # it mixes features
@@ -130,15 +130,15 @@ class Linear(Plain, OpBase):
     def forward(self, xs, w, mm):
         return self._forward(xs, w, mm, None, None)
 
-    def forward_fused(self, xs, w, mm, affine, clamp=None):
+    def forward_fused(self, xs, w, mm, affine, activation=None):
         scale_shift = None if affine is None else affine(self.out_features)
         if affine is not None and scale_shift is None:
             return None
-        return self._forward(xs, w, mm, scale_shift, clamp)
+        return self._forward(xs, w, mm, scale_shift, activation)
 
-    def _forward(self, xs, w, mm, affine, clamp):
+    def _forward(self, xs, w, mm, affine, activation):
         """y = x W^T + b, then y * scale + shift per output feature when `affine` is given (folded into
-        a scaled copy of the weights and the bias), then min(max(y, lo), hi) when `clamp` is given."""
+        a scaled copy of the weights and the bias), then the activation when one is given."""
         x = xs[0]
         weight = w.param("weight", (self.out_features, x.shape[1]))
         bias = w.param("bias", (self.out_features,)) if self.bias else None
@@ -149,10 +149,10 @@ class Linear(Plain, OpBase):
         if self.per_pixel:  # (out, C) @ (N, C, H*W): channel-first, no transpose of the map
             n, c, h, width = x.shape
             out = mm(weight, x.reshape(n, c, h * width))
-            epilogue(out, None, bias, clamp)
+            epilogue(out, None, bias, activation)
             return out.reshape(n, self.out_features, h, width)
         out = mm(x, weight.T)
-        epilogue(out.reshape(len(out), 1, -1), None, bias, clamp, channels_last=True)
+        epilogue(out.reshape(len(out), 1, -1), None, bias, activation, channels_last=True)
         return out
 
     def probe(self):

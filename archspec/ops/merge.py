@@ -16,7 +16,7 @@ from archspec.ops.base import (
     TrainSaves,
     require_spatial,
 )
-from archspec.ops.compiled import add_clamp, clamp_in_place
+from archspec.ops.compiled import activate_in_place, add_activate
 from archspec.ops.explain import no_params_lines, shape
 
 
@@ -29,7 +29,7 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
 
     op: Literal["add"]
     arity: ClassVar[tuple[int, None]] = (2, None)
-    absorbs_clamp: ClassVar[bool] = True  # a residual block's add -> ReLU: one pass (`forward_fused`)
+    absorbs_activation: ClassVar[bool] = True  # a residual block's add -> ReLU: one pass (`forward_fused`)
 
     def explain(self, in_shapes, out_shape):
         terms = " + ".join(f"{name} ({shape(s)})" for name, s in zip(self.inputs, in_shapes, strict=True))
@@ -55,17 +55,17 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
             out += x
         return out
 
-    def forward_fused(self, xs, w, mm, affine, clamp=None):
-        """The sum, then min(max(y, lo), hi): on the fast path with the compiled kernels, two inputs laid
-        out alike are summed and clamped in one pass (a ResNet block's add and ReLU)."""
+    def forward_fused(self, xs, w, mm, affine, activation=None):
+        """The sum, then the activation: on the fast path with the compiled kernels, two inputs laid out
+        alike are summed and activated in one pass (a ResNet block's add and ReLU)."""
         if affine is not None:  # (absorbs_affine is False: the plan never asks)
             return None
-        if clamp is None:
+        if activation is None:
             return self.forward(xs, w, mm)
-        if len(xs) == 2 and (flat := add_clamp(xs[0], xs[1], clamp)) is not None:
+        if len(xs) == 2 and (flat := add_activate(xs[0], xs[1], activation)) is not None:
             return flat
         out = self.forward(xs, w, mm)
-        clamp_in_place(out, clamp)
+        activate_in_place(out, activation)
         return out
 
     def to_onnx(self, g, xs, in_shapes):

@@ -21,7 +21,7 @@ from archspec.ops.base import (
     TrainSaves,
     require_spatial,
 )
-from archspec.ops.compiled import clamp_in_place, epilogue
+from archspec.ops.compiled import activate_in_place, epilogue
 from archspec.ops.explain import no_params_lines, num, same_shape_line
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -82,7 +82,7 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
         return rng.normal(0, 0.1, shape)
 
     absorbs_affine: ClassVar[bool] = False
-    absorbs_clamp: ClassVar[bool] = True  # DenseNet's batch norm -> ReLU after a concat: one pass
+    absorbs_activation: ClassVar[bool] = True  # DenseNet's batch norm -> ReLU after a concat: one pass
 
     def channel_affine(self, w, channels):
         """At inference BN is x * scale + shift per channel: scale = gamma / sqrt(var + eps), shift = beta -
@@ -103,27 +103,27 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
         out += shift.astype(x.dtype).reshape(1, -1, 1, 1)
         return out
 
-    def forward_fused(self, xs, w, mm, affine, clamp=None):
-        """The batch norm, then min(max(y, lo), hi) (a ReLU after it): one pass (`compiled.epilogue`) for a
-        map laid out channel-first or channels-last, else the two passes of `forward` and a clamp."""
+    def forward_fused(self, xs, w, mm, affine, activation=None):
+        """The batch norm, then the activation after it (a ReLU): one pass (`compiled.epilogue`) for a map
+        laid out channel-first or channels-last, else the two passes of `forward` and the activation's."""
         x = xs[0]
         if affine is not None:  # (absorbs_affine is False: the plan never asks)
             return None
-        if clamp is None or x.ndim != 4:
+        if activation is None or x.ndim != 4:
             out = self.forward(xs, w, mm)
-            if clamp is not None:
-                clamp_in_place(out, clamp)
+            if activation is not None:
+                activate_in_place(out, activation)
             return out
         n, c, h, width = x.shape
         scale, shift = (a.astype(x.dtype) for a in self.channel_affine(w, c))
         if not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous:  # channels-last, kept so
             out = np.empty((n, h, width, c), dtype=x.dtype)
             source = x.transpose(0, 2, 3, 1).reshape(n, h * width, c)
-            epilogue(out.reshape(n, h * width, c), scale, shift, clamp, channels_last=True, source=source)
+            epilogue(out.reshape(n, h * width, c), scale, shift, activation, channels_last=True, source=source)
             return out.transpose(0, 3, 1, 2)
         out = np.empty(x.shape, dtype=x.dtype)
         source = np.ascontiguousarray(x).reshape(n, c, h * width)
-        epilogue(out.reshape(n, c, h * width), scale, shift, clamp, source=source)
+        epilogue(out.reshape(n, c, h * width), scale, shift, activation, source=source)
         return out
 
     def to_onnx(self, g, xs, in_shapes):

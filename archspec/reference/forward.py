@@ -184,8 +184,9 @@ def run(
     nothing and yields zeros.
     With `fuse` (the inference fast path, `Model.forward`; never for measurement), a per-channel affine
     (a batch norm) whose input is read by nothing else is applied by the kernel that produces that input
-    (`absorbs_affine`), and so is a ReLU after it or after the producer itself (`clamp_bounds`; producers
-    with `absorbs_clamp`: conv, linear, and the add of a residual block); the absorbed nodes pass the
+    (`absorbs_affine`), and so is an activation after it or after the producer itself (a ReLU's or a SiLU's
+    `epilogue_activation`; producers with `absorbs_activation`: conv, linear, batch norm, and the add of a
+    residual block); the absorbed nodes pass the
     result on. The output is the same (to float32 round-off), but the kernels'
     Weights/MatMul records are not what `measure` needs.
     `plan` (`inference_plan(graph)`, for Model.forward) stands for nodes, keep and dropped left out and
@@ -221,18 +222,18 @@ def run(
         elif op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
             out = op.forward_in_place(tensors[op.inputs[0]])
         elif name in absorbers:
-            affine_node, clamp_node = absorbers[name]
+            affine_node, activation_node = absorbers[name]
             affine = None
             if affine_node is not None:
                 affine = partial(
                     graph.op(affine_node).channel_affine, Weights(grouped.get(affine_node, {}), affine_node)
                 )
-            clamp = None if clamp_node is None else graph.op(clamp_node).clamp_bounds
-            out = op.forward_fused([tensors[i] for i in op.inputs], w, mm, affine, clamp)
+            activation = None if activation_node is None else graph.op(activation_node).epilogue_activation
+            out = op.forward_fused([tensors[i] for i in op.inputs], w, mm, affine, activation)
             if out is None:  # the follower is no per-channel affine: each runs its own kernel
                 out = op.forward([tensors[i] for i in op.inputs], w, mm)
             else:
-                absorbed.update(node for node in (affine_node, clamp_node) if node is not None)
+                absorbed.update(node for node in (affine_node, activation_node) if node is not None)
         else:
             out = op.forward([tensors[i] for i in op.inputs], w, mm)
         tensors[name] = out
@@ -303,10 +304,10 @@ def inference() -> Iterator[None]:
 def _absorbers(
     graph: Graph, order: list[str], keep: Callable[[str], bool], dropped: Collection[str]
 ) -> dict[str, tuple[str | None, str | None]]:
-    """{producer: (affine follower, clamp follower)}: the followers the producer's kernel may apply
-    (`absorbs_affine`, `absorbs_clamp`): a node that may be a per-channel affine (whether it is, its `channel_affine`
-    says at run time), then a clamp (`clamp_bounds`: a ReLU), or a clamp alone; either may be None, not
-    both. Each link must be the only reader of the one before, have that one input and not be dropped, and
+    """{producer: (affine follower, activation follower)}: the followers the producer's kernel may apply
+    (`absorbs_affine`, `absorbs_activation`): a node that may be a per-channel affine (whether it is, its
+    `channel_affine` says at run time), then an activation (`epilogue_activation`: a ReLU, a SiLU), or an
+    activation alone; either may be None, not both. Each link must be the only reader of the one before, have that one input and not be dropped, and
     only the last link may be kept (the others' outputs never exist on their own)."""
     readers = graph.readers
     running = set(order)
@@ -323,19 +324,19 @@ def _absorbers(
     claimed: set[str] = set()  # followers of an earlier producer (a batch norm its conv applies)
     for name in order:
         op = graph.op(name)
-        if name in dropped or name in claimed or not (op.absorbs_affine or op.absorbs_clamp):
+        if name in dropped or name in claimed or not (op.absorbs_affine or op.absorbs_activation):
             continue
         if (first := sole_follower(name)) is None:
             continue
-        if graph.op(first).clamp_bounds is not None:
-            if op.absorbs_clamp:
+        if graph.op(first).epilogue_activation is not None:
+            if op.absorbs_activation:
                 pairs[name] = (None, first)
             continue
         if not op.absorbs_affine:
             continue
-        second = sole_follower(first) if op.absorbs_clamp else None
-        clamp = second if second is not None and graph.op(second).clamp_bounds is not None else None
-        pairs[name] = (first, clamp)
+        second = sole_follower(first) if op.absorbs_activation else None
+        activation = second if second is not None and graph.op(second).epilogue_activation is not None else None
+        pairs[name] = (first, activation)
         claimed.add(first)
     return pairs
 
