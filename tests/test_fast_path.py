@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from archspec.ops import REGISTRY, MatMul, Weights, conv
+from archspec.ops import REGISTRY, MatMul, Weights, conv, windows
 from archspec.ops.base import Activation, pair
 from archspec.ops.fastpath import fast, fast_path
 from archspec.reference.forward import cpu_pressure
@@ -225,3 +225,45 @@ def test_a_tap_sum_applies_a_fused_affine(size, bias):
     want = naive.conv2d(x, tensors["weight"], tensors.get("bias"), (1, 1), (1, 1), (1, 1), 1)
     want = want * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    channels=st.integers(1, 4),
+    size=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+    kernel=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    stride=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    rows=st.tuples(st.integers(0, 20), st.integers(1, 20)),
+)
+def test_columns_from_stride_phases_are_the_strided_columns(channels, size, kernel, stride, dilation, rows):
+    """windows.phase_window_columns gathers the same im2col array as window_columns, for any block of
+    output rows."""
+    extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
+    assume(size[0] >= extent[0] and size[1] >= extent[1])
+    out = [(size[a] - extent[a]) // stride[a] + 1 for a in range(2)]
+    start, count = min(rows[0], out[0] - 1), rows[1]
+    stop = min(out[0], start + count)
+    padded = np.random.default_rng(0).normal(size=(2, channels, *size)).astype(np.float32)
+    want = windows.window_columns(padded, kernel, stride, dilation, out[1], (start, stop))
+    got = windows.phase_window_columns(padded, kernel, stride, dilation, out[1], (start, stop))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_wide_strided_conv_gathers_from_its_stride_phases(monkeypatch):
+    """ResNet's stem (7x7, stride 2, 112 wide) on the fast path takes the stride phases; measurement does
+    not; both give the definition."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1, 3, 224, 224)).astype(np.float32)
+    op, tensors = _conv({"out_channels": 4, "kernel": 7, "stride": 2, "padding": 3}, 3, rng)
+    taken = []
+    original = windows.phase_window_columns
+    monkeypatch.setattr(conv, "phase_window_columns", lambda *a: taken.append(1) or original(*a))
+    measured = op.forward([x], Weights(tensors, "c"), MatMul())
+    assert taken == []
+    with fast():
+        quick = op.forward([x], Weights(tensors, "c"), MatMul())
+    assert taken == [1]
+    np.testing.assert_array_equal(quick, measured)
+    want = naive.conv2d(x, tensors["weight"], tensors["bias"], (2, 2), (3, 3), (1, 1), 1)
+    np.testing.assert_allclose(quick, want, rtol=1e-4, atol=1e-4)

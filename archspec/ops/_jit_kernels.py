@@ -74,22 +74,41 @@ def _activate(v, lo, hi, silu):  # pragma: no cover (compiled)
     return _clamp(v, lo, hi)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+# The kernels that apply SiLU let LLVM contract a * b + c into one fused multiply-add (numba's fastmath flag
+# "contract" alone: no reassociation, no NaN or infinity assumptions), measured 5% faster on EfficientNet-B0;
+# their SiLU is not NumPy's bit for bit anyway. The others keep NumPy's roundings.
+SILU_FASTMATH = {"contract"}
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=SILU_FASTMATH)
 def silu_from(x, out):  # pragma: no cover (compiled)
     """out = x / (1 + exp(-x)) (`_silu`) over flat float32 arrays of one length that do not overlap."""
     for k in range(out.shape[0]):
         out[k] = _silu(x[k])
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=SILU_FASTMATH)
 def silu_in_place(x):  # pragma: no cover (compiled)
-    """`silu_from` with x as its own output (a kernel of its own, for the reason given at `affine_activate`)."""
+    """`silu_from` with x as its own output (a kernel of its own, for the reason given at `affine_clamp`)."""
     for k in range(x.shape[0]):
         x[k] = _silu(x[k])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, hi, silu):  # pragma: no cover
+def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, hi):  # pragma: no cover (compiled)
+    """`_depthwise_channels_last` followed by min(max(., lo), hi)."""
+    _depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, hi, False)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=SILU_FASTMATH)
+def depthwise_channels_last_silu(x, taps, bias, out, stride, dilation, padding):  # pragma: no cover (compiled)
+    """`_depthwise_channels_last` followed by SiLU."""
+    zero = np.float32(0.0)
+    _depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, zero, zero, True)
+
+
+@njit(inline="always", error_model="numpy")
+def _depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, hi, silu):  # pragma: no cover
     """out[b, y, x, c] = activation(bias[c] + sum over taps (i, j) of taps[i, j, c] * x[b, y*sh + i*dh - ph,
     x*sw + j*dw - pw, c]) (`_activate`), with taps outside the input skipped (zero padding without a padded copy).
 
@@ -159,25 +178,38 @@ def depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, h
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def affine_activate(out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last):  # pragma: no cover
-    """`affine_activate_from` with out as its own source, in place. (A kernel of its own: with two array
+def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover (compiled)
+    """`affine_clamp_from` with out as its own source, in place. (A kernel of its own: with two array
     arguments that are one array, LLVM's run-time overlap check sends every loop to its scalar version,
     measured 6x slower.)"""
-    _affine_activate(out, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last)
+    _affine_activate(out, out, scale, bias, has_scale, has_bias, lo, hi, False, channels_last)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def affine_activate_from(
-    source, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last
-):  # pragma: no cover
-    """out = activation(source * scale[c] + bias[c]) per channel c (the scale and the bias each only when
-    present; `_activate`), over (N, C, L) arrays, or (N, L, C) when `channels_last`; source and out do not
-    overlap. A NaN stays NaN."""
-    _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last)
+def affine_clamp_from(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
+    """`_affine_activate` followed by min(max(., lo), hi)."""
+    _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, False, channels_last)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=SILU_FASTMATH)
+def affine_silu(out, scale, bias, has_scale, has_bias, channels_last):  # pragma: no cover (compiled)
+    """`affine_silu_from` in place (see `affine_clamp`)."""
+    zero = np.float32(0.0)
+    _affine_activate(out, out, scale, bias, has_scale, has_bias, zero, zero, True, channels_last)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=SILU_FASTMATH)
+def affine_silu_from(source, out, scale, bias, has_scale, has_bias, channels_last):  # pragma: no cover (compiled)
+    """`_affine_activate` followed by SiLU."""
+    zero = np.float32(0.0)
+    _affine_activate(source, out, scale, bias, has_scale, has_bias, zero, zero, True, channels_last)
 
 
 @njit(inline="always", error_model="numpy")
 def _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last):  # pragma: no cover
+    """out = activation(source * scale[c] + bias[c]) per channel c (the scale and the bias each only when
+    present; `_activate`), over (N, C, L) arrays, or (N, L, C) when `channels_last`; source and out do not
+    overlap, unless they are one array (in place). A NaN stays NaN."""
     n = out.shape[0]
     if channels_last:
         length, c = out.shape[1], out.shape[2]

@@ -66,15 +66,18 @@ def epilogue(
         channels = out.shape[2 if channels_last else 1]
         unused = np.ones(channels, dtype=np.float32)  # stands for a missing scale or bias (never read)
         arrays = (out,) if source is out else (source, out)
-        (compiled.affine_activate if source is out else compiled.affine_activate_from)(
-            *arrays,
+        vectors = (
             unused if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
             unused if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
             scale is not None,
             bias is not None,
-            *kernel_activation(activation),
-            channels_last,
         )
+        if activation is not None and activation.silu:
+            kernel = compiled.affine_silu if source is out else compiled.affine_silu_from
+            kernel(*arrays, *vectors, channels_last)
+        else:
+            kernel = compiled.affine_clamp if source is out else compiled.affine_clamp_from
+            kernel(*arrays, *vectors, *kernel_activation(activation)[:2], channels_last)
         return
     shape = (-1,) if channels_last else (-1, 1)
     if source is not out:

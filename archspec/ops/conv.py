@@ -26,12 +26,16 @@ from archspec.ops.base import (
 from archspec.ops.compiled import epilogue, kernel_activation, kernels
 from archspec.ops.explain import dot, num, window_size_lines
 from archspec.ops.fastpath import fast_path
-from archspec.ops.windows import pad_input, window_columns
+from archspec.ops.windows import pad_input, phase_window_columns, window_columns
 
 # Upper bound on one row block of the im2col matrix (see Conv2d.forward): small enough that a big
 # layer's matrix (C*kh*kw times its input) is never built whole, large enough that the matrix
 # products stay few and large (each BLAS call with threads on a busy machine has a cost).
 COLUMN_BLOCK_BYTES = 16 << 20
+
+# A strided conv on the fast path gathers its im2col columns from the input's stride phases
+# (windows.phase_window_columns) when its output is at least this wide (measured faster from 56 on).
+PHASE_MIN_WIDTH = 56
 
 # Winograd's F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): a 3x3
 # convolution over each 4x4 input tile gives a 2x2 output tile with 16 products instead of 36, as
@@ -221,11 +225,13 @@ class Conv2d(Plain, OpBase):
         out = np.empty((n, g, self.out_channels // g, ho * wo), dtype=np.result_type(x, weight))
         # Output rows in blocks, so the im2col matrix in memory is at most ~COLUMN_BLOCK_BYTES at a time.
         block = max(1, COLUMN_BLOCK_BYTES // (n * c * kh * kw * wo * x.itemsize))
+        phased = fast_path() and stride != (1, 1) and kh * kw > 1 and wo >= PHASE_MIN_WIDTH
+        gather = phase_window_columns if phased else window_columns  # the same columns either way
         buffer = np.empty(n * c * kh * kw * min(block, ho) * wo, dtype=padded.dtype)  # reused by every block
         for top in range(0, ho, block):
             bottom = min(ho, top + block)
             # (N, C, kh, kw, rows, Wo) -> (N, G, C/G*kh*kw, rows*Wo): the im2col matrix, a free reshape.
-            cols = window_columns(padded, (kh, kw), stride, dilation, wo, (top, bottom), buffer)
+            cols = gather(padded, (kh, kw), stride, dilation, wo, (top, bottom), buffer)
             if bottom - top == ho:  # one block: the product goes straight into the output
                 mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
             else:  # (N, G, O/G, rows*Wo)
@@ -419,8 +425,11 @@ class Conv2d(Plain, OpBase):
                 taps = np.ascontiguousarray(weight.reshape(c, kh * kw).T).reshape(kh, kw, c)
                 bias = np.zeros(c, dtype=np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
                 channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # a free view after a depthwise conv
-                bounds = kernel_activation(activation)
-                compiled.depthwise_channels_last(channels_last, taps, bias, out, stride, dilation, (ph, pw), *bounds)
+                arguments = (channels_last, taps, bias, out, stride, dilation, (ph, pw))
+                if activation is not None and activation.silu:
+                    compiled.depthwise_channels_last_silu(*arguments)
+                else:
+                    compiled.depthwise_channels_last(*arguments, *kernel_activation(activation)[:2])
                 return out.transpose(0, 3, 1, 2)
         hp, wp = h + 2 * ph, w + 2 * pw
         padded = np.empty((n, hp, wp, c), dtype=x.dtype)  # only the border is zeroed: the rest is copied over

@@ -64,6 +64,39 @@ def window_columns(
     return cols
 
 
+def phase_window_columns(
+    padded: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_width: int,
+    rows: tuple[int, int],
+    buffer: np.ndarray | None = None,
+) -> np.ndarray:
+    """`window_columns` for a strided window, the same array by another route: the padded map is first split
+    into its stride phases (phase (a, b) holds padded[..., a::sh, b::sw], one strided copy each), in which
+    every kernel tap's windows are a plain stride-1 slice. Each tap's copy then reads whole contiguous rows
+    instead of every sh-th row and every sw-th element. Measured 1.9x faster for ResNet's 7x7 stride-2
+    stem (3 channels, 112 wide) and 1.2x for 32 channels 56 wide, slower for narrow maps with many channels
+    (256 channels 14 wide: the phases' copy costs more than it saves), hence Conv2d's PHASE_MIN_WIDTH."""
+    n, c = padded.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    start, stop = rows
+    count = stop - start
+    shape = (n, c, kh, kw, count, out_width)
+    size = n * c * kh * kw * count * out_width
+    cols = np.empty(shape, dtype=padded.dtype) if buffer is None else buffer[:size].reshape(shape)
+    band = padded[:, :, start * sh : (stop - 1) * sh + (kh - 1) * dh + 1]  # the rows these windows read
+    phases: dict[tuple[int, int], np.ndarray] = {}
+    for i in range(kh):
+        for j in range(kw):
+            (top, a), (left, b) = divmod(i * dh, sh), divmod(j * dw, sw)
+            if (a, b) not in phases:
+                phases[a, b] = np.ascontiguousarray(band[:, :, a::sh, b::sw])
+            cols[:, :, i, j] = phases[a, b][:, :, top : top + count, left : left + out_width]
+    return cols
+
+
 def _padded(x, kernel, stride, padding, dilation, ceil_mode, pad_value) -> tuple[np.ndarray, list[int]]:
     """x padded for sliding windows, and the number of windows along H and W (measured from the arrays)."""
     h, w = x.shape[2:]
