@@ -251,34 +251,21 @@ def add_activate(a, b, out, lo, hi, silu):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, nogil=True)
-def winograd_input(x, v, first, stop, ph, pw, tw):  # pragma: no cover (compiled)
+def winograd_input(padded, v, first, stop):  # pragma: no cover (compiled)
     """Winograd F(2x2, 3x3)'s input transform B^T d B of the 4 x 4 tiles (2 apart) in tile rows [first, stop)
-    of x (N, C, H, W) padded by ph rows and pw columns of zeros, and by more at the bottom and right up to
-    whole tiles (tw tiles across). Position 4i + j of tile (ty, tx) goes to v[4i + j, (b * C + c) * tiles +
-    (ty - first) * tw + tx], tiles = (stop - first) * tw: each row of v is an (N, C, tiles) block. Down the
-    rows first, then across, with the additions of the NumPy transform (Conv2d._winograd) in its order:
-    d0 - d2, d1 + d2, d2 - d1, d1 - d3 each way. The four padded input rows of a tile row are copied into
-    small buffers first (zeros where they fall outside x), so no padded copy of the map is made."""
-    n, c, h, w = x.shape
-    wp = 2 * tw + 2
+    of padded (N, C, Hp, Wp), Hp = 2 * th + 2, Wp = 2 * tw + 2. Position 4i + j of tile (ty, tx) goes to
+    v[4i + j, (b * C + c) * tiles + (ty - first) * tw + tx], tiles = (stop - first) * tw: each row of v is
+    an (N, C, tiles) block. Down the rows first, then across, with the additions of the NumPy transform
+    (Conv2d._winograd) in its order: d0 - d2, d1 + d2, d2 - d1, d1 - d3 each way."""
+    n, c, wp = padded.shape[0], padded.shape[1], padded.shape[3]
+    tw = (wp - 2) // 2
     tiles = (stop - first) * tw
-    source = np.zeros((4, wp), dtype=x.dtype)  # the tile row's four padded input rows
-    rows = np.empty((4, wp), dtype=x.dtype)
-    left, right = min(pw, wp), min(pw + w, wp)  # the padded columns that hold x's columns
+    rows = np.empty((4, wp), dtype=padded.dtype)
     for b in range(n):
         for k in range(c):
-            plane = x[b, k]
+            plane = padded[b, k]
             for ty in range(first, stop):
-                for i in range(4):
-                    row = 2 * ty + i - ph
-                    line = source[i]
-                    if 0 <= row < h:
-                        for q in range(left, right):
-                            line[q] = plane[row, q - pw]
-                    else:
-                        for q in range(left, right):
-                            line[q] = 0
-                r0, r1, r2, r3 = source[0], source[1], source[2], source[3]
+                r0, r1, r2, r3 = plane[2 * ty], plane[2 * ty + 1], plane[2 * ty + 2], plane[2 * ty + 3]
                 for q in range(wp):
                     rows[0, q] = r0[q] - r2[q]
                     rows[1, q] = r1[q] + r2[q]

@@ -329,13 +329,13 @@ class Conv2d(Plain, OpBase):
         # The padded input, extended with zeros at the bottom and right to whole tiles (4 + 2 * (tiles - 1)
         # cells each way; ho = h + 2 * ph - 2, so that is 0 or 1 cell more than the padded input).
         ph, pw = padding
+        padded = pad_input(x, padding, extra=(2 * th + 2 - (h + 2 * ph), 2 * tw + 2 - (w + 2 * pw)))
         # G g G^T for all (O, C) kernels at once: one product with the 16 x 9 matrix of G[a, i] G[b, j].
         u = mm(_winograd_kernel_transform(weight.dtype), weight.reshape(o * c, 9).T).reshape(16, 1, o, c)
         compiled = kernels() if x.dtype == weight.dtype == np.float32 else None
-        if compiled is not None:  # (it pads as it reads)
-            out = self._winograd_compiled(compiled, x, padding, u, bias, activation, (th, tw), mm)
+        if compiled is not None:
+            out = self._winograd_compiled(compiled, np.ascontiguousarray(padded), u, bias, activation, (th, tw), mm)
             return out if (2 * th, 2 * tw) == (ho, wo) else np.ascontiguousarray(out[:, :, :ho, :wo])
-        padded = pad_input(x, padding, extra=(2 * th + 2 - (h + 2 * ph), 2 * tw + 2 - (w + 2 * pw)))
         # B^T d B, first down the rows (row k of every tile: rows k, k+2, ... of the padded map) ...
         d = [padded[:, :, k : k + 2 * th : 2] for k in range(4)]
         down = np.empty((4, n, c, th, 2 * tw + 2), dtype=x.dtype)
@@ -372,7 +372,7 @@ class Conv2d(Plain, OpBase):
         return out
 
     @staticmethod
-    def _winograd_compiled(compiled, x, padding, u, bias, activation, tiles, mm: MatMul):
+    def _winograd_compiled(compiled, padded, u, bias, activation, tiles, mm: MatMul):
         """`_winograd` with each transform in one compiled pass: the same sums in the same order, so the
         same output bit for bit when the layer is one block (BLAS may sum a product of another width in
         another order) and the activation is no SiLU. The tile rows go in blocks whose transformed input
@@ -381,20 +381,20 @@ class Conv2d(Plain, OpBase):
         WINOGRAD_POSITION_SKEW bytes apart modulo 4 KiB, not a multiple of 4 KiB (which a 64 x 56 x 56
         layer's would be): the output transform reads all 16 at once, and 16 streams 4 KiB apart compete for
         one set of the L1 cache (measured 2.5x slower)."""
-        n, c = x.shape[:2]
+        n, c = padded.shape[:2]
         o = u.shape[2]
         th, tw = tiles
-        block = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * n * max(c, o) * tw * x.itemsize)))
+        block = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * n * max(c, o) * tw * padded.itemsize)))
         largest = n * max(c, o) * block * tw
-        stride = -(-largest // 1024) * 1024 + WINOGRAD_POSITION_SKEW // x.itemsize
-        v_rows, m_rows = _scratch(2 * 16 * stride, x.dtype)[: 2 * 16 * stride].reshape(2, 16, stride)
-        out = np.empty((n, o, 2 * th, 2 * tw), dtype=x.dtype)
+        stride = -(-largest // 1024) * 1024 + WINOGRAD_POSITION_SKEW // padded.itemsize
+        v_rows, m_rows = _scratch(2 * 16 * stride, padded.dtype)[: 2 * 16 * stride].reshape(2, 16, stride)
+        out = np.empty((n, o, 2 * th, 2 * tw), dtype=padded.dtype)
         bounds = kernel_activation(activation)
         bias32 = np.zeros(o, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         for first in range(0, th, block):
             stop = min(th, first + block)
             count = (stop - first) * tw
-            compiled.winograd_input(x, v_rows, first, stop, *padding, tw)
+            compiled.winograd_input(padded, v_rows, first, stop)
             v = v_rows[:, : n * c * count].reshape(16, n, c, count)  # a view: the row's start is split
             m = m_rows[:, : n * o * count].reshape(16, n, o, count)
             mm(u, v, out=m)  # (16, 1, O, C) @ (16, N, C, tiles) -> (16, N, O, tiles)
