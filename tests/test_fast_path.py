@@ -86,6 +86,7 @@ def _silu(y):
     activation=st.sampled_from([None, "relu6", "silu"]),
     compiled_transforms=st.booleans(),
     one_tile_row_a_block=st.booleans(),
+    channels_last_input=st.booleans(),
 )
 def test_winograd_is_the_convolution(
     batch,
@@ -99,6 +100,7 @@ def test_winograd_is_the_convolution(
     activation,
     compiled_transforms,
     one_tile_row_a_block,
+    channels_last_input,
 ):
     """F(2x2, 3x3) on the fast path (thresholds lowered so that small layers take it): odd and even
     sizes, partial tiles, any padding, with and without bias, a fused per-channel affine (an inference
@@ -107,6 +109,8 @@ def test_winograd_is_the_convolution(
     assume(height + 2 * padding[0] >= 3 and width + 2 * padding[1] >= 3)
     rng = np.random.default_rng(batch * 1000 + channels * 100 + height * 10 + width)
     x = rng.normal(size=(batch, channels, height, width)).astype(np.float32)
+    if channels_last_input:  # as a depthwise conv leaves its output on the fast path
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     fields = {"out_channels": out_channels, "kernel": 3, "padding": list(padding), "bias": bias}
     op, tensors = _conv(fields, channels, rng)
     act = {None: None, "relu6": Activation(lo=0.0, hi=6.0), "silu": Activation(silu=True)}[activation]
