@@ -6,6 +6,7 @@ that kernel's output is read by nothing else."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from unittest import mock
 
@@ -496,3 +497,25 @@ def test_a_conv_absorbs_its_batch_norm_and_silu(monkeypatch):
         monkeypatch.setattr(silu, method, lambda self, *args: ran.append(self.name))
     np.testing.assert_allclose(model.forward(x, weights), unfused, rtol=1e-5, atol=1e-5)
     assert ran == []
+
+
+def test_verify_never_imports_numba(tmp_path):
+    """Measurement takes none of the fast path's kernels, so `verify` must not even import numba (0.3 s):
+    a 3x3 conv wide enough for Winograd, a depthwise conv and a SiLU, verified in a fresh process."""
+    spec = tmp_path / "wide.yaml"
+    spec.write_text(
+        "name: wide\n"
+        "input: [32, 14, 14]\n"
+        "nodes:\n"
+        "  - {name: c1, op: conv2d, out_channels: 32, kernel: 3, padding: 1}\n"
+        "  - {name: dw, op: conv2d, out_channels: 32, kernel: 3, padding: 1, groups: 32}\n"
+        "  - {name: act, op: silu}\n"
+    )
+    code = (
+        "import sys\n"
+        "from archspec.verify import verify_spec\n"
+        f"report = verify_spec({str(spec)!r}, samples=20)\n"
+        "print('numba' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False"

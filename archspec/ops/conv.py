@@ -199,7 +199,7 @@ class Conv2d(Plain, OpBase):
             out = mm(x.transpose(0, 2, 3, 1).reshape(n, ho * wo, c), weight.reshape(self.out_channels, c).T)
             epilogue(out, scale_out, bias, activation, channels_last=True)
             return out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
-        if self._winograd_pays(x.shape, (kh, kw), stride, dilation, ho * wo) and fast_path():
+        if fast_path() and self._winograd_pays(x.shape, (kh, kw), stride, dilation, ho * wo):
             if scale_out is not None:  # the scale goes into the weights before their transform
                 weight, scale_out = weight * scale_out.reshape(-1, 1, 1, 1), None
             return self._winograd(x, weight, bias, activation, padding, (ho, wo), mm)
