@@ -142,13 +142,16 @@ def test_winograd_is_the_convolution(
 
 @pytest.mark.parametrize("layout", ["one block", "blocks"])
 @pytest.mark.parametrize("activation", [None, Activation(lo=0.0)])
-def test_the_compiled_winograd_transforms_are_the_numpy_ones_bit_for_bit(monkeypatch, layout, activation):
+@pytest.mark.parametrize("affine", [False, True])
+def test_the_compiled_winograd_transforms_are_the_numpy_ones_bit_for_bit(monkeypatch, layout, activation, affine):
     """The compiled transforms add in the NumPy transforms' order: in one block (the same products) the
     outputs are equal bit for bit; in blocks of tile rows BLAS forms products of other widths and may sum
-    them in another order, so they agree to float32 round-off."""
+    them in another order, so they agree to float32 round-off. With a fused batch norm, whose scale goes
+    on the output here (the weights, 36 x 40 x 9, outnumber the outputs, 2 x 36 x 13 x 10)."""
     rng = np.random.default_rng(7)
     x = rng.normal(size=(2, 40, 13, 10)).astype(np.float32)  # odd height: the last tile row is cropped
     op, tensors = _conv({"out_channels": 36, "kernel": 3, "padding": 1}, 40, rng)
+    scale, shift = rng.normal(size=(2, 36)).astype(np.float32)
 
     def run(compiled: bool):
         with pytest.MonkeyPatch.context() as patch, fast():
@@ -157,9 +160,16 @@ def test_the_compiled_winograd_transforms_are_the_numpy_ones_bit_for_bit(monkeyp
                 patch.setattr(conv, "kernels", lambda: None)
             if layout == "blocks":  # 3 tile rows a block: 7 rows in blocks of 3, 3 and 1
                 patch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 16 * 2 * 40 * 5 * 4 * 3)
-            return op.forward_fused([x], Weights(tensors, "c"), MatMul(), None, activation)
+            norm = (lambda channels: (scale, shift)) if affine else None
+            return op.forward_fused([x], Weights(tensors, "c"), MatMul(), norm, activation)
 
     compiled, numpy = run(True), run(False)
+    if affine:  # and both are the convolution, scaled and shifted
+        want = naive.conv2d(x, tensors["weight"], tensors["bias"], (1, 1), (1, 1), (1, 1), 1)
+        want = want * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1)
+        if activation is not None:
+            want = np.maximum(want, 0)
+        np.testing.assert_allclose(compiled, want, rtol=1e-4, atol=1e-4)
     if layout == "one block":
         np.testing.assert_array_equal(compiled, numpy)
     else:

@@ -284,18 +284,20 @@ def winograd_input(padded, v, first, stop):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def winograd_output(m, out, bias, has_bias, lo, hi, silu, first, stop):  # pragma: no cover (compiled)
+def winograd_output(m, out, scale, bias, has_scale, has_bias, lo, hi, silu, first, stop):  # pragma: no cover
     """Winograd F(2x2, 3x3)'s output transform A^T m A for tile rows [first, stop): m holds position p of
     tile (ty, tx) of output channel o at m[p, (b * O + o) * tiles + (ty - first) * tw + tx] (the layout of
     `winograd_input`), and the 2 x 2 tiles go to out (N, O, 2 th, 2 tw) rows 2 ty and 2 ty + 1, then
-    + bias[o] (when `has_bias`) and the activation (`_activate`). The additions of the NumPy transform and
-    epilogue (Conv2d._winograd, compiled.epilogue) in their order: down first ((m0 + m1) + m2 and
-    (m1 - m2) - m3), then across the same way."""
+    * scale[o] (when `has_scale`: a batch norm's, kept off the weights), + bias[o] (when `has_bias`) and the
+    activation (`_activate`). The additions of the NumPy transform and epilogue (Conv2d._winograd,
+    compiled.epilogue) in their order: down first ((m0 + m1) + m2 and (m1 - m2) - m3), then across the
+    same way."""
     n, o = out.shape[0], out.shape[1]
     tw = out.shape[3] // 2
     tiles = (stop - first) * tw
     for b in range(n):
         for k in range(o):
+            s = scale[k]
             t = bias[k]
             for ty in range(first, stop):
                 top, bottom = out[b, k, 2 * ty], out[b, k, 2 * ty + 1]
@@ -314,6 +316,11 @@ def winograd_output(m, out, bias, has_bias, lo, hi, silu, first, stop):  # pragm
                     y01 = s1 - s2 - s3
                     y10 = d0 + d1 + d2
                     y11 = d1 - d2 - d3
+                    if has_scale:
+                        y00 *= s
+                        y01 *= s
+                        y10 *= s
+                        y11 *= s
                     if has_bias:
                         y00 += t
                         y01 += t
