@@ -186,7 +186,10 @@ class Conv2d(Plain, OpBase):
         if affine is not None:
             scale, shift = (np.asarray(a, dtype=weight.dtype) for a in affine)
             bias = shift if bias is None else bias * scale + shift
-            if c == g or weight.size <= n * self.out_channels * ho * wo:  # scaling the smaller of the two
+            # On the fast path the compiled epilogues multiply in the pass they make anyway: the scale then
+            # costs nothing on the output, and a copy of the weights on them. Otherwise, scale the smaller.
+            free_on_output = c != g and fast_path() and kernels() is not None
+            if c == g or (not free_on_output and weight.size <= n * self.out_channels * ho * wo):
                 weight = weight * scale.reshape(-1, 1, 1, 1)
             else:
                 scale_out = scale
@@ -212,6 +215,8 @@ class Conv2d(Plain, OpBase):
             # slower than NumPy's product followed by a sum.
             in_place = ho * wo >= TAP_SUM_MIN_OUTPUT and blas.available(x.dtype)
             if self.out_channels < c or (in_place and g == 1 and c >= TAP_SUM_MIN_CHANNELS):
+                if scale_out is not None and weight.size <= n * self.out_channels * ho * wo:
+                    weight, scale_out = weight * scale_out.reshape(-1, 1, 1, 1), None  # (its own pass otherwise)
                 return self._tap_sum(x, weight, bias, scale_out, activation, (ho, wo), mm, in_place)
         padded = pad_input(x, padding)
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
