@@ -154,9 +154,12 @@ def test_compiled_depthwise_layers_of_the_shipped_families(kernel, stride, dilat
     bias=st.booleans(),
     clamp=st.sampled_from([None, RELU, RELU6, Activation(-1.5, 2.0)]),
     specials=st.booleans(),
+    residual=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_compiled_epilogue_is_numpys_passes_bit_for_bit(shape, channels_last, scale, bias, clamp, specials, seed):
+def test_compiled_epilogue_is_numpys_passes_bit_for_bit(
+    shape, channels_last, scale, bias, clamp, specials, residual, seed
+):
     rng = np.random.default_rng(seed)
     out = (rng.normal(size=shape) * 8).astype(np.float32)
     if specials:  # NaN stays NaN through a clamp, as through np.maximum and np.clip; infinities clamp
@@ -167,10 +170,12 @@ def test_compiled_epilogue_is_numpys_passes_bit_for_bit(shape, channels_last, sc
         "bias": rng.normal(size=channels).astype(np.float32) if bias else None,
     }
 
+    other = rng.normal(size=shape).astype(np.float32) if residual else None
+
     def run():
         y = out.copy()
         with fast():
-            compiled.epilogue(y, vectors["scale"], vectors["bias"], clamp, channels_last)
+            compiled.epilogue(y, vectors["scale"], vectors["bias"], clamp, channels_last, residual=other)
         return y
 
     got = run()
@@ -182,7 +187,11 @@ def test_compiled_epilogue_is_numpys_passes_bit_for_bit(shape, channels_last, sc
         want = want * vectors["scale"].reshape(along)
     if bias:
         want = want + vectors["bias"].reshape(along)
+    if residual:
+        want = want + other
     np.testing.assert_array_equal(got, _clamped(want, clamp))
+    if residual:
+        assert not np.shares_memory(got, other)
 
 
 def test_measurement_never_runs_compiled_code(monkeypatch):
@@ -202,6 +211,11 @@ def test_without_numba_the_kernels_are_numpys(monkeypatch):
     monkeypatch.delattr(archspec.ops, "_jit_kernels", raising=False)
     compiled.kernels.cache_clear()
     assert compiled.kernels() is None
+
+
+def _fusions(expected: dict) -> dict:
+    """A fusion plan written as {producer: (affine, activation[, add, residual])}."""
+    return {name: reference.Fusion(*followers) for name, followers in expected.items()}
 
 
 def _conv_relu_spec(read_twice: bool, keep_bn: bool) -> dict:
@@ -239,7 +253,7 @@ def test_which_followers_a_kernel_absorbs(read_twice, keep_bn, want):
     model = archspec.load(_conv_relu_spec(read_twice, keep_bn))
     graph = model.graph
     plan = reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set())
-    assert plan == want
+    assert plan == _fusions(want)
 
 
 @pytest.mark.parametrize(("read_twice", "keep_bn"), [(False, False), (True, False), (False, True)])
@@ -297,29 +311,126 @@ def test_add_then_clamp_is_numpys_add_and_relu_bit_for_bit(shape, layouts, clamp
     assert not np.shares_memory(got, a) and not np.shares_memory(got, b)
 
 
-def test_a_residual_add_absorbs_its_relu():
+def _bn(weights, name, y):
+    g, b, m, v = (
+        weights[f"{name}.{t}"].reshape(1, -1, 1, 1) for t in ("weight", "bias", "running_mean", "running_var")
+    )
+    return (y - m) / np.sqrt(v + 1e-5) * g + b
+
+
+@pytest.mark.parametrize("kernel", [1, 3])  # 1x1: the add in the epilogue's pass; 3x3 (Winograd): one more pass
+@pytest.mark.parametrize("swapped", [False, True])  # the add's inputs in either order
+def test_a_conv_absorbs_its_batch_norm_the_residual_add_and_the_relu(monkeypatch, kernel, swapped):
+    """A residual block's conv -> batch norm -> add(., identity) -> ReLU runs as the conv's kernel: the add and
+    the ReLU never run, and the output is the block's formula."""
+    add_inputs = ["input", "bn1"] if swapped else ["bn1", "input"]
     spec = {
         "name": "block",
-        "input": [3, 6, 6],
+        "input": [32, 6, 6],
         "nodes": [
-            {"name": "c1", "op": "conv2d", "out_channels": 3, "kernel": 3, "padding": 1, "bias": False},
+            {"name": "c1", "op": "conv2d", "out_channels": 32, "kernel": kernel, "padding": kernel // 2, "bias": False},
             {"name": "bn1", "op": "batch_norm"},
-            {"name": "sum", "op": "add", "inputs": ["bn1", "input"]},
+            {"name": "sum", "op": "add", "inputs": add_inputs},
             {"name": "out", "op": "relu"},
         ],
     }
     model = archspec.load(spec)
     graph = model.graph
-    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == {
-        "c1": ("bn1", None),  # bn1's output goes to the add: no clamp after it
-        "sum": (None, "out"),
-    }
+    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == _fusions(
+        {"c1": ("bn1", "out", "sum", "input")}
+    )
+    ran = []
+    for op_name in ("add", "relu"):
+        cls = type(REGISTRY[op_name].model_construct())
+        for method in ("forward", "forward_fused", "forward_in_place"):
+            if hasattr(cls, method):
+                monkeypatch.setattr(cls, method, lambda self, *a, **k: ran.append(self.name))
     weights = model.init_weights(1)
-    x = np.random.default_rng(2).normal(size=(2, 3, 6, 6)).astype(np.float32)
-    y = naive.conv2d(x, weights["c1.weight"], None, (1, 1), (1, 1), (1, 1), 1)
-    g, b, m, v = (weights[f"bn1.{t}"].reshape(1, -1, 1, 1) for t in ("weight", "bias", "running_mean", "running_var"))
-    want = np.maximum((y - m) / np.sqrt(v + 1e-5) * g + b + x, 0)
-    np.testing.assert_allclose(model.forward(x, weights), want, rtol=1e-5, atol=1e-5)
+    x = np.random.default_rng(2).normal(size=(2, 32, 6, 6)).astype(np.float32)
+    y = naive.conv2d(x, weights["c1.weight"], None, (1, 1), (kernel // 2,) * 2, (1, 1), 1)
+    want = np.maximum(_bn(weights, "bn1", y) + x, 0)
+    np.testing.assert_allclose(model.forward(x, weights), want, rtol=1e-4, atol=1e-4)
+    assert ran == []
+
+
+def test_a_downsampling_block_adds_in_its_shortcut_conv():
+    """ResNet's first block of a stage: conv -> bn -> [shortcut conv -> bn] -> add -> ReLU, the shortcut last
+    in the spec (torchvision's order). The main branch's conv cannot take the add (the shortcut does not exist
+    yet when it runs); the shortcut's conv takes it, with the main branch's output as the residual."""
+    spec = {
+        "name": "down",
+        "input": [8, 6, 6],
+        "nodes": [
+            {"name": "c1", "op": "conv2d", "out_channels": 16, "kernel": 3, "stride": 2, "padding": 1, "bias": False},
+            {"name": "bn1", "op": "batch_norm"},
+            {
+                "name": "ds",
+                "op": "conv2d",
+                "out_channels": 16,
+                "kernel": 1,
+                "stride": 2,
+                "bias": False,
+                "inputs": ["input"],
+            },
+            {"name": "bnd", "op": "batch_norm"},
+            {"name": "sum", "op": "add", "inputs": ["bn1", "bnd"]},
+            {"name": "out", "op": "relu"},
+        ],
+    }
+    model = archspec.load(spec)
+    graph = model.graph
+    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == _fusions(
+        {"c1": ("bn1", None), "ds": ("bnd", "out", "sum", "bn1")}
+    )
+    weights = model.init_weights(3)
+    x = np.random.default_rng(4).normal(size=(1, 8, 6, 6)).astype(np.float32)
+    main = _bn(weights, "bn1", naive.conv2d(x, weights["c1.weight"], None, (2, 2), (1, 1), (1, 1), 1))
+    shortcut = _bn(weights, "bnd", naive.conv2d(x, weights["ds.weight"], None, (2, 2), (0, 0), (1, 1), 1))
+    np.testing.assert_allclose(model.forward(x, weights), np.maximum(main + shortcut, 0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "want"),
+    [
+        # two convs into one add: the one that runs later takes it, the other's output as its residual
+        (
+            [
+                {"name": "c1", "op": "conv2d", "out_channels": 4, "kernel": 1},
+                {"name": "c2", "op": "conv2d", "out_channels": 4, "kernel": 1, "inputs": ["input"]},
+                {"name": "sum", "op": "add", "inputs": ["c1", "c2"]},
+                {"name": "out", "op": "relu"},
+            ],
+            {"c2": (None, "out", "sum", "c1")},
+        ),
+        # the conv's output is also read by something else: nothing may change it
+        (
+            [
+                {"name": "c1", "op": "conv2d", "out_channels": 4, "kernel": 1},
+                {"name": "sum", "op": "add", "inputs": ["c1", "input"]},
+                {"name": "both", "op": "add", "inputs": ["sum", "c1"]},
+            ],
+            {},
+        ),
+        # a sum of three: not a residual add
+        (
+            [
+                {"name": "c1", "op": "conv2d", "out_channels": 4, "kernel": 1},
+                {"name": "sum", "op": "add", "inputs": ["c1", "input", "input"]},
+            ],
+            {},
+        ),
+    ],
+)
+def test_which_residual_adds_a_conv_absorbs(nodes, want):
+    model = archspec.load({"name": "adds", "input": [4, 3, 3], "nodes": nodes})
+    graph = model.graph
+    plan = reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set())
+    assert {k: v for k, v in plan.items() if v.add is not None} == _fusions(want)
+    weights = model.init_weights(0)
+    x = np.random.default_rng(1).normal(size=(2, 4, 3, 3)).astype(np.float32)
+    out = graph.outputs[0]
+    unfused = reference.run(graph, x, weights, keep=lambda n: n == out)[out]
+    np.testing.assert_allclose(model.forward(x, weights), unfused, rtol=1e-5, atol=1e-5)
 
 
 @settings(max_examples=40, deadline=None)
@@ -368,9 +479,9 @@ def test_a_batch_norm_after_a_concat_absorbs_its_relu():
     }
     model = archspec.load(spec)
     graph = model.graph
-    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == {
-        "bn": (None, "relu")
-    }  # c1's output goes to the concat: nothing absorbed there
+    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == _fusions(
+        {"bn": (None, "relu")}
+    )  # c1's output goes to the concat: nothing absorbed there
     weights = model.init_weights(4)
     x = np.random.default_rng(5).normal(size=(2, 2, 5, 5)).astype(np.float32)
     unfused = reference.run(graph, x, weights, keep=lambda n: n == "c2")["c2"]
@@ -481,13 +592,15 @@ def test_a_conv_absorbs_its_batch_norm_and_silu(monkeypatch):
     }
     model = archspec.load(spec)
     graph = model.graph
-    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == {
-        "expand": ("bn1", "act1"),
-        "dw": ("bn2", "act2"),  # (act2's output is read twice: it is dw's fused output)
-        "fc1": (None, "act3"),
-        "fc2": ("gate", None),  # planned as an affine; the sigmoid's channel_affine says no at run time
-        "project": ("bn3", None),
-    }
+    assert reference._absorbers(graph, list(graph.order), lambda n: n in graph.outputs, set()) == _fusions(
+        {
+            "expand": ("bn1", "act1"),
+            "dw": ("bn2", "act2"),  # (act2's output is read twice: it is dw's fused output)
+            "fc1": (None, "act3"),
+            "fc2": ("gate", None),  # planned as an affine; the sigmoid's channel_affine says no at run time
+            "project": ("bn3", None),
+        }
+    )
     weights = model.init_weights(3)
     x = np.random.default_rng(4).normal(size=(2, 4, 9, 9)).astype(np.float32)
     unfused = reference.run(graph, x, weights, keep=lambda n: n == "bn3")["bn3"]

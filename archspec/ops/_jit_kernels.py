@@ -178,38 +178,54 @@ def _depthwise_channels_last(x, taps, bias, out, stride, dilation, padding, lo, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def affine_clamp(out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover (compiled)
+def affine_clamp(
+    out, scale, bias, residual, has_scale, has_bias, has_residual, lo, hi, channels_last
+):  # pragma: no cover
     """`affine_clamp_from` with out as its own source, in place. (A kernel of its own: with two array
     arguments that are one array, LLVM's run-time overlap check sends every loop to its scalar version,
     measured 6x slower.)"""
-    _affine_activate(out, out, scale, bias, has_scale, has_bias, lo, hi, False, channels_last)
+    _affine_activate(out, out, scale, bias, residual, has_scale, has_bias, has_residual, lo, hi, False, channels_last)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def affine_clamp_from(source, out, scale, bias, has_scale, has_bias, lo, hi, channels_last):  # pragma: no cover
+def affine_clamp_from(
+    source, out, scale, bias, residual, has_scale, has_bias, has_residual, lo, hi, channels_last
+):  # pragma: no cover (compiled)
     """`_affine_activate` followed by min(max(., lo), hi)."""
-    _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, False, channels_last)
+    _affine_activate(
+        source, out, scale, bias, residual, has_scale, has_bias, has_residual, lo, hi, False, channels_last
+    )
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=SILU_FASTMATH)
-def affine_silu(out, scale, bias, has_scale, has_bias, channels_last):  # pragma: no cover (compiled)
+def affine_silu(out, scale, bias, residual, has_scale, has_bias, has_residual, channels_last):  # pragma: no cover
     """`affine_silu_from` in place (see `affine_clamp`)."""
     zero = np.float32(0.0)
-    _affine_activate(out, out, scale, bias, has_scale, has_bias, zero, zero, True, channels_last)
+    _affine_activate(
+        out, out, scale, bias, residual, has_scale, has_bias, has_residual, zero, zero, True, channels_last
+    )
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=SILU_FASTMATH)
-def affine_silu_from(source, out, scale, bias, has_scale, has_bias, channels_last):  # pragma: no cover (compiled)
+def affine_silu_from(
+    source, out, scale, bias, residual, has_scale, has_bias, has_residual, channels_last
+):  # pragma: no cover (compiled)
     """`_affine_activate` followed by SiLU."""
     zero = np.float32(0.0)
-    _affine_activate(source, out, scale, bias, has_scale, has_bias, zero, zero, True, channels_last)
+    _affine_activate(
+        source, out, scale, bias, residual, has_scale, has_bias, has_residual, zero, zero, True, channels_last
+    )
 
 
 @njit(inline="always", error_model="numpy")
-def _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, silu, channels_last):  # pragma: no cover
-    """out = activation(source * scale[c] + bias[c]) per channel c (the scale and the bias each only when
-    present; `_activate`), over (N, C, L) arrays, or (N, L, C) when `channels_last`; source and out do not
-    overlap, unless they are one array (in place). A NaN stays NaN."""
+def _affine_activate(
+    source, out, scale, bias, residual, has_scale, has_bias, has_residual, lo, hi, silu, channels_last
+):  # pragma: no cover (compiled)
+    """out = activation(source * scale[c] + bias[c] + residual) per channel c (the scale, the bias and the
+    residual each only when present, added in that order; `_activate`), over (N, C, L) arrays, or (N, L, C)
+    when `channels_last`; residual is laid out as out; source and out do not overlap, unless they are one
+    array (in place); the residual overlaps neither (and is read only when present: an alias of out, even
+    unread, would make LLVM's loops scalar). A NaN stays NaN."""
     n = out.shape[0]
     if channels_last:
         length, c = out.shape[1], out.shape[2]
@@ -226,6 +242,8 @@ def _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, silu
                         v = v * scale[k]
                     if has_bias:
                         v = v + bias[k]
+                    if has_residual:
+                        v = v + residual[b, p, k]
                     row[k] = _activate(v, lo, hi, silu)
         else:
             for k in range(c):
@@ -239,6 +257,8 @@ def _affine_activate(source, out, scale, bias, has_scale, has_bias, lo, hi, silu
                         v = v * s
                     if has_bias:
                         v = v + t
+                    if has_residual:
+                        v = v + residual[b, k, p]
                     row[p] = _activate(v, lo, hi, silu)
 
 

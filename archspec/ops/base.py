@@ -247,6 +247,9 @@ OP_CONTRACT: tuple[str, ...] = (
     # output (conv, linear, add, batch norm: `forward_fused`), so inference can skip the activation after it
     "epilogue_activation",  # an Activation when the op is nothing but that elementwise function (ReLU, ReLU6,
     # SiLU), which a producer may apply in its last pass; None for every other op
+    "absorbs_residual",  # its kernel can add another tensor of its output's shape in its last pass, before the
+    # activation (conv: a residual block's conv -> batch norm -> add -> ReLU as one kernel, `forward_fused`)
+    "sums_inputs",  # the op is the elementwise sum of its inputs (add), which such a kernel may absorb
     # static rules (shapes only)
     "output_shape",
     "param_shapes",
@@ -288,6 +291,8 @@ class OpBase(BaseModel):
     absorbs_affine: ClassVar[bool]
     absorbs_activation: ClassVar[bool]
     epilogue_activation: ClassVar[Activation | None]
+    absorbs_residual: ClassVar[bool]
+    sums_inputs: ClassVar[bool]
 
     # ---- static rules (shapes only) -------------------------------------------------------
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
@@ -333,12 +338,15 @@ class OpBase(BaseModel):
         mm: MatMul,
         affine: AffineSource | None,
         activation: Activation | None = None,
+        residual: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """The kernel followed by a per-channel affine and then an activation, fused: `affine` (only for ops
         with absorbs_affine = True) gives (scale, shift) for this op's output channels as `affine(channels)`,
         or None when the next op is not an affine after all; then this returns None and the caller runs
         `forward` and the next ops. `activation` (only for ops with absorbs_activation = True): a following
         ReLU's or SiLU's `epilogue_activation`, applied in the kernel's last pass. Either may be None.
+        `residual` (only for ops with absorbs_residual = True): a tensor of the output's shape added after
+        the affine and before the activation (the other input of a residual block's add).
         Only the inference fast path uses it (`reference.forward.run(..., fuse=True)`); measurement never does."""
         raise NotImplementedError
 
@@ -413,6 +421,8 @@ class Plain:
     stochastic: ClassVar[bool] = False
     absorbs_activation: ClassVar[bool] = False
     epilogue_activation: ClassVar[Activation | None] = None
+    absorbs_residual: ClassVar[bool] = False
+    sums_inputs: ClassVar[bool] = False
 
 
 def contract_gaps(cls: type) -> list[str]:

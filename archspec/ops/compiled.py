@@ -50,17 +50,21 @@ def epilogue(
     activation: Activation | None = None,
     channels_last: bool = False,
     source: np.ndarray | None = None,
+    residual: np.ndarray | None = None,
 ) -> None:
-    """out = activation(source * scale + bias) per channel, `source` being out itself (in place) unless given
-    (then of out's shape): out is (N, C, L), or (N, L, C) with `channels_last`; scale and bias are (C,) or
-    None; so is the activation (a clamp, or SiLU). On the fast path with the compiled kernels, one pass;
+    """out = activation(source * scale + bias + residual) per channel, `source` being out itself (in place)
+    unless given (then of out's shape): out is (N, C, L), or (N, L, C) with `channels_last`; scale and bias
+    are (C,) or None; so is the activation (a clamp, or SiLU); the residual (a residual block's other
+    input, laid out as out, or None) is added after the bias. On the fast path with the compiled kernels, one pass;
     otherwise one NumPy pass per step, in the same order. The results are equal bit for bit, but for SiLU,
     whose compiled and NumPy forms are within 2.5 and 3.5 units in the last place of the exact value."""
     if source is None:
-        if scale is None and bias is None and activation is None:
+        if scale is None and bias is None and activation is None and residual is None:
             return
         source = out
     contiguous = out.flags.c_contiguous and source.flags.c_contiguous and source.dtype == out.dtype == np.float32
+    if residual is not None:
+        contiguous = contiguous and residual.flags.c_contiguous and residual.dtype == np.float32
     compiled = kernels() if fast_path() and contiguous else None
     if compiled is not None:
         channels = out.shape[2 if channels_last else 1]
@@ -69,8 +73,10 @@ def epilogue(
         vectors = (
             unused if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
             unused if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
+            _no_residual() if residual is None else residual,
             scale is not None,
             bias is not None,
+            residual is not None,
         )
         if activation is not None and activation.silu:
             kernel = compiled.affine_silu if source is out else compiled.affine_silu_from
@@ -86,8 +92,17 @@ def epilogue(
         out *= scale.reshape(shape)
     if bias is not None:
         out += bias.reshape(shape)
+    if residual is not None:
+        out += residual
     if activation is not None:
         activate_in_place(out, activation)
+
+
+@cache
+def _no_residual() -> np.ndarray:
+    """What the epilogue kernels get for a residual when there is none: typed like one, never read, and
+    overlapping no other argument (an argument that aliases another makes LLVM's loops scalar)."""
+    return np.zeros((1, 1, 1), dtype=np.float32)
 
 
 def kernel_activation(activation: Activation | None) -> tuple[np.float32, np.float32, bool]:
@@ -110,8 +125,8 @@ def activate_in_place(out: np.ndarray, activation: Activation) -> None:
         np.clip(out, activation.lo, activation.hi, out=out)
 
 
-def add_activate(a: np.ndarray, b: np.ndarray, activation: Activation) -> np.ndarray | None:
-    """activation(a + b) as a new array in one compiled pass, on the fast path when a and b are float32 arrays
+def add_activate(a: np.ndarray, b: np.ndarray, activation: Activation | None) -> np.ndarray | None:
+    """activation(a + b) (a + b with no activation) as a new array in one compiled pass, on the fast path when a and b are float32 arrays
     of one shape laid out alike in one dense block each (channel-first or channels-last); None otherwise (the
     caller adds and activates with NumPy)."""
     compiled = kernels() if fast_path() else None

@@ -23,7 +23,7 @@ from archspec.ops.base import (
     require_spatial,
     window_output_size,
 )
-from archspec.ops.compiled import epilogue, kernel_activation, kernels
+from archspec.ops.compiled import activate_in_place, add_activate, epilogue, kernel_activation, kernels
 from archspec.ops.explain import dot, num, window_size_lines
 from archspec.ops.fastpath import fast_path
 from archspec.ops.windows import pad_input, phase_window_columns, window_columns
@@ -151,6 +151,7 @@ class Conv2d(Plain, OpBase):
     # ---- kernel: im2col in row blocks (one slice copy per tap), one batched matrix product per block ----
     absorbs_affine: ClassVar[bool] = True
     absorbs_activation: ClassVar[bool] = True
+    absorbs_residual: ClassVar[bool] = True
 
     def channel_affine(self, w, channels):
         return None  # it mixes channels
@@ -158,18 +159,19 @@ class Conv2d(Plain, OpBase):
     def forward(self, xs, w: Weights, mm: MatMul):
         return self._forward(xs, w, mm, None, None)
 
-    def forward_fused(self, xs, w: Weights, mm: MatMul, affine, activation=None):
+    def forward_fused(self, xs, w: Weights, mm: MatMul, affine, activation=None, residual=None):
         scale_shift = None if affine is None else affine(self.out_channels)
         if affine is not None and scale_shift is None:
             return None
-        return self._forward(xs, w, mm, scale_shift, activation)
+        return self._forward(xs, w, mm, scale_shift, activation, residual)
 
-    def _forward(self, xs, w: Weights, mm: MatMul, affine, activation):
+    def _forward(self, xs, w: Weights, mm: MatMul, affine, activation, residual=None):
         """The convolution, followed by y * scale + shift per output channel when `affine` is given: the
-        scale goes into the (copied) weights when they are smaller than the output, else onto the output
-        in place; the shift joins the bias. Either way no extra pass of a separate batch-norm kernel. Then
-        the activation when one is given (a ReLU's, a SiLU's), in the same pass as the bias
-        (`compiled.epilogue`)."""
+        scale goes onto the output (in the epilogue's pass) or into a copy of the weights, the shift joins
+        the bias. Either way no extra pass of a separate batch-norm kernel. Then + residual when one is
+        given (a residual block's add), and the activation when one is given (a ReLU's, a SiLU's), in the
+        same pass as the bias (`compiled.epilogue`) where the output's last pass is the epilogue and the
+        residual is laid out as the output; otherwise in one more pass (`_add_residual`)."""
         x = xs[0]
         n, c, _, _ = x.shape
         g, kh, kw = self.groups, *pair(self.kernel)
@@ -194,17 +196,22 @@ class Conv2d(Plain, OpBase):
             else:
                 scale_out = scale
         depth = (c // g) * kh * kw
+        later = activation  # with a residual, the activation comes after it, whichever pass adds it
+        if residual is not None:
+            activation = None
         if c == g:  # depthwise (each output channel reads one input channel): no matrix product to batch
-            return self._depthwise(x, weight, bias, activation, (ho, wo), stride, dilation, mm)
+            out = self._depthwise(x, weight, bias, activation, (ho, wo), stride, dilation, mm)
+            return out if residual is None else _add_residual(out, residual, later)
         if (kh, kw) == (1, 1) and stride == (1, 1) and g == 1 and not any(padding) and _channels_last(x):
             # A pointwise conv on a channels-last map (after a depthwise conv): (N, H*W, C) is a free view,
             # so the product (H*W, C) @ (C, O) needs no copy and leaves its output channels-last too.
             out = mm(x.transpose(0, 2, 3, 1).reshape(n, ho * wo, c), weight.reshape(self.out_channels, c).T)
-            epilogue(out, scale_out, bias, activation, channels_last=True)
-            return out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+            out4 = out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+            return _epilogue(out4, out, scale_out, bias, activation, residual, later, channels_last=True)
         if fast_path() and self._winograd_pays(x.shape, (kh, kw), stride, dilation, ho * wo):
             # (a scale on the output, not on a copy of the weights: 2.4 MB for ResNet-50's 256-channel layers)
-            return self._winograd(x, weight, scale_out, bias, activation, padding, (ho, wo), mm)
+            out = self._winograd(x, weight, scale_out, bias, activation, padding, (ho, wo), mm)
+            return out if residual is None else _add_residual(out, residual, later)
         if stride == (1, 1) and (kh, kw) != (1, 1) and fast_path():
             from archspec.ops import blas  # (ctypes: not imported for analysis alone)
 
@@ -217,15 +224,16 @@ class Conv2d(Plain, OpBase):
             if self.out_channels < c or (in_place and g == 1 and c >= TAP_SUM_MIN_CHANNELS):
                 if scale_out is not None and weight.size <= n * self.out_channels * ho * wo:
                     weight, scale_out = weight * scale_out.reshape(-1, 1, 1, 1), None  # (its own pass otherwise)
-                return self._tap_sum(x, weight, bias, scale_out, activation, (ho, wo), mm, in_place)
+                out = self._tap_sum(x, weight, bias, scale_out, activation, (ho, wo), mm, in_place)
+                return out if residual is None else _add_residual(out, residual, later)
         padded = pad_input(x, padding)
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
         kernel = weight.reshape(g, self.out_channels // g, depth)
         if (kh, kw) == (1, 1) and stride == (1, 1):
             # A 1x1 stride-1 conv's im2col matrix is the (padded) input itself: no copy at all.
             out = mm(kernel, padded.reshape(n, g, depth, ho * wo))  # (N, G, O/G, Ho*Wo)
-            epilogue(out.reshape(n, self.out_channels, ho * wo), scale_out, bias, activation)
-            return out.reshape(n, self.out_channels, ho, wo)
+            out4, out3 = out.reshape(n, self.out_channels, ho, wo), out.reshape(n, self.out_channels, ho * wo)
+            return _epilogue(out4, out3, scale_out, bias, activation, residual, later)
         out = np.empty((n, g, self.out_channels // g, ho * wo), dtype=np.result_type(x, weight))
         # Output rows in blocks, so the im2col matrix in memory is at most ~COLUMN_BLOCK_BYTES at a time.
         block = max(1, COLUMN_BLOCK_BYTES // (n * c * kh * kw * wo * x.itemsize))
@@ -240,8 +248,8 @@ class Conv2d(Plain, OpBase):
                 mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
             else:  # (N, G, O/G, rows*Wo)
                 out[..., top * wo : bottom * wo] = mm(kernel, cols.reshape(n, g, depth, (bottom - top) * wo))
-        epilogue(out.reshape(n, self.out_channels, ho * wo), scale_out, bias, activation)
-        return out.reshape(n, self.out_channels, ho, wo)
+        out4, out3 = out.reshape(n, self.out_channels, ho, wo), out.reshape(n, self.out_channels, ho * wo)
+        return _epilogue(out4, out3, scale_out, bias, activation, residual, later)
 
     def to_onnx(self, g, xs, in_shapes):
         p = pair(self.padding)
@@ -488,6 +496,33 @@ def _scratch(size: int, dtype) -> np.ndarray:
     if buffer is None or buffer.size < size:
         buffer = buffers[dtype] = np.empty(size, dtype=dtype)
     return buffer
+
+
+def _epilogue(out4, out3, scale, bias, activation, residual, later, channels_last=False):
+    """`compiled.epilogue` of a conv's output out4 (N, O, Ho, Wo), seen as out3 ((N, O, L), or (N, L, O) when
+    `channels_last`), returning out4. With a residual: added in the same pass when it is laid out as the
+    output (then the activation `later` follows in that pass too), else in one more pass."""
+    if residual is None:
+        epilogue(out3, scale, bias, activation, channels_last)
+        return out4
+    n, o, h, w = residual.shape
+    view = residual.transpose(0, 2, 3, 1) if channels_last else residual
+    if view.flags.c_contiguous and view.dtype == out3.dtype:
+        epilogue(out3, scale, bias, later, channels_last, residual=view.reshape(out3.shape))
+        return out4
+    epilogue(out3, scale, bias, None, channels_last)
+    return _add_residual(out4, residual, later)
+
+
+def _add_residual(out, residual, activation):
+    """activation(out + residual), for a residual the kernel's last pass did not add: one compiled pass
+    when the two are laid out alike (`compiled.add_activate`), else NumPy's."""
+    if (summed := add_activate(out, residual, activation)) is not None:
+        return summed
+    summed = np.add(out, residual)
+    if activation is not None:
+        activate_in_place(summed, activation)
+    return summed
 
 
 def _channels_last(x: np.ndarray) -> bool:

@@ -30,6 +30,7 @@ class Add(Plain, Pointwise, NoTensors, OpBase):
     op: Literal["add"]
     arity: ClassVar[tuple[int, None]] = (2, None)
     absorbs_activation: ClassVar[bool] = True  # a residual block's add -> ReLU: one pass (`forward_fused`)
+    sums_inputs: ClassVar[bool] = True  # (a conv before it may absorb it: Conv2d.absorbs_residual)
 
     def explain(self, in_shapes, out_shape):
         terms = " + ".join(f"{name} ({shape(s)})" for name, s in zip(self.inputs, in_shapes, strict=True))

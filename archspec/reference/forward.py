@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -143,6 +144,20 @@ def guard_memory(estimate_bytes: int, what: str) -> None:
         )
 
 
+class Fusion(NamedTuple):
+    """The followers a producer's kernel applies to its own output (`_absorbers`), in this order: a node that
+    may be a per-channel affine (a batch norm), a residual add (its other input added), an activation."""
+
+    affine: str | None
+    activation: str | None
+    add: str | None = None
+    residual: str | None = None  # the add's other input, computed before the producer runs
+
+    def chain(self) -> list[str]:
+        """The followers, in the order they apply."""
+        return [f for f in (self.affine, self.add, self.activation) if f is not None]
+
+
 @dataclass(frozen=True)
 class InferencePlan:
     """What `run` works out from the graph alone for Model.forward (every node in order, nothing dropped,
@@ -151,7 +166,7 @@ class InferencePlan:
 
     output: str
     last: dict[str, str]
-    absorbers: dict[str, tuple[str | None, str | None]]
+    absorbers: dict[str, Fusion]
     owners: dict[str, tuple[str, str]]  # filled by the calls (the keys are the caller's)
 
 
@@ -204,7 +219,7 @@ def run(
         dropped = dropped or {}
         last = last_readers(graph, order, set(dropped))
         absorbers = _absorbers(graph, list(order), keep, dropped) if fuse else {}
-    absorbed: set[str] = set()  # affine nodes already applied by their producer's kernel
+    absorbed: dict[str, str] = {}  # follower -> the node before it in its producer's chain (which holds the result)
     grouped = group_weights(weights, graph, None if plan is None else plan.owners)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
     caller_input = _root(tensors[INPUT])  # never overwritten, even through a view
@@ -218,22 +233,27 @@ def run(
             # The branch is skipped and yields zeros of the node's shape (not every reader broadcasts).
             out = np.zeros((len(x), *dropped[name]), dtype=DTYPE)
         elif name in absorbed:
-            out = tensors[op.inputs[0]]
+            out = tensors[absorbed[name]]
         elif op.in_place and _may_overwrite(op.inputs, name, last, keep, tensors, kept, caller_input):
             out = op.forward_in_place(tensors[op.inputs[0]])
         elif name in absorbers:
-            affine_node, activation_node = absorbers[name]
+            fusion = absorbers[name]
             affine = None
-            if affine_node is not None:
+            if fusion.affine is not None:
                 affine = partial(
-                    graph.op(affine_node).channel_affine, Weights(grouped.get(affine_node, {}), affine_node)
+                    graph.op(fusion.affine).channel_affine, Weights(grouped.get(fusion.affine, {}), fusion.affine)
                 )
-            activation = None if activation_node is None else graph.op(activation_node).epilogue_activation
-            out = op.forward_fused([tensors[i] for i in op.inputs], w, mm, affine, activation)
-            if out is None:  # the follower is no per-channel affine: each runs its own kernel
-                out = op.forward([tensors[i] for i in op.inputs], w, mm)
+            activation = None if fusion.activation is None else graph.op(fusion.activation).epilogue_activation
+            xs = [tensors[i] for i in op.inputs]
+            if fusion.add is None:
+                out = op.forward_fused(xs, w, mm, affine, activation)
             else:
-                absorbed.update(node for node in (affine_node, activation_node) if node is not None)
+                out = op.forward_fused(xs, w, mm, affine, activation, residual=tensors[fusion.residual])
+            if out is None:  # the follower is no per-channel affine: each runs its own kernel
+                out = op.forward(xs, w, mm)
+            else:
+                chain = [name, *fusion.chain()]
+                absorbed.update(zip(chain[1:], chain[:-1], strict=True))
         else:
             out = op.forward([tensors[i] for i in op.inputs], w, mm)
         tensors[name] = out
@@ -303,14 +323,17 @@ def inference() -> Iterator[None]:
 
 def _absorbers(
     graph: Graph, order: list[str], keep: Callable[[str], bool], dropped: Collection[str]
-) -> dict[str, tuple[str | None, str | None]]:
-    """{producer: (affine follower, activation follower)}: the followers the producer's kernel may apply
-    (`absorbs_affine`, `absorbs_activation`): a node that may be a per-channel affine (whether it is, its
-    `channel_affine` says at run time), then an activation (`epilogue_activation`: a ReLU, a SiLU), or an
-    activation alone; either may be None, not both. Each link must be the only reader of the one before, have that one input and not be dropped, and
-    only the last link may be kept (the others' outputs never exist on their own)."""
+) -> dict[str, Fusion]:
+    """{producer: Fusion}: the followers the producer's kernel may apply (`absorbs_affine`,
+    `absorbs_residual`, `absorbs_activation`): a node that may be a per-channel affine (whether it is, its
+    `channel_affine` says at run time), then a residual add (`sums_inputs`: two inputs, the other one
+    computed before the producer runs), then an activation (`epilogue_activation`: a ReLU, a SiLU); any of
+    them may be missing, not all. Each link must be the only reader of the one before and not be dropped;
+    all but the add have that one input; only the last link may be kept (the others' outputs never exist
+    on their own)."""
     readers = graph.readers
     running = set(order)
+    position = {node: index for index, node in enumerate(order)}
 
     def sole_follower(source: str) -> str | None:
         if keep(source) or len(readers[source]) != 1:
@@ -320,23 +343,51 @@ def _absorbers(
             return None
         return follower
 
-    pairs: dict[str, tuple[str | None, str | None]] = {}
-    claimed: set[str] = set()  # followers of an earlier producer (a batch norm its conv applies)
+    def activation_after(source: str) -> str | None:
+        follower = sole_follower(source)
+        return follower if follower is not None and graph.op(follower).epilogue_activation is not None else None
+
+    def residual_add(source: str, producer: str) -> tuple[str, str] | None:
+        """(add, its other input) when source's only reader is a sum of two inputs whose other input exists
+        before the producer runs (a residual block's identity branch), else None."""
+        if keep(source) or len(readers[source]) != 1:
+            return None
+        add = readers[source][0]
+        inputs = graph.op(add).inputs
+        if add not in running or add in dropped or not graph.op(add).sums_inputs or len(inputs) != 2:
+            return None
+        if inputs[0] == inputs[1]:
+            return None
+        other = inputs[1] if inputs[0] == source else inputs[0]
+        if other != INPUT and (other not in position or position[other] > position[producer]):
+            return None
+        return add, other
+
+    pairs: dict[str, Fusion] = {}
+    claimed: set[str] = set()  # followers of an earlier producer (a batch norm or an add its conv applies)
     for name in order:
         op = graph.op(name)
         if name in dropped or name in claimed or not (op.absorbs_affine or op.absorbs_activation):
             continue
-        if (first := sole_follower(name)) is None:
+        first = sole_follower(name)
+        if first is None:  # a conv straight into a residual add?
+            if op.absorbs_residual and (found := residual_add(name, name)) is not None:
+                add, other = found
+                pairs[name] = Fusion(None, activation_after(add), add, other)
+                claimed.add(add)
             continue
         if graph.op(first).epilogue_activation is not None:
             if op.absorbs_activation:
-                pairs[name] = (None, first)
+                pairs[name] = Fusion(None, first)
             continue
         if not op.absorbs_affine:
             continue
-        second = sole_follower(first) if op.absorbs_activation else None
-        activation = second if second is not None and graph.op(second).epilogue_activation is not None else None
-        pairs[name] = (first, activation)
+        if op.absorbs_residual and (found := residual_add(first, name)) is not None:
+            add, other = found
+            pairs[name] = Fusion(first, activation_after(add) if op.absorbs_activation else None, add, other)
+            claimed.update((first, add))
+            continue
+        pairs[name] = Fusion(first, activation_after(first) if op.absorbs_activation else None)
         claimed.add(first)
     return pairs
 
