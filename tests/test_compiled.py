@@ -632,3 +632,30 @@ def test_verify_never_imports_numba(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    channels=st.integers(1, 40),
+    affine=st.booleans(),
+    eps=st.sampled_from([1e-5, 1e-3, 0.1]),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_batch_norm_affine_is_numpys_bit_for_bit(channels, affine, eps, seed):
+    """A batch norm's (scale, shift) at inference, asked by every fused conv on every call: the compiled
+    form computes NumPy's operations in NumPy's order (float64, rounded once)."""
+    rng = np.random.default_rng(seed)
+    op = REGISTRY["batch_norm"](name="bn", op="batch_norm", affine=affine, eps=eps)
+    tensors = {"running_mean": rng.normal(size=channels), "running_var": rng.uniform(0.01, 3, size=channels)}
+    if affine:
+        tensors |= {"weight": rng.normal(size=channels), "bias": rng.normal(size=channels)}
+    tensors = {k: v.astype(np.float32) for k, v in tensors.items()}
+    with fast():
+        scale, shift = op.channel_affine(Weights(tensors, "bn"), channels)
+    numpy_scale, numpy_shift = op.channel_affine(Weights(tensors, "bn"), channels)  # (outside the fast path)
+    np.testing.assert_array_equal(scale, numpy_scale)
+    np.testing.assert_array_equal(shift, numpy_shift)
+    assert scale.dtype == shift.dtype == np.float32
+    gamma = tensors["weight"].astype(np.float64) if affine else 1.0
+    want = gamma / np.sqrt(tensors["running_var"].astype(np.float64) + eps)
+    np.testing.assert_allclose(scale, want, rtol=1e-7)

@@ -350,3 +350,15 @@ def winograd_output(m, out, scale, bias, has_scale, has_bias, lo, hi, silu, firs
                     top[2 * tx + 1] = _activate(y01, lo, hi, silu)
                     bottom[2 * tx] = _activate(y10, lo, hi, silu)
                     bottom[2 * tx + 1] = _activate(y11, lo, hi, silu)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def batch_norm_affine(var, mean, weight, bias, eps, has_affine, scale, shift):  # pragma: no cover (compiled)
+    """scale = weight / sqrt(var + eps), shift = bias - mean * scale per channel (weight 1 and bias 0 without
+    `has_affine`), each computed in float64 from the float32 tensors and rounded once: NumPy's
+    BatchNorm2d.channel_affine, the same operations in the same order."""
+    for k in range(var.shape[0]):
+        s = np.sqrt(np.float64(var[k]) + eps)
+        s = (np.float64(weight[k]) if has_affine else 1.0) / s
+        scale[k] = np.float32(s)
+        shift[k] = np.float32((np.float64(bias[k]) if has_affine else 0.0) - np.float64(mean[k]) * s)
