@@ -251,7 +251,7 @@ def test_a_tap_sum_applies_a_fused_affine(size, bias):
     rows=st.tuples(st.integers(0, 20), st.integers(1, 20)),
 )
 def test_columns_from_stride_phases_are_the_strided_columns(channels, size, kernel, stride, dilation, rows):
-    """windows.phase_window_columns gathers the same im2col array as window_columns, for any block of
+    """windows.window_columns from the stride phases gathers the same im2col array as by strided copies, for any block of
     output rows."""
     extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
     assume(size[0] >= extent[0] and size[1] >= extent[1])
@@ -260,7 +260,7 @@ def test_columns_from_stride_phases_are_the_strided_columns(channels, size, kern
     stop = min(out[0], start + count)
     padded = np.random.default_rng(0).normal(size=(2, channels, *size)).astype(np.float32)
     want = windows.window_columns(padded, kernel, stride, dilation, out[1], (start, stop))
-    got = windows.phase_window_columns(padded, kernel, stride, dilation, out[1], (start, stop))
+    got = windows.window_columns(padded, kernel, stride, dilation, out[1], (start, stop), phases=True)
     np.testing.assert_array_equal(got, want)
 
 
@@ -271,13 +271,18 @@ def test_a_wide_strided_conv_gathers_from_its_stride_phases(monkeypatch):
     x = rng.normal(size=(1, 3, 224, 224)).astype(np.float32)
     op, tensors = _conv({"out_channels": 4, "kernel": 7, "stride": 2, "padding": 3}, 3, rng)
     taken = []
-    original = windows.phase_window_columns
-    monkeypatch.setattr(conv, "phase_window_columns", lambda *a: taken.append(1) or original(*a))
+    original = windows.window_columns
+
+    def spy(*args):
+        taken.append(args[-1])  # the `phases` flag
+        return original(*args)
+
+    monkeypatch.setattr(conv, "window_columns", spy)
     measured = op.forward([x], Weights(tensors, "c"), MatMul())
-    assert taken == []
+    assert taken == [False]
     with fast():
         quick = op.forward([x], Weights(tensors, "c"), MatMul())
-    assert taken == [1]
+    assert taken == [False, True]
     np.testing.assert_array_equal(quick, measured)
     want = naive.conv2d(x, tensors["weight"], tensors["bias"], (2, 2), (3, 3), (1, 1), 1)
     np.testing.assert_allclose(quick, want, rtol=1e-4, atol=1e-4)

@@ -26,7 +26,7 @@ from archspec.ops.base import (
 from archspec.ops.compiled import activate_in_place, add_activate, epilogue, kernel_activation, kernels
 from archspec.ops.explain import dot, num, window_size_lines
 from archspec.ops.fastpath import fast_path
-from archspec.ops.windows import pad_input, phase_window_columns, window_columns
+from archspec.ops.windows import pad_input, window_columns
 
 # Upper bound on one row block of the im2col matrix (see Conv2d.forward): small enough that a big
 # layer's matrix (C*kh*kw times its input) is never built whole, large enough that the matrix
@@ -34,7 +34,7 @@ from archspec.ops.windows import pad_input, phase_window_columns, window_columns
 COLUMN_BLOCK_BYTES = 16 << 20
 
 # A strided conv on the fast path gathers its im2col columns from the input's stride phases
-# (windows.phase_window_columns) when its output is at least this wide (measured faster from 56 on).
+# (windows.window_columns with phases) when its output is at least this wide (measured faster from 56 on).
 PHASE_MIN_WIDTH = 56
 
 # Winograd's F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): a 3x3
@@ -238,12 +238,11 @@ class Conv2d(Plain, OpBase):
         # Output rows in blocks, so the im2col matrix in memory is at most ~COLUMN_BLOCK_BYTES at a time.
         block = max(1, COLUMN_BLOCK_BYTES // (n * c * kh * kw * wo * x.itemsize))
         phased = fast_path() and stride != (1, 1) and kh * kw > 1 and wo >= PHASE_MIN_WIDTH
-        gather = phase_window_columns if phased else window_columns  # the same columns either way
         buffer = np.empty(n * c * kh * kw * min(block, ho) * wo, dtype=padded.dtype)  # reused by every block
         for top in range(0, ho, block):
             bottom = min(ho, top + block)
             # (N, C, kh, kw, rows, Wo) -> (N, G, C/G*kh*kw, rows*Wo): the im2col matrix, a free reshape.
-            cols = gather(padded, (kh, kw), stride, dilation, wo, (top, bottom), buffer)
+            cols = window_columns(padded, (kh, kw), stride, dilation, wo, (top, bottom), buffer, phased)
             if bottom - top == ho:  # one block: the product goes straight into the output
                 mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
             else:  # (N, G, O/G, rows*Wo)

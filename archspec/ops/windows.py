@@ -40,13 +40,22 @@ def window_columns(
     out_width: int,
     rows: tuple[int, int],
     buffer: np.ndarray | None = None,
+    phases: bool = False,
 ) -> np.ndarray:
     """Windows of output rows [rows[0], rows[1]) of an already padded (N, C, Hp, Wp) array, as a new
     C-contiguous (N, C, kh, kw, rows, out_width) array: element [n, c, i, j, r, q] is
     padded[n, c, (rows[0] + r) * sh + i * dh, q * sw + j * dw].
 
     `buffer` (flat, at least as large) is reused when given: a caller filling many row blocks then
-    touches fresh memory once instead of page-faulting a new array per block."""
+    touches fresh memory once instead of page-faulting a new array per block.
+
+    With `phases` (for a strided window) the same array comes by another route: the rows these windows
+    read are first split into their stride phases (phase (a, b) holds band[..., a::sh, b::sw], one strided
+    copy each), in which every tap's windows are a plain stride-1 slice, so each tap's copy reads whole
+    contiguous rows instead of every sh-th row and every sw-th element. Measured 1.9x faster for ResNet's
+    7x7 stride-2 stem (3 channels, 112 wide) and 1.2x for 32 channels 56 wide, slower for narrow maps with
+    many channels (256 channels 14 wide: the phases' copy costs more than it saves), hence Conv2d's
+    PHASE_MIN_WIDTH."""
     n, c = padded.shape[:2]
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     start, stop = rows
@@ -54,46 +63,22 @@ def window_columns(
     shape = (n, c, kh, kw, count, out_width)
     size = n * c * kh * kw * count * out_width
     cols = np.empty(shape, dtype=padded.dtype) if buffer is None else buffer[:size].reshape(shape)
-
+    if phases:
+        band = padded[:, :, start * sh : (stop - 1) * sh + (kh - 1) * dh + 1]  # the rows these windows read
+        split: dict[tuple[int, int], np.ndarray] = {}
+        for i in range(kh):
+            for j in range(kw):
+                (top, a), (left, b) = divmod(i * dh, sh), divmod(j * dw, sw)
+                if (a, b) not in split:
+                    split[a, b] = np.ascontiguousarray(band[:, :, a::sh, b::sw])
+                cols[:, :, i, j] = split[a, b][:, :, top : top + count, left : left + out_width]
+        return cols
     for i in range(kh):
         top = start * sh + i * dh
         for j in range(kw):
             left = j * dw
             rows_ij = slice(top, top + sh * (count - 1) + 1, sh)
             cols[:, :, i, j] = padded[:, :, rows_ij, left : left + sw * (out_width - 1) + 1 : sw]
-    return cols
-
-
-def phase_window_columns(
-    padded: np.ndarray,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    out_width: int,
-    rows: tuple[int, int],
-    buffer: np.ndarray | None = None,
-) -> np.ndarray:
-    """`window_columns` for a strided window, the same array by another route: the padded map is first split
-    into its stride phases (phase (a, b) holds padded[..., a::sh, b::sw], one strided copy each), in which
-    every kernel tap's windows are a plain stride-1 slice. Each tap's copy then reads whole contiguous rows
-    instead of every sh-th row and every sw-th element. Measured 1.9x faster for ResNet's 7x7 stride-2
-    stem (3 channels, 112 wide) and 1.2x for 32 channels 56 wide, slower for narrow maps with many channels
-    (256 channels 14 wide: the phases' copy costs more than it saves), hence Conv2d's PHASE_MIN_WIDTH."""
-    n, c = padded.shape[:2]
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    start, stop = rows
-    count = stop - start
-    shape = (n, c, kh, kw, count, out_width)
-    size = n * c * kh * kw * count * out_width
-    cols = np.empty(shape, dtype=padded.dtype) if buffer is None else buffer[:size].reshape(shape)
-    band = padded[:, :, start * sh : (stop - 1) * sh + (kh - 1) * dh + 1]  # the rows these windows read
-    phases: dict[tuple[int, int], np.ndarray] = {}
-    for i in range(kh):
-        for j in range(kw):
-            (top, a), (left, b) = divmod(i * dh, sh), divmod(j * dw, sw)
-            if (a, b) not in phases:
-                phases[a, b] = np.ascontiguousarray(band[:, :, a::sh, b::sw])
-            cols[:, :, i, j] = phases[a, b][:, :, top : top + count, left : left + out_width]
     return cols
 
 
