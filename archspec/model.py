@@ -49,7 +49,26 @@ class Model:
 
         x may have another H x W than the spec's input if the weights still fit (a fully convolutional
         net); a mismatch is reported against the input, not the weights. The *_source names are what
-        error messages call the two arrays (their file names, for `archspec run`)."""
+        error messages call the two arrays (their file names, for `archspec run`). For many calls with
+        the same weights, `session(weights)` is faster."""
+        return self._infer(x, weights, weights_source, input_source)
+
+    def session(self, weights: dict[str, np.ndarray], *, weights_source: str = "weights") -> Session:
+        """An inference session: `session(x)` gives what `forward(x, weights)` gives (to float32
+        round-off), faster from its second call on. See `Session`."""
+        return Session(self, weights, weights_source)
+
+    def _infer(
+        self,
+        x: np.ndarray,
+        weights: dict[str, np.ndarray],
+        weights_source: str,
+        input_source: str,
+        derived: dict[str, dict] | None = None,
+        checked: tuple[int, ...] | None = None,
+    ) -> np.ndarray:
+        """forward's work; `derived`: a session's store (`reference.run`), `checked`: the image shape (C, H, W)
+        the weights are already known to fit."""
         from archspec.reference import forward as reference
 
         x = np.asarray(x)
@@ -60,6 +79,22 @@ class Model:
         if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise UsageError(f"{input_source}: error: input must be real numbers, got dtype {x.dtype}")
         image = tuple(int(d) for d in x.shape[1:])
+        if image != checked:
+            self._check_weights(image, weights, weights_source, input_source)
+        reference.guard_memory(self._forward_bytes(image, x.shape[0]), "this forward pass")
+        if "inference" not in self._plans:
+            self._plans["inference"] = reference.inference_plan(self.graph)
+        with reference.inference():
+            outputs = reference.run(self.graph, x, weights, plan=self._plans["inference"], derived=derived)
+        return outputs[self.graph.outputs[0]]
+
+    def _check_weights(
+        self, image: tuple[int, ...], weights: dict[str, np.ndarray], weights_source: str, input_source: str
+    ) -> None:
+        """Raise WeightsError unless the weights fit the spec at this input size (C, H, W); UsageError when
+        they fit the spec's own input but not this one."""
+        from archspec.reference import forward as reference
+
         try:
             shapes, expected = self._tensor_shapes(image)
             reference.check_weights(self.graph, shapes, weights, weights_source, expected)
@@ -75,12 +110,6 @@ class Model:
                     else "  hint: resize the input to the spec's input size (the weights were made for it)"
                 )
             ) from None
-        reference.guard_memory(self._forward_bytes(image, x.shape[0]), "this forward pass")
-        if "inference" not in self._plans:
-            self._plans["inference"] = reference.inference_plan(self.graph)
-        with reference.inference():
-            outputs = reference.run(self.graph, x, weights, plan=self._plans["inference"])
-        return outputs[self.graph.outputs[0]]
 
     # What a forward pass at one input size needs to know before it runs, worked out once per size: the
     # graph never changes, and analysing it again cost 3-9 ms per call (a third of MobileNetV2's pass).
@@ -105,6 +134,37 @@ class Model:
         if key not in self._plans:
             self._plans[key] = reference.forward_memory_bytes(self.analyze(image, batch=batch))
         return self._plans[key]
+
+
+class Session:
+    """Inference with one set of weights, many times: `session = model.session(weights)`, then
+    `session(x)` (or `session.forward(x)`) for each batch, like an ONNX Runtime InferenceSession or a
+    PyTorch module in eval mode.
+
+    - It checks the weights against the spec once, and keeps its own copy of them: later changes to the
+      caller's arrays do not reach it (the copy costs the weights' size in memory).
+    - It keeps what the kernels derive from the weights alone, from its first call to the next: each 3x3
+      layer's Winograd-transformed kernels (16/9 of its weights) and each batch norm's scale and shift.
+      `Model.forward` makes them again on every call, as the weights could have changed.
+    - With those kept, more 3x3 layers pay for Winograd (`ops.conv.WINOGRAD_KEPT_PAIRS`), so its results
+      can differ from `Model.forward`'s by float32 round-off, never more.
+
+    Measurement (`archspec verify`) never uses a session: it runs the unfused definitions."""
+
+    def __init__(self, model: Model, weights: dict[str, np.ndarray], weights_source: str = "weights"):
+        image = tuple(model.input_shape)
+        model._check_weights(image, weights, weights_source, "input")
+        self.model = model
+        self._weights = {key: np.array(value, order="C") for key, value in weights.items()}
+        self._weights_source = weights_source
+        self._checked = image
+        self._derived: dict[str, dict] = {}
+
+    def forward(self, x: np.ndarray, *, input_source: str = "input") -> np.ndarray:
+        """`model.forward(x, weights)` with the session's weights."""
+        return self.model._infer(x, self._weights, self._weights_source, input_source, self._derived, self._checked)
+
+    __call__ = forward
 
 
 def load(

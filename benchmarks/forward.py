@@ -2,10 +2,12 @@
 
     python benchmarks/forward.py [--runs N] [--warmup N] [--rounds N] [--profile] [--torch] [--blas-threads N] [SPEC ...]
 
-For each spec (default: specs/vgg16.yaml and specs/alexnet.yaml, batch 1) it loads the model with
-archspec.load, makes weights with model.init_weights(0), runs model.forward a few times to warm up,
-then times --runs forward passes and reports the median. Achieved GFLOP/s is 2 * MACs / time, MACs
-from model.analyze().totals.macs. The baseline is a plain float32 2048x2048 @ 2048x2048 product
+For each spec (default: the five of DEFAULT_SPECS, batch 1) it loads the model with archspec.load, makes
+weights with model.init_weights(0), runs model.forward a few times to warm up, then times --runs forward
+passes and reports the median; then the same in an inference session (model.session(weights), then
+session(x)), which keeps what kernels derive from the weights alone from one call to the next, as a torch
+module keeps its weights. Achieved GFLOP/s is 2 * MACs / the session's time, MACs from
+model.analyze().totals.macs. The baseline is a plain float32 2048x2048 @ 2048x2048 product
 (median of several) measured in the same process right before and right after the model, so the
 ratio achieved / baseline compares like with like even when the machine is shared.
 
@@ -14,7 +16,7 @@ its own; archspec's static peak_activation_bytes is printed beside it for contex
 
 With --torch, or whenever ARCHSPEC_TORCH_PYTHON names a Python that has torch and torchvision, the
 same torchvision model (weights=None, eval, no_grad, torch.set_num_threads = NumPy's BLAS threads)
-is timed in a subprocess and archspec-time / torch-time is printed (a spec named X or X_torchvision
+is timed in a subprocess and archspec-time / torch-time is printed for both (a spec named X or X_torchvision
 is matched to torchvision.models.X; a parameter-count mismatch is flagged).
 
 --rounds N alternates the archspec and torch children N times per model and pools their runs: on a
@@ -251,6 +253,19 @@ def child_main(
         times.append(time.perf_counter() - start)
     result["times"] = times
     result["maxrss_bytes"] = maxrss_bytes()
+    # The same passes in an inference session, which keeps what kernels derive from the weights alone
+    # (Winograd's transformed kernels, batch norms' scale and shift), as torch's module keeps its weights.
+    session = model.session(weights)
+    for _ in range(warmup):
+        session(x)
+    session_times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session(x)
+        session_times.append(time.perf_counter() - start)
+    result["session_times"] = session_times
+    result["session_maxrss_bytes"] = maxrss_bytes()
+    del session
     if profile:
         result["layers"] = layer_profile(model, x, weights, repeats=3)
     del weights, x
@@ -426,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
                 again = run_child(cmd, f"archspec child for {spec}")
                 if "error" not in again:
                     res["times"] += again["times"]
+                    res["session_times"] += again["session_times"]
             if tpy and "error" not in res:
                 c, h, w = res["input_shape"]
                 torch_res = run_child(
@@ -457,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in res:
             problems.append(f"{res['spec']}: {res['error']}")
             continue
-        t = statistics.median(res["times"])
-        achieved = 2 * res["macs"] / t / 1e9
+        t, ts = statistics.median(res["times"]), statistics.median(res["session_times"])
+        achieved = 2 * res["macs"] / ts / 1e9
         samples = res["baseline_before"] + res["baseline_after"]
         base = statistics.median(samples)
         row = [
@@ -467,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
             str(res["blas_threads"] or "?"),
             f"{res['macs'] / 1e9:.3f}",
             f"{t * 1e3:,.0f}",
-            f"{min(res['times']) * 1e3:,.0f}",
+            f"{ts * 1e3:,.0f}",
+            f"{min(res['session_times']) * 1e3:,.0f}",
             f"{achieved:.1f}",
             f"{base:.1f} ({statistics.median(res['baseline_before']):.0f}/{statistics.median(res['baseline_after']):.0f})",
             f"{achieved / base:.2f}"
@@ -475,18 +492,19 @@ def main(argv: list[str] | None = None) -> int:
         ]
         torch_res = res.get("torch")
         if torch_res is None:
-            row += ["-"] * 4
+            row += ["-"] * 5
         elif "error" in torch_res:
-            row += ["n/a"] * 4
+            row += ["n/a"] * 5
             problems.append(f"{res['name']} torch: {torch_res['error']}")
         else:
             tt = statistics.median(torch_res["times"])
             same = torch_res["params"] == res["params"]
-            best = min(res["times"]) / min(torch_res["times"])
+            best = min(res["session_times"]) / min(torch_res["times"])
             row += [
                 f"{tt * 1e3:,.0f}",
                 f"{min(torch_res['times']) * 1e3:,.0f}",
                 f"{t / tt:.2f}" + ("" if same else " *"),
+                f"{ts / tt:.2f}" + ("" if same else " *"),
                 f"{best:.2f}" + ("" if same else " *"),
             ]
             if not same:
@@ -502,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                 mib(res["maxrss_bytes"]) + ("" if res["peak_reset"] else " (incl. setup)"),
                 mib(res["rss_before_forward"]),
                 mib(res["maxrss_bytes"] - res["rss_before_forward"]),
+                mib(res["session_maxrss_bytes"]),
                 mib(res["peak_activation_bytes"]),
                 res["peak_at"],
                 mib(4 * res["params"]),
@@ -518,14 +537,16 @@ def main(argv: list[str] | None = None) -> int:
                 "input",
                 "BLAS thr",
                 "GMACs",
-                "median ms",
-                "min ms",
+                "forward ms",
+                "session ms",
+                "session min",
                 "GFLOP/s",
                 "matmul GFLOP/s (before/after)",
                 "ratio",
                 "torch ms",
                 "torch min ms",
-                "archspec/torch",
+                "forward/torch",
+                "session/torch",
                 "ratio of mins",
                 "load (1 min)",
             ],
@@ -540,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
                 "fwd peak RSS MiB",
                 "RSS before fwd",
                 "fwd growth",
+                "with session",
                 "static peak act.",
                 "peak at",
                 "weights",
@@ -551,15 +573,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(
-        f"GFLOP/s = 2 * MACs / median forward time over {args.runs} runs after {args.warmup} warm-up; "
-        f"baseline = median float32 {BASELINE_SIZE}x{BASELINE_SIZE} matmul GFLOP/s measured in the same "
-        f"child right before and after the model; ratio = GFLOP/s / baseline. archspec/torch = ratio of "
-        "median times; ratio of mins = archspec's best run / torch's best run (all rounds pooled)."
+        f"forward ms = median of {args.runs} model.forward(x, weights) calls after {args.warmup} warm-up; "
+        "session ms = the same with session = model.session(weights), session(x), which keeps what kernels "
+        "derive from the weights alone (as torch's module keeps its weights); GFLOP/s = 2 * MACs / session "
+        f"ms; baseline = median float32 {BASELINE_SIZE}x{BASELINE_SIZE} matmul GFLOP/s measured in the same "
+        "child right before and after the model; ratio = GFLOP/s / baseline. forward/torch and session/torch "
+        "= ratios of median times; ratio of mins = the session's best run / torch's best run (all rounds pooled)."
     )
     print(
         "memory in MiB. fwd peak RSS = ru_maxrss (getrusage) of the model's own child process over the "
         "warm-up and timed forward passes (high-water mark reset after setup): interpreter, weights, "
-        "activations and kernel temporaries; fwd growth = that minus the RSS just before; static peak act. "
+        "activations and kernel temporaries; fwd growth = that minus the RSS just before; with session = "
+        "ru_maxrss after the session's passes too (its copy of the weights and its kept tensors); static peak act. "
         "= archspec's peak_activation_bytes (live activations only, batch 1); setup peak RSS = ru_maxrss "
         "over load + init_weights (float64 draws cast to float32)."
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -165,13 +165,33 @@ def tensor_key(node: str, tensor: str) -> str:
 
 
 class Weights:
-    """A kernel's view of its tensors. Records what it reads, so params are measured from real arrays."""
+    """A kernel's view of its tensors. Records what it reads, so params are measured from real arrays.
 
-    def __init__(self, tensors: dict[str, np.ndarray], node: str):
+    `store`, when given (an inference session's, `Model.session`), keeps what a kernel derives from these
+    tensors alone from one call to the next (`derived`); the session owns a private copy of the tensors, so
+    nothing can change them under it."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], node: str, store: dict | None = None):
         self._tensors = tensors
         self._node = node
+        self._store = store
         self.trainable_read: dict[str, int] = {}
         self.buffers_read: dict[str, int] = {}
+
+    @property
+    def keeps_derived(self) -> bool:
+        """Whether `derived` keeps what it makes (an inference session) or makes it on every call."""
+        return self._store is not None
+
+    def derived(self, key: str, make: Callable[[], Any]) -> Any:
+        """`make()`, a function of this node's tensors alone (Winograd's transformed kernels, a batch norm's
+        scale and shift), made once per session and kept; made afresh on every call without a session.
+        `key` names what is made and everything else it depends on."""
+        if self._store is None:
+            return make()
+        if key not in self._store:
+            self._store[key] = make()
+        return self._store[key]
 
     def _get(self, key: str, expected: tuple[int, ...], record: dict[str, int]) -> np.ndarray:
         if key not in self._tensors:

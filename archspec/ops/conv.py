@@ -58,6 +58,11 @@ WINOGRAD_MAX_BYTES = 256 << 20
 # layer 4), whose transformed weights are 16 MiB, are slower.
 WINOGRAD_COMPILED_MIN_CHANNELS = 32
 WINOGRAD_REFERENCE_PAIRS, WINOGRAD_REFERENCE_PIXELS = 256 * 256, 14 * 14
+# In an inference session (Model.session), which transforms a layer's kernels once and keeps them, only the
+# products' reading of the transformed kernels (16/9 of the weights) is left to pay for: at most 512 x 512
+# channel pairs per 7 x 7 output pixels per image. Measured on one layer: 512 -> 512 at 14x14 3.9 ms
+# against 6.0 as im2col, at 7x7 1.8 against 1.9; 256 -> 256 at 7x7 0.39 against 0.57.
+WINOGRAD_KEPT_PAIRS, WINOGRAD_KEPT_PIXELS = 512 * 512, 7 * 7
 # The compiled transforms (Conv2d._winograd_compiled) work on blocks of tile rows whose transformed input
 # takes at most this many bytes (VGG16 measured 15% faster with 16 MiB blocks than with 1 MiB ones), and
 # place the 16 positions of a block this many bytes past a multiple of 4 KiB (64: measured best; 256 made
@@ -176,7 +181,7 @@ class Conv2d(Plain, OpBase):
         n, c, _, _ = x.shape
         g, kh, kw = self.groups, *pair(self.kernel)
         stride, dilation = pair(self.stride), pair(self.dilation)
-        weight = w.param("weight", (self.out_channels, c // g, kh, kw))
+        weight = raw_weight = w.param("weight", (self.out_channels, c // g, kh, kw))
         bias = w.param("bias", (self.out_channels,)) if self.bias else None
         padding = pair(self.padding)
         padded_size = [x.shape[2 + a] + 2 * padding[a] for a in range(2)]
@@ -208,9 +213,11 @@ class Conv2d(Plain, OpBase):
             out = mm(x.transpose(0, 2, 3, 1).reshape(n, ho * wo, c), weight.reshape(self.out_channels, c).T)
             out4 = out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
             return _epilogue(out4, out, scale_out, bias, activation, residual, later, channels_last=True)
-        if fast_path() and self._winograd_pays(x.shape, (kh, kw), stride, dilation, ho * wo):
+        # An inference session keeps the transformed kernels of the weights as given (`Weights.derived`).
+        kept = w.keeps_derived and weight is raw_weight
+        if fast_path() and self._winograd_pays(x.shape, (kh, kw), stride, dilation, ho * wo, kept):
             # (a scale on the output, not on a copy of the weights: 2.4 MB for ResNet-50's 256-channel layers)
-            out = self._winograd(x, weight, scale_out, bias, activation, padding, (ho, wo), mm)
+            out = self._winograd(x, weight, scale_out, bias, activation, padding, (ho, wo), mm, w if kept else None)
             return out if residual is None else _add_residual(out, residual, later)
         if stride == (1, 1) and (kh, kw) != (1, 1) and fast_path():
             from archspec.ops import blas  # (ctypes: not imported for analysis alone)
@@ -308,15 +315,21 @@ class Conv2d(Plain, OpBase):
             epilogue(out.reshape(n, o, ho * wo), None, None, activation)
         return out
 
-    def _winograd_pays(self, in_shape, kernel, stride, dilation, out_pixels) -> bool:
-        """Whether this layer runs as Winograd's F(2x2, 3x3) on the fast path (see WINOGRAD_MIN_CHANNELS and
-        WINOGRAD_COMPILED_MIN_CHANNELS for the measurements behind each rule)."""
+    def _winograd_pays(self, in_shape, kernel, stride, dilation, out_pixels, kept: bool = False) -> bool:
+        """Whether this layer runs as Winograd's F(2x2, 3x3) on the fast path (see WINOGRAD_MIN_CHANNELS,
+        WINOGRAD_COMPILED_MIN_CHANNELS and WINOGRAD_KEPT_PAIRS for the measurements behind each rule);
+        `kept`: an inference session keeps the transformed kernels from call to call."""
         n, c = in_shape[:2]
         o = self.out_channels
         if kernel != (3, 3) or stride != (1, 1) or dilation != (1, 1) or self.groups != 1:
             return False
         if kernels() is not None:
-            pays_weights = o * c * WINOGRAD_REFERENCE_PIXELS <= WINOGRAD_REFERENCE_PAIRS * n * out_pixels
+            pairs, pixels = (
+                (WINOGRAD_KEPT_PAIRS, WINOGRAD_KEPT_PIXELS)
+                if kept
+                else (WINOGRAD_REFERENCE_PAIRS, WINOGRAD_REFERENCE_PIXELS)
+            )
+            pays_weights = o * c * pixels <= pairs * n * out_pixels
             return min(c, o) >= WINOGRAD_COMPILED_MIN_CHANNELS and pays_weights
         # float32 tile transforms: 16 positions x (C + O) channels x out_pixels / 4 tiles x 4 bytes.
         temporaries = 16 * n * (c + o) * out_pixels
@@ -326,13 +339,15 @@ class Conv2d(Plain, OpBase):
             and temporaries <= WINOGRAD_MAX_BYTES
         )
 
-    def _winograd(self, x, weight, scale, bias, activation, padding, size, mm: MatMul):
+    def _winograd(self, x, weight, scale, bias, activation, padding, size, mm: MatMul, kept: Weights | None = None):
         """A dense 3x3 stride-1 convolution by Winograd's F(2x2, 3x3), on the inference path only: 2.25x
         fewer products than the definition (so measurement, which counts the products it forms, never
         takes this path). Tiles are 4x4 windows of the padded input, 2 apart; the output is computed on
         whole 2x2 tiles and cropped. Every transform is a handful of whole-array additions over strided
         views (B^T d B and A^T m A have entries 0 and +-1 only); the 16 tile positions are one batched
-        matrix product over channels. Float32 error is that of the sums reordered (about 1e-6 relative)."""
+        matrix product over channels. Float32 error is that of the sums reordered (about 1e-6 relative).
+        `kept`: the layer's Weights, when an inference session keeps the transformed kernels (of `weight`,
+        which is then the layer's own weight tensor)."""
         n, c, h, w = x.shape
         o = self.out_channels
         ho, wo = size
@@ -341,8 +356,12 @@ class Conv2d(Plain, OpBase):
         # cells each way; ho = h + 2 * ph - 2, so that is 0 or 1 cell more than the padded input).
         ph, pw = padding
         padded = pad_input(x, padding, extra=(2 * th + 2 - (h + 2 * ph), 2 * tw + 2 - (w + 2 * pw)))
+
         # G g G^T for all (O, C) kernels at once: one product with the 16 x 9 matrix of G[a, i] G[b, j].
-        u = mm(_winograd_kernel_transform(weight.dtype), weight.reshape(o * c, 9).T).reshape(16, 1, o, c)
+        def transform() -> np.ndarray:
+            return mm(_winograd_kernel_transform(weight.dtype), weight.reshape(o * c, 9).T).reshape(16, 1, o, c)
+
+        u = transform() if kept is None else kept.derived("winograd", transform)
         compiled = kernels() if x.dtype == weight.dtype == np.float32 else None
         if compiled is not None:
             out = self._winograd_compiled(

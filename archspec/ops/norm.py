@@ -89,14 +89,18 @@ class BatchNorm2d(Plain, Pointwise, OpBase):
         """At inference BN is x * scale + shift per channel: scale = gamma / sqrt(var + eps), shift = beta -
         mean * scale (computed in float64 from the float32 tensors, then rounded once)."""
         # (Few NumPy calls on these short vectors: a model's forward pass asks every batch norm, every call;
-        # on the fast path one compiled call, the same operations.)
+        # on the fast path one compiled call, the same operations, and an inference session keeps the result.)
         if fast_path() and (compiled := kernels()) is not None:
             var, mean = w.buffer("running_var", (channels,)), w.buffer("running_mean", (channels,))
             gamma, beta = (w.param(t, (channels,)) for t in ("weight", "bias")) if self.affine else (var, var)
             if all(a.dtype == np.float32 for a in (var, mean, gamma, beta)):
-                scale, shift = np.empty(channels, np.float32), np.empty(channels, np.float32)
-                compiled.batch_norm_affine(var, mean, gamma, beta, float(self.eps), self.affine, scale, shift)
-                return scale, shift
+
+                def scale_shift():
+                    scale, shift = np.empty(channels, np.float32), np.empty(channels, np.float32)
+                    compiled.batch_norm_affine(var, mean, gamma, beta, float(self.eps), self.affine, scale, shift)
+                    return scale, shift
+
+                return w.derived("affine", scale_shift)
         scale = np.add(w.buffer("running_var", (channels,)), self.eps, dtype=np.float64)
         np.sqrt(scale, out=scale)
         np.divide(w.param("weight", (channels,)) if self.affine else 1.0, scale, out=scale)

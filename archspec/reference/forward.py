@@ -189,6 +189,7 @@ def run(
     dropped: Mapping[str, tuple[int, ...]] | None = None,
     fuse: bool = False,
     plan: InferencePlan | None = None,
+    derived: dict[str, dict] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run `nodes` (default: all, in order) on input x (N, C, H, W).
 
@@ -205,7 +206,8 @@ def run(
     result on. The output is the same (to float32 round-off), but the kernels'
     Weights/MatMul records are not what `measure` needs.
     `plan` (`inference_plan(graph)`, for Model.forward) stands for nodes, keep and dropped left out and
-    `fuse`, worked out beforehand.
+    `fuse`, worked out beforehand. `derived` (an inference session's store, `Model.session`; never for
+    measurement) keeps, per node, what kernels derive from the weights alone (`Weights.derived`).
     Returns the kept tensors (by default the graph outputs).
     """
     order = graph.order if nodes is None else list(nodes)
@@ -219,6 +221,10 @@ def run(
         dropped = dropped or {}
         last = last_readers(graph, order, set(dropped))
         absorbers = _absorbers(graph, list(order), keep, dropped) if fuse else {}
+
+    def store(node: str) -> dict | None:
+        return None if derived is None else derived.setdefault(node, {})
+
     absorbed: dict[str, str] = {}  # follower -> the node before it in its producer's chain (which holds the result)
     grouped = group_weights(weights, graph, None if plan is None else plan.owners)
     tensors: dict[str, np.ndarray] = {INPUT: np.asarray(x, dtype=DTYPE)}
@@ -226,7 +232,7 @@ def run(
     kept: dict[str, np.ndarray] = {}
     for name in order:
         op = graph.op(name)
-        w, mm = Weights(grouped.get(name, {}), name), MatMul()
+        w, mm = Weights(grouped.get(name, {}), name, store(name)), MatMul()
         # The weights were checked against the spec before the run: a kernel's ShapeError here is a bug
         # in archspec (exit 3), not a user's weights error.
         if name in dropped:
@@ -241,7 +247,8 @@ def run(
             affine = None
             if fusion.affine is not None:
                 affine = partial(
-                    graph.op(fusion.affine).channel_affine, Weights(grouped.get(fusion.affine, {}), fusion.affine)
+                    graph.op(fusion.affine).channel_affine,
+                    Weights(grouped.get(fusion.affine, {}), fusion.affine, store(fusion.affine)),
                 )
             activation = None if fusion.activation is None else graph.op(fusion.activation).epilogue_activation
             xs = [tensors[i] for i in op.inputs]
