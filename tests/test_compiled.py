@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import archspec
-from archspec.ops import REGISTRY, MatMul, Weights, compiled
+from archspec.ops import REGISTRY, MatMul, Weights, compiled, windows
 from archspec.ops.base import Activation
 from archspec.ops.fastpath import fast
 from archspec.reference import forward as reference
@@ -662,3 +662,50 @@ def test_compiled_batch_norm_affine_is_numpys_bit_for_bit(channels, affine, eps,
     gamma = tensors["weight"].astype(np.float64) if affine else 1.0
     want = gamma / np.sqrt(tensors["running_var"].astype(np.float64) + eps)
     np.testing.assert_allclose(scale, want, rtol=1e-7)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    channels=st.integers(1, 3),
+    size=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    ceil_mode=st.booleans(),
+    specials=st.lists(st.sampled_from([np.nan, np.inf, -np.inf]), max_size=3),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_max_pooling_is_numpys_bit_for_bit_and_the_definition(
+    batch, channels, size, kernel, stride, padding, ceil_mode, specials, seed
+):
+    """The compiled max pool (one pass, no padded copy) against NumPy's running maximum over strided views
+    and against naive loops, NaN and infinities included (a NaN in a window makes that window's maximum NaN,
+    as np.maximum and torch do)."""
+    assume(all(padding[a] <= kernel[a] // 2 for a in range(2)))  # PyTorch's limit on a pool's padding
+    assume(all(size[a] + 2 * padding[a] >= kernel[a] for a in range(2)))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, channels, *size)).astype(np.float32)
+    for value in specials:
+        x.flat[rng.integers(x.size)] = value
+    numpy = _without_jit(lambda: windows.window_max(x, kernel, stride, padding, ceil_mode))
+    with fast():
+        fast_out = windows.window_max(x, kernel, stride, padding, ceil_mode)
+    calls = []
+    original = compiled.kernels().max_pool
+    with fast(), mock.patch.object(compiled.kernels(), "max_pool", lambda *a: calls.append(1) or original(*a)):
+        windows.window_max(x, kernel, stride, padding, ceil_mode)
+    assert calls == [1]  # the compiled kernel ran
+    np.testing.assert_array_equal(fast_out, numpy)  # NaN where NumPy has NaN, equal elsewhere
+    # The definition: NaN where a window holds a NaN (naive loops over the NaN mask), else its largest value.
+    has_nan = naive.pool2d(np.isnan(x).astype(np.float64), "max", kernel, stride, padding, ceil_mode) > 0
+    largest = naive.pool2d(np.where(np.isnan(x), -np.inf, x), "max", kernel, stride, padding, ceil_mode)
+    np.testing.assert_array_equal(fast_out, np.where(has_nan, np.nan, largest).astype(np.float32))
+
+
+def test_max_pooling_outside_the_fast_path_is_numpys(monkeypatch):
+    called = []
+    monkeypatch.setattr(compiled, "kernels", lambda: called.append(1))
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    np.testing.assert_array_equal(windows.window_max(x, (2, 2), (2, 2), (0, 0), False), [[[[5, 7], [13, 15]]]])
+    assert called == []

@@ -362,3 +362,50 @@ def batch_norm_affine(var, mean, weight, bias, eps, has_affine, scale, shift):  
         s = (np.float64(weight[k]) if has_affine else 1.0) / s
         scale[k] = np.float32(s)
         shift[k] = np.float32((np.float64(bias[k]) if has_affine else 0.0) - np.float64(mean[k]) * s)
+
+
+@njit(inline="always", error_model="numpy")
+def _maximum(m, v):  # pragma: no cover (compiled)
+    """np.maximum(m, v): the larger, or NaN when either is NaN (written as selects: LLVM vectorizes them)."""
+    larger = v if v > m else m
+    return v if v != v else larger
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def max_pool(x, out, kh, kw, sh, sw, ph, pw):  # pragma: no cover (compiled)
+    """out[b, k, i, j] = the maximum of x[b, k] over rows i * sh - ph + [0, kh) and columns j * sw - pw + [0, kw),
+    cells outside x left out (as -inf padding): windows.window_max, the same values (a maximum rounds
+    nothing). Each output row takes the column-wise maximum of its window's rows into a padded row buffer
+    (contiguous, so it vectorizes), then the maximum across each window of that row."""
+    n, c, h, w = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    row = np.full(max(pw + w, (ow - 1) * sw + kw), -np.inf, dtype=np.float32)
+    inner = row[pw : pw + w]
+    for b in range(n):
+        for k in range(c):
+            plane, dest = x[b, k], out[b, k]
+            for i in range(oh):
+                r0, r1 = max(i * sh - ph, 0), min(i * sh - ph + kh, h)
+                if r0 >= r1:  # a window of padding only
+                    inner[:] = -np.inf
+                else:
+                    first = plane[r0]
+                    for q in range(w):
+                        inner[q] = first[q]
+                for r in range(r0 + 1, r1):
+                    src = plane[r]
+                    for q in range(w):
+                        inner[q] = _maximum(inner[q], src[q])
+                o = dest[i]
+                if sw == 2:  # (a constant stride: LLVM vectorizes the strided reads)
+                    for j in range(ow):
+                        o[j] = row[2 * j]
+                    for t in range(1, kw):
+                        for j in range(ow):
+                            o[j] = _maximum(o[j], row[2 * j + t])
+                else:
+                    for j in range(ow):
+                        o[j] = row[j * sw]
+                    for t in range(1, kw):
+                        for j in range(ow):
+                            o[j] = _maximum(o[j], row[j * sw + t])
