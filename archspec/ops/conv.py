@@ -60,9 +60,11 @@ WINOGRAD_COMPILED_MIN_CHANNELS = 32
 WINOGRAD_REFERENCE_PAIRS, WINOGRAD_REFERENCE_PIXELS = 256 * 256, 14 * 14
 # In an inference session (Model.session), which transforms a layer's kernels once and keeps them, only the
 # products' reading of the transformed kernels (16/9 of the weights) is left to pay for: at most 512 x 512
-# channel pairs per 7 x 7 output pixels per image. Measured on one layer: 512 -> 512 at 14x14 3.9 ms
-# against 6.0 as im2col, at 7x7 1.8 against 1.9; 256 -> 256 at 7x7 0.39 against 0.57.
-WINOGRAD_KEPT_PAIRS, WINOGRAD_KEPT_PIXELS = 512 * 512, 7 * 7
+# channel pairs per 14 x 14 output pixels per image. Measured on one layer: 512 -> 512 at 14x14 3.9 ms
+# against 6.0 as im2col; 256 -> 256 at 7x7 0.39 against 0.57. 512 -> 512 at 7x7 was level on one layer
+# (1.8 against 1.9) and 0.2-0.4 ms slower in ResNet-50's layer 4, where its 16 MiB of transformed kernels
+# stream from memory against 9 MiB of weights.
+WINOGRAD_KEPT_PAIRS, WINOGRAD_KEPT_PIXELS = 512 * 512, 14 * 14
 # The compiled transforms (Conv2d._winograd_compiled) work on blocks of tile rows whose transformed input
 # takes at most this many bytes (VGG16 measured 15% faster with 16 MiB blocks than with 1 MiB ones), and
 # place the 16 positions of a block this many bytes past a multiple of 4 KiB (64: measured best; 256 made
