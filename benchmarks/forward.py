@@ -47,6 +47,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,18 @@ def layer_profile(model, x, weights, repeats: int) -> list[dict]:
     ]
 
 
+def timed_calls(call, warmup: int, runs: int) -> list[float]:
+    """Seconds of each of `runs` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def child_main(
     spec: str, runs: int, warmup: int, profile: bool, baseline_repeats: int, threads: int | None, adaptive: bool
 ) -> None:
@@ -244,26 +257,12 @@ def child_main(
     result["setup_maxrss_bytes"] = maxrss_bytes()
     result["peak_reset"] = reset_peak_rss()
     result["rss_before_forward"] = current_rss_bytes()
-    for _ in range(warmup):
-        model.forward(x, weights)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.forward(x, weights)
-        times.append(time.perf_counter() - start)
-    result["times"] = times
+    result["times"] = timed_calls(partial(model.forward, x, weights), warmup, runs)
     result["maxrss_bytes"] = maxrss_bytes()
     # The same passes in an inference session, which keeps what kernels derive from the weights alone
     # (Winograd's transformed kernels, batch norms' scale and shift), as torch's module keeps its weights.
     session = model.session(weights)
-    for _ in range(warmup):
-        session(x)
-    session_times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session(x)
-        session_times.append(time.perf_counter() - start)
-    result["session_times"] = session_times
+    result["session_times"] = timed_calls(partial(session.forward, x), warmup, runs)
     result["session_maxrss_bytes"] = maxrss_bytes()
     del session
     if profile:

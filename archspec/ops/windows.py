@@ -84,16 +84,20 @@ def window_columns(
 
 def _padded(x, kernel, stride, padding, dilation, ceil_mode, pad_value) -> tuple[np.ndarray, list[int]]:
     """x padded for sliding windows, and the number of windows along H and W (measured from the arrays)."""
-    # ceil_mode may need one partial window past the right padding: add stride-1 overflow cells.
-    extra = [stride[a] - 1 if ceil_mode else 0 for a in range(2)]
-    padded = pad_input(x, padding, extra, pad_value)
-    return padded, window_counts(x.shape[2:], padded.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    padded = pad_input(x, padding, _overflow(stride, ceil_mode), pad_value)
+    return padded, window_counts(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
 
 
-def window_counts(size, padded_size, kernel, stride, padding, dilation, ceil_mode) -> list[int]:
-    """How many windows fit along H and W of an input of `size` padded to `padded_size` (with ceil_mode's
+def _overflow(stride, ceil_mode) -> list[int]:
+    """Cells past the right/bottom padding: ceil_mode may need one partial window there (stride - 1 cells)."""
+    return [stride[a] - 1 if ceil_mode else 0 for a in range(2)]
+
+
+def window_counts(size, kernel, stride, padding, dilation, ceil_mode) -> list[int]:
+    """How many windows fit along H and W of an input of `size` (H, W) with this padding (and ceil_mode's
     overflow cells)."""
     extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
+    padded_size = [size[a] + 2 * padding[a] + _overflow(stride, ceil_mode)[a] for a in range(2)]
     if padded_size[0] < extent[0] or padded_size[1] < extent[1]:
         raise ValueError(f"window {extent} does not fit in padded input {tuple(padded_size)}")
     out = [(padded_size[a] - extent[a]) // stride[a] + 1 for a in range(2)]
@@ -109,12 +113,13 @@ def window_max(
 ) -> np.ndarray:
     """Max over each window of x (N, C, H, W), padding -inf: a running maximum of the kh x kw strided
     views of the padded input, one pass per tap over the output and no window buffer. On the fast path,
-    one compiled pass over x instead (`compiled.window_max`: the same values, no padded copy)."""
-    from archspec.ops.compiled import window_max as compiled_window_max  # (it imports numba only when asked)
+    one compiled pass over x instead (`compiled.max_pool_into`: the same values, no padded copy)."""
+    from archspec.ops.compiled import max_pool_into  # (it imports numba only when asked)
 
-    if (out := compiled_window_max(x, kernel, stride, padding, ceil_mode)) is not None:
+    size = window_counts(x.shape[2:], kernel, stride, padding, (1, 1), ceil_mode)
+    if (out := max_pool_into(x, kernel, stride, padding, size)) is not None:
         return out
-    padded, (oh, ow) = _padded(x, kernel, stride, padding, (1, 1), ceil_mode, -np.inf)
+    padded, (oh, ow) = pad_input(x, padding, _overflow(stride, ceil_mode), -np.inf), size
     (kh, kw), (sh, sw) = kernel, stride
     out = np.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
 
