@@ -131,3 +131,43 @@ def test_a_session_runs_a_fully_convolutional_net_at_another_size_and_reports_a_
         "image.npy: error: the input's images are 2 x 8 x 8 (C x H x W), but fcn takes 3 x 8 x 8\n"
         "  hint: give 3-channel images"
     )
+
+
+def test_a_session_keeps_four_by_four_winograd_kernels_equal_to_the_formula(monkeypatch):
+    """A 64 -> 64 3x3 conv at 56 x 56 takes F(4x4, 3x3) (conv.WINOGRAD43_MIN_OUTPUT): the session keeps its
+    36 transformed kernels per channel pair, G g G^T with Lavin and Gray's 6 x 3 G (written out below and
+    applied in float64), and its output is the unfused graph's to F(4x4)'s float32 error (about 1e-5 of the
+    largest value; its transforms multiply by up to 8 and 1/24)."""
+    spec = {
+        "name": "four",
+        "input": [8, 56, 56],
+        "nodes": [
+            {"name": "widen", "op": "conv2d", "out_channels": 64, "kernel": 1},
+            {"name": "c", "op": "conv2d", "out_channels": 64, "kernel": 3, "padding": 1, "bias": False},
+            {"name": "bn", "op": "batch_norm"},
+            {"name": "r", "op": "relu"},
+        ],
+    }
+    model = archspec.load(spec)
+    weights = model.init_weights(5)
+    x = np.random.default_rng(6).normal(size=(1, 8, 56, 56)).astype(np.float32)
+    unfused = reference.run(model.graph, x, weights, keep=lambda n: n == "r")["r"]
+    taken = _spy_winograd(monkeypatch)
+    session = model.session(weights)
+    got = session(x)
+    assert taken == ["c"]
+    kept = session._derived["c"]["winograd43"]
+    assert kept.shape == (36, 1, 64, 64) and "winograd" not in session._derived["c"]
+    g = np.array(
+        [
+            [1 / 4, 0, 0],
+            [-1 / 6, -1 / 6, -1 / 6],
+            [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6],
+            [1 / 24, -1 / 12, 1 / 6],
+            [0, 0, 1],
+        ]
+    )
+    want = np.einsum("ai,ocij,bj->abo" + "c", g, weights["c.weight"].astype(np.float64), g).reshape(36, 1, 64, 64)
+    np.testing.assert_allclose(kept, want, rtol=0, atol=1e-6 * float(np.abs(want).max()))
+    np.testing.assert_allclose(got, unfused, rtol=0, atol=4e-5 * float(np.abs(unfused).max()))

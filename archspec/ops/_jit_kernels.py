@@ -409,3 +409,112 @@ def max_pool(x, out, kh, kw, sh, sw, ph, pw):  # pragma: no cover (compiled)
                     for t in range(1, kw):
                         for j in range(ow):
                             o[j] = _maximum(o[j], row[j * sw + t])
+
+
+@njit(cache=True, nogil=True)
+def winograd43_input(padded, v, first, stop):  # pragma: no cover (compiled)
+    """Winograd F(4x4, 3x3)'s input transform B^T d B of the 6 x 6 tiles (4 apart) in tile rows [first, stop)
+    of padded (N, C, Hp, Wp), Hp = 4 * th + 2, Wp = 4 * tw + 2; the layout of `winograd_input` with 36
+    positions: position 6i + j of tile (ty, tx) goes to v[6i + j, (b * C + c) * tiles + (ty - first) * tw + tx].
+    With Lavin and Gray's B^T
+        [4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1],
+    row i of B^T down the rows of each tile row into a row buffer, then the 6 across. One channel's rows i
+    go out together: 6 of the 36 rows of v are written at a time, each along a contiguous run. All 36
+    at once (tile by tile) was measured 2-3x slower inside a network, where v is not in the cache: the
+    writes then miss in 36 streams at once."""
+    n, c, wp = padded.shape[0], padded.shape[1], padded.shape[3]
+    tw = (wp - 2) // 4
+    tiles = (stop - first) * tw
+    row = np.empty(wp, dtype=padded.dtype)
+    two, four, five = np.float32(2.0), np.float32(4.0), np.float32(5.0)
+    for b in range(n):
+        for k in range(c):
+            plane = padded[b, k]
+            base = (b * c + k) * tiles
+            for i in range(6):
+                o0, o1, o2, o3, o4, o5 = v[6 * i], v[6 * i + 1], v[6 * i + 2], v[6 * i + 3], v[6 * i + 4], v[6 * i + 5]
+                for ty in range(first, stop):
+                    d0, d1, d2 = plane[4 * ty], plane[4 * ty + 1], plane[4 * ty + 2]
+                    d3, d4, d5 = plane[4 * ty + 3], plane[4 * ty + 4], plane[4 * ty + 5]
+                    if i == 0:
+                        for q in range(wp):
+                            row[q] = four * d0[q] - five * d2[q] + d4[q]
+                    elif i == 1:
+                        for q in range(wp):
+                            row[q] = d4[q] + d3[q] - four * (d1[q] + d2[q])
+                    elif i == 2:
+                        for q in range(wp):
+                            row[q] = d4[q] - d3[q] + four * (d1[q] - d2[q])
+                    elif i == 3:
+                        for q in range(wp):
+                            row[q] = d4[q] - d2[q] + two * (d3[q] - d1[q])
+                    elif i == 4:
+                        for q in range(wp):
+                            row[q] = d4[q] - d2[q] - two * (d3[q] - d1[q])
+                    else:
+                        for q in range(wp):
+                            row[q] = four * d1[q] - five * d3[q] + d5[q]
+                    start = base + (ty - first) * tw
+                    for tx in range(tw):
+                        a0, a1, a2 = row[4 * tx], row[4 * tx + 1], row[4 * tx + 2]
+                        a3, a4, a5 = row[4 * tx + 3], row[4 * tx + 4], row[4 * tx + 5]
+                        p = start + tx
+                        o0[p] = four * a0 - five * a2 + a4
+                        o1[p] = a4 + a3 - four * (a1 + a2)
+                        o2[p] = a4 - a3 + four * (a1 - a2)
+                        o3[p] = a4 - a2 + two * (a3 - a1)
+                        o4[p] = a4 - a2 - two * (a3 - a1)
+                        o5[p] = four * a1 - five * a3 + a5
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def winograd43_output(m, out, scale, bias, has_scale, has_bias, lo, hi, silu, first, stop):  # pragma: no cover
+    """Winograd F(4x4, 3x3)'s output transform A^T m A for tile rows [first, stop), m laid out as
+    `winograd43_input` leaves its input, the 4 x 4 tiles going to out (N, O, 4 th, 4 tw) rows 4 ty to 4 ty + 3,
+    then * scale[o] (when `has_scale`), + bias[o] (when `has_bias`) and the activation (`_activate`), as in
+    `winograd_output`. A^T (Lavin and Gray) is [1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+    [0, 1, -1, 8, -8, 1]: down each of the 6 columns of a tile first, then across each of its 4 rows."""
+    n, o = out.shape[0], out.shape[1]
+    tw = out.shape[3] // 4
+    tiles = (stop - first) * tw
+    two, four, eight = np.float32(2.0), np.float32(4.0), np.float32(8.0)
+    down = np.empty((4, 6), dtype=out.dtype)
+    for b in range(n):
+        for k in range(o):
+            s = scale[k]
+            t = bias[k]
+            plane = out[b, k]
+            for ty in range(first, stop):
+                start = (b * o + k) * tiles + (ty - first) * tw
+                for tx in range(tw):
+                    p = start + tx
+                    for j in range(6):
+                        m1, m2, m3, m4 = m[6 + j, p], m[12 + j, p], m[18 + j, p], m[24 + j, p]
+                        sum12, diff12, sum34, diff34 = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+                        down[0, j] = m[j, p] + sum12 + sum34
+                        down[1, j] = diff12 + two * diff34
+                        down[2, j] = sum12 + four * sum34
+                        down[3, j] = diff12 + eight * diff34 + m[30 + j, p]
+                    for i in range(4):
+                        row = plane[4 * ty + i]
+                        m1, m2, m3, m4 = down[i, 1], down[i, 2], down[i, 3], down[i, 4]
+                        sum12, diff12, sum34, diff34 = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+                        y0 = down[i, 0] + sum12 + sum34
+                        y1 = diff12 + two * diff34
+                        y2 = sum12 + four * sum34
+                        y3 = diff12 + eight * diff34 + down[i, 5]
+                        if has_scale:
+                            y0 *= s
+                            y1 *= s
+                            y2 *= s
+                            y3 *= s
+                        if has_bias:
+                            y0 += t
+                            y1 += t
+                            y2 += t
+                            y3 += t
+                        row[4 * tx] = _activate(y0, lo, hi, silu)
+                        row[4 * tx + 1] = _activate(y1, lo, hi, silu)
+                        row[4 * tx + 2] = _activate(y2, lo, hi, silu)
+                        row[4 * tx + 3] = _activate(y3, lo, hi, silu)

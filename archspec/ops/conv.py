@@ -65,6 +65,23 @@ WINOGRAD_REFERENCE_PAIRS, WINOGRAD_REFERENCE_PIXELS = 256 * 256, 14 * 14
 # (1.8 against 1.9) and 0.2-0.4 ms slower in ResNet-50's layer 4, where its 16 MiB of transformed kernels
 # stream from memory against 9 MiB of weights.
 WINOGRAD_KEPT_PAIRS, WINOGRAD_KEPT_PIXELS = 512 * 512, 14 * 14
+# Winograd's F(4x4, 3x3) (the same paper): 6x6 input tiles, 4 apart, give 4x4 output tiles with 36 products
+# (2.25 per output, against F(2x2, 3x3)'s 4 and the definition's 9), and its transforms move 36/16 values per
+# output pixel and channel against F(2x2)'s 4. Compiled transforms only. Its rounding error is larger (about
+# 1e-5 of the output's largest value in float32, against 5e-7: its transforms multiply by up to 8 and 1/24),
+# and its transformed kernels are 4x the weights (F(2x2)'s 16/9), which stream from memory in a network.
+# Measured in whole networks, in a session, against F(2x2) (ms per layer shape, all layers of that shape):
+# VGG16's 64 channels at 224x224 to 512 at 28x28 33 + 31 + 31 + 27 against 41 + 42 + 46 + 35; ResNet-50's 64
+# at 56x56 and 128 at 28x28 level on a quiet machine, 4.2 and 4.5 against 8.5 and 7.8 when other tenants
+# load the memory (F(2x2)'s passes move more data); DenseNet-121's 128 -> 32 at 56x56 9.6 against 10.8.
+# Slower: at 14x14 and 7x7 (ResNet-50's 256 -> 256, DenseNet's 128 -> 32: their tiles of 4 overhang the
+# output by 2 and 1 rows and columns) and DenseNet's 128 -> 32 at 28x28 (6.7 against 6.4). Hence an output of
+# at least WINOGRAD43_MIN_OUTPUT pixels and at least WINOGRAD43_MIN_WORK channel pairs x output pixels per
+# image; and without a session (the kernels' transform, 36 x 9 products per channel pair, paid on every
+# call) at most WINOGRAD43_PAIRS channel pairs per WINOGRAD43_PIXELS output pixels per image.
+WINOGRAD43_MIN_OUTPUT = 28 * 28
+WINOGRAD43_MIN_WORK = 64 * 64 * 56 * 56
+WINOGRAD43_PAIRS, WINOGRAD43_PIXELS = 128 * 128, 28 * 28
 # The compiled transforms (Conv2d._winograd_compiled) work on blocks of tile rows whose transformed input
 # takes at most this many bytes (VGG16 measured 15% faster with 16 MiB blocks than with 1 MiB ones), and
 # place the 16 positions of a block this many bytes past a multiple of 4 KiB (64: measured best; 256 made
@@ -341,6 +358,15 @@ class Conv2d(Plain, OpBase):
             and temporaries <= WINOGRAD_MAX_BYTES
         )
 
+    def _winograd43_pays(self, images: int, in_channels: int, out_pixels: int, kept: bool) -> bool:
+        """Whether a layer that runs as Winograd with the compiled transforms takes F(4x4, 3x3) rather than
+        F(2x2, 3x3) (see WINOGRAD43_MIN_OUTPUT for the measurements); `kept`: in an inference session.
+        `out_pixels` counts one image's output."""
+        pairs = self.out_channels * in_channels
+        if out_pixels < WINOGRAD43_MIN_OUTPUT or pairs * out_pixels < WINOGRAD43_MIN_WORK:
+            return False
+        return kept or pairs * WINOGRAD43_PIXELS <= WINOGRAD43_PAIRS * images * out_pixels
+
     def _winograd(self, x, weight, scale, bias, activation, padding, size, mm: MatMul, kept: Weights | None = None):
         """A dense 3x3 stride-1 convolution by Winograd's F(2x2, 3x3), on the inference path only: 2.25x
         fewer products than the definition (so measurement, which counts the products it forms, never
@@ -348,28 +374,34 @@ class Conv2d(Plain, OpBase):
         whole 2x2 tiles and cropped. Every transform is a handful of whole-array additions over strided
         views (B^T d B and A^T m A have entries 0 and +-1 only); the 16 tile positions are one batched
         matrix product over channels. Float32 error is that of the sums reordered (about 1e-6 relative).
+        With the compiled transforms, where WINOGRAD43_PAIRS allows, F(4x4, 3x3) instead: 6x6 tiles, 4 apart,
+        4x4 output tiles, 36 tile positions, 4x fewer products than the definition (error about 1e-5).
         `kept`: the layer's Weights, when an inference session keeps the transformed kernels (of `weight`,
         which is then the layer's own weight tensor)."""
         n, c, h, w = x.shape
         o = self.out_channels
         ho, wo = size
-        th, tw = (ho + 1) // 2, (wo + 1) // 2  # tiles down and across
-        # The padded input, extended with zeros at the bottom and right to whole tiles (4 + 2 * (tiles - 1)
-        # cells each way; ho = h + 2 * ph - 2, so that is 0 or 1 cell more than the padded input).
-        ph, pw = padding
-        padded = pad_input(x, padding, extra=(2 * th + 2 - (h + 2 * ph), 2 * tw + 2 - (w + 2 * pw)))
-
-        # G g G^T for all (O, C) kernels at once: one product with the 16 x 9 matrix of G[a, i] G[b, j].
-        def transform() -> np.ndarray:
-            return mm(_winograd_kernel_transform(weight.dtype), weight.reshape(o * c, 9).T).reshape(16, 1, o, c)
-
-        u = transform() if kept is None else kept.derived("winograd", transform)
         compiled = kernels() if x.dtype == weight.dtype == np.float32 else None
+        # Output tiles of 4 x 4 (F(4x4, 3x3), compiled only) where they pay, else of 2 x 2.
+        tile = 4 if compiled is not None and self._winograd43_pays(n, c, ho * wo, kept is not None) else 2
+        th, tw = -(-ho // tile), -(-wo // tile)  # tiles down and across
+        # The padded input, extended with zeros at the bottom and right to whole tiles (tile + 2 + tile *
+        # (tiles - 1) cells each way; ho = h + 2 * ph - 2, so that is 0 to tile - 1 cells more than the padded input).
+        ph, pw = padding
+        padded = pad_input(x, padding, extra=(tile * th + 2 - (h + 2 * ph), tile * tw + 2 - (w + 2 * pw)))
+        positions = (tile + 2) ** 2
+
+        # G g G^T for all (O, C) kernels at once: one product with the positions x 9 matrix of G[a, i] G[b, j].
+        def transform() -> np.ndarray:
+            g = _winograd_kernel_transform(weight.dtype, tile)
+            return mm(g, weight.reshape(o * c, 9).T).reshape(positions, 1, o, c)
+
+        u = transform() if kept is None else kept.derived("winograd" if tile == 2 else "winograd43", transform)
         if compiled is not None:
             out = self._winograd_compiled(
-                compiled, np.ascontiguousarray(padded), u, scale, bias, activation, (th, tw), mm
+                compiled, np.ascontiguousarray(padded), u, scale, bias, activation, (th, tw), tile, mm
             )
-            return out if (2 * th, 2 * tw) == (ho, wo) else np.ascontiguousarray(out[:, :, :ho, :wo])
+            return out if (tile * th, tile * tw) == (ho, wo) else np.ascontiguousarray(out[:, :, :ho, :wo])
         # B^T d B, first down the rows (row k of every tile: rows k, k+2, ... of the padded map) ...
         d = [padded[:, :, k : k + 2 * th : 2] for k in range(4)]
         down = np.empty((4, n, c, th, 2 * tw + 2), dtype=x.dtype)
@@ -406,23 +438,29 @@ class Conv2d(Plain, OpBase):
         return out
 
     @staticmethod
-    def _winograd_compiled(compiled, padded, u, scale, bias, activation, tiles, mm: MatMul):
-        """`_winograd` with each transform in one compiled pass: the same sums in the same order, so the
-        same output bit for bit when the layer is one block (BLAS may sum a product of another width in
-        another order) and the activation is no SiLU. The tile rows go in blocks whose transformed input
-        (16 x C values a tile) and products (16 x O) take at most WINOGRAD_BLOCK_BYTES each, in two buffers
-        this thread keeps from call to call (`_scratch`). The 16 positions of a block lie
-        WINOGRAD_POSITION_SKEW bytes apart modulo 4 KiB, not a multiple of 4 KiB (which a 64 x 56 x 56
-        layer's would be): the output transform reads all 16 at once, and 16 streams 4 KiB apart compete for
-        one set of the L1 cache (measured 2.5x slower)."""
+    def _winograd_compiled(compiled, padded, u, scale, bias, activation, tiles, tile, mm: MatMul):
+        """`_winograd` with each transform in one compiled pass, for output tiles of `tile` x `tile` (2:
+        F(2x2, 3x3), 16 positions; 4: F(4x4, 3x3), 36). For F(2x2) the sums are the NumPy transforms' in the
+        same order, so the output is the same bit for bit when the layer is one block (BLAS may sum a
+        product of another width in another order) and the activation is no SiLU. The tile rows go in
+        blocks whose transformed input (16 or 36 x C values a tile) and products (16 or 36 x O) take at
+        most WINOGRAD_BLOCK_BYTES each, in two buffers this thread keeps from call to call (`_scratch`).
+        The positions of a block lie WINOGRAD_POSITION_SKEW bytes apart modulo 4 KiB, not a multiple of
+        4 KiB (which a 64 x 56 x 56 layer's would be): the output transform reads all of them at once, and
+        16 streams 4 KiB apart compete for one set of the L1 cache (measured 2.5x slower)."""
         n, c = padded.shape[:2]
-        o = u.shape[2]
+        positions, o = u.shape[0], u.shape[2]
         th, tw = tiles
-        block = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * n * max(c, o) * tw * padded.itemsize)))
+        block = max(1, min(th, WINOGRAD_BLOCK_BYTES // (positions * n * max(c, o) * tw * padded.itemsize)))
         largest = n * max(c, o) * block * tw
         stride = -(-largest // 1024) * 1024 + WINOGRAD_POSITION_SKEW // padded.itemsize
-        v_rows, m_rows = _scratch(2 * 16 * stride, padded.dtype)[: 2 * 16 * stride].reshape(2, 16, stride)
-        out = np.empty((n, o, 2 * th, 2 * tw), dtype=padded.dtype)
+        buffers = _scratch(2 * positions * stride, padded.dtype)[: 2 * positions * stride]
+        v_rows, m_rows = buffers.reshape(2, positions, stride)
+        out = np.empty((n, o, tile * th, tile * tw), dtype=padded.dtype)
+        if tile == 2:
+            transform_input, transform_output = compiled.winograd_input, compiled.winograd_output
+        else:
+            transform_input, transform_output = compiled.winograd43_input, compiled.winograd43_output
         bounds = kernel_activation(activation)
         vectors = [
             np.ones(o, np.float32) if v is None else np.ascontiguousarray(v, dtype=np.float32) for v in (scale, bias)
@@ -430,11 +468,11 @@ class Conv2d(Plain, OpBase):
         for first in range(0, th, block):
             stop = min(th, first + block)
             count = (stop - first) * tw
-            compiled.winograd_input(padded, v_rows, first, stop)
-            v = v_rows[:, : n * c * count].reshape(16, n, c, count)  # a view: the row's start is split
-            m = m_rows[:, : n * o * count].reshape(16, n, o, count)
-            mm(u, v, out=m)  # (16, 1, O, C) @ (16, N, C, tiles) -> (16, N, O, tiles)
-            compiled.winograd_output(m_rows, out, *vectors, scale is not None, bias is not None, *bounds, first, stop)
+            transform_input(padded, v_rows, first, stop)
+            v = v_rows[:, : n * c * count].reshape(positions, n, c, count)  # a view: the row's start is split
+            m = m_rows[:, : n * o * count].reshape(positions, n, o, count)
+            mm(u, v, out=m)  # (positions, 1, O, C) @ (positions, N, C, tiles) -> (positions, N, O, tiles)
+            transform_output(m_rows, out, *vectors, scale is not None, bias is not None, *bounds, first, stop)
         return out
 
     def _depthwise(self, x, weight, bias, activation, size, stride, dilation, mm: MatMul):
@@ -495,11 +533,26 @@ class Conv2d(Plain, OpBase):
 
 
 @cache
-def _winograd_kernel_transform(dtype) -> np.ndarray:
-    """Winograd's G g G^T as one 16 x 9 matrix: row (a, b), column (i, j) holds G[a, i] * G[b, j], with
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (its entries are exact in binary)."""
-    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-    return np.einsum("ai,bj->abij", g, g).reshape(16, 9).astype(dtype)
+def _winograd_kernel_transform(dtype, tile: int = 2) -> np.ndarray:
+    """Winograd's G g G^T as one (tile + 2)^2 x 9 matrix: row (a, b), column (i, j) holds G[a, i] * G[b, j]
+    (computed in float64, rounded once). For F(2x2, 3x3), G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2],
+    [0, 0, 1]] (its entries are exact in binary); for F(4x4, 3x3) (tile 4), Lavin and Gray's
+    G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]."""
+    if tile == 2:
+        g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    else:
+        g = np.array(
+            [
+                [1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1],
+            ]
+        )
+    positions = (tile + 2) ** 2
+    return np.einsum("ai,bj->abij", g, g).reshape(positions, 9).astype(dtype)
 
 
 _SCRATCH = threading.local()
