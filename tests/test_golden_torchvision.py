@@ -125,3 +125,24 @@ def test_saved_tensor_bytes_equal_torch(name):
         assert training.saved_activation_bytes == theirs["total_bytes"], batch
         assert group(training.layer_saved_bytes(), meta) == group(theirs["by_module"], meta), batch
         assert (training.param_bytes, training.buffer_bytes) == (ref["param_bytes"], ref["buffer_bytes"])
+
+
+def test_a_batch_torch_cannot_train_at_is_a_note_not_a_failure(tmp_path):
+    """torch cannot train Inception-v3 at batch 1 (its auxiliary head batch-normalizes a 1 x 1 map): the
+    crosscheck notes that batch and compares the others; with no batch compared at all it fails. The
+    export here is made up (no torch needed): batch 8's total of 1 byte is wrong on purpose."""
+    script = _crosscheck_script()
+    error = {"error": "Expected more than 1 value per channel when training"}
+    meta = {
+        "leaf_calls": [],
+        "training_saved": {"batches": {"1": error}, "modules": [], "param_bytes": 0, "buffer_bytes": 0},
+    }
+    (tmp_path / "resnet18.json").write_text(json.dumps(meta))
+    alone = script.compare_training("resnet18", "resnet18", tmp_path)
+    assert alone["problems"] == [f"batch 1: no torch figure ({error['error']})"] and alone["notes"] == []
+    meta["training_saved"]["batches"]["8"] = {"total_bytes": 1, "by_module": {}}
+    (tmp_path / "resnet18.json").write_text(json.dumps(meta))
+    both = script.compare_training("resnet18", "resnet18", tmp_path)
+    assert both["notes"] == [f"batch 1: no torch figure ({error['error']})"]
+    assert [p for p in both["problems"] if p.startswith("batch 8: saved ")] != []
+    assert not any(p.startswith("batch 1") for p in both["problems"])
