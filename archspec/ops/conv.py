@@ -374,8 +374,9 @@ class Conv2d(Plain, OpBase):
         whole 2x2 tiles and cropped. Every transform is a handful of whole-array additions over strided
         views (B^T d B and A^T m A have entries 0 and +-1 only); the 16 tile positions are one batched
         matrix product over channels. Float32 error is that of the sums reordered (about 1e-6 relative).
-        With the compiled transforms, where WINOGRAD43_PAIRS allows, F(4x4, 3x3) instead: 6x6 tiles, 4 apart,
-        4x4 output tiles, 36 tile positions, 4x fewer products than the definition (error about 1e-5).
+        With the compiled transforms, where `_winograd43_pays` (outputs of 28 x 28 and more), F(4x4, 3x3)
+        instead: 6x6 tiles, 4 apart, 4x4 output tiles, 36 tile positions, 4x fewer products than the
+        definition (error about 1e-5 of the largest output).
         `kept`: the layer's Weights, when an inference session keeps the transformed kernels (of `weight`,
         which is then the layer's own weight tensor)."""
         n, c, h, w = x.shape
