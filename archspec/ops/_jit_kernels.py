@@ -474,7 +474,9 @@ def winograd43_output(m, out, scale, bias, has_scale, has_bias, lo, hi, silu, fi
     `winograd43_input` leaves its input, the 4 x 4 tiles going to out (N, O, 4 th, 4 tw) rows 4 ty to 4 ty + 3,
     then * scale[o] (when `has_scale`), + bias[o] (when `has_bias`) and the activation (`_activate`), as in
     `winograd_output`. A^T (Lavin and Gray) is [1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-    [0, 1, -1, 8, -8, 1]: down each of the 6 columns of a tile first, then across each of its 4 rows."""
+    [0, 1, -1, 8, -8, 1]: down each of the 6 columns of a tile first, then across each of its 4 rows. The
+    scale, bias and activation are written out per value, as in `winograd_output`: an inline helper taking
+    them made `winograd_output` 1.6x slower (0.42 against 0.26 ms on 64 x 56 x 56; LLVM vectorized less)."""
     n, o = out.shape[0], out.shape[1]
     tw = out.shape[3] // 4
     tiles = (stop - first) * tw
