@@ -300,6 +300,35 @@ def test_columns_from_stride_phases_are_the_strided_columns(channels, size, kern
     np.testing.assert_array_equal(got, want)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    channels=st.integers(1, 3),
+    size=st.tuples(st.integers(1, 10), st.integers(1, 10)),
+    kernel=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    padding=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    rows=st.tuples(st.integers(0, 20), st.integers(1, 20)),
+)
+def test_columns_of_an_input_read_as_padded_are_those_of_its_padded_copy(
+    channels, size, kernel, stride, dilation, padding, rows
+):
+    """windows.window_columns with `padding` reads the input as if zero-padded: the same im2col array as from
+    pad_input's copy, every cell written (the reused buffer starts as NaN), for any block of output rows,
+    including windows that lie wholly in the padding."""
+    extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
+    padded_size = [size[a] + 2 * padding[a] for a in range(2)]
+    assume(padded_size[0] >= extent[0] and padded_size[1] >= extent[1])
+    out = [(padded_size[a] - extent[a]) // stride[a] + 1 for a in range(2)]
+    start, count = min(rows[0], out[0] - 1), rows[1]
+    stop = min(out[0], start + count)
+    x = np.random.default_rng(1).normal(size=(2, channels, *size)).astype(np.float32)
+    want = windows.window_columns(windows.pad_input(x, padding), kernel, stride, dilation, out[1], (start, stop))
+    buffer = np.full(want.size + 3, np.nan, dtype=np.float32)
+    got = windows.window_columns(x, kernel, stride, dilation, out[1], (start, stop), buffer, padding=padding)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_a_wide_strided_conv_gathers_from_its_stride_phases(monkeypatch):
     """ResNet's stem (7x7, stride 2, 112 wide) on the fast path takes the stride phases; measurement does
     not; both give the definition."""
@@ -310,7 +339,7 @@ def test_a_wide_strided_conv_gathers_from_its_stride_phases(monkeypatch):
     original = windows.window_columns
 
     def spy(*args):
-        taken.append(args[-1])  # the `phases` flag
+        taken.append(args[7])  # the `phases` flag
         return original(*args)
 
     monkeypatch.setattr(conv, "window_columns", spy)

@@ -252,23 +252,24 @@ class Conv2d(Plain, OpBase):
                     weight, scale_out = weight * scale_out.reshape(-1, 1, 1, 1), None  # (its own pass otherwise)
                 out = self._tap_sum(x, weight, bias, scale_out, activation, (ho, wo), mm, in_place)
                 return out if residual is None else _add_residual(out, residual, later)
-        padded = pad_input(x, padding)
         # (O, C/G, kh, kw) -> (G, O/G, C/G*kh*kw): a free reshape.
         kernel = weight.reshape(g, self.out_channels // g, depth)
         if (kh, kw) == (1, 1) and stride == (1, 1):
             # A 1x1 stride-1 conv's im2col matrix is the (padded) input itself: no copy at all.
-            out = mm(kernel, padded.reshape(n, g, depth, ho * wo))  # (N, G, O/G, Ho*Wo)
+            out = mm(kernel, pad_input(x, padding).reshape(n, g, depth, ho * wo))  # (N, G, O/G, Ho*Wo)
             out4, out3 = out.reshape(n, self.out_channels, ho, wo), out.reshape(n, self.out_channels, ho * wo)
             return _epilogue(out4, out3, scale_out, bias, activation, residual, later)
         out = np.empty((n, g, self.out_channels // g, ho * wo), dtype=np.result_type(x, weight))
         # Output rows in blocks, so the im2col matrix in memory is at most ~COLUMN_BLOCK_BYTES at a time.
         block = max(1, COLUMN_BLOCK_BYTES // (n * c * kh * kw * wo * x.itemsize))
         phased = fast_path() and stride != (1, 1) and kh * kw > 1 and wo >= PHASE_MIN_WIDTH
-        buffer = np.empty(n * c * kh * kw * min(block, ho) * wo, dtype=padded.dtype)  # reused by every block
+        buffer = np.empty(n * c * kh * kw * min(block, ho) * wo, dtype=x.dtype)  # reused by every block
+        # The stride phases read a padded copy; the strided copies read x as if padded (no copy).
+        source, implicit = (pad_input(x, padding), (0, 0)) if phased else (x, padding)
         for top in range(0, ho, block):
             bottom = min(ho, top + block)
             # (N, C, kh, kw, rows, Wo) -> (N, G, C/G*kh*kw, rows*Wo): the im2col matrix, a free reshape.
-            cols = window_columns(padded, (kh, kw), stride, dilation, wo, (top, bottom), buffer, phased)
+            cols = window_columns(source, (kh, kw), stride, dilation, wo, (top, bottom), buffer, phased, implicit)
             if bottom - top == ho:  # one block: the product goes straight into the output
                 mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
             else:  # (N, G, O/G, rows*Wo)

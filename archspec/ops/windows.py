@@ -41,10 +41,16 @@ def window_columns(
     rows: tuple[int, int],
     buffer: np.ndarray | None = None,
     phases: bool = False,
+    padding: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Windows of output rows [rows[0], rows[1]) of an already padded (N, C, Hp, Wp) array, as a new
     C-contiguous (N, C, kh, kw, rows, out_width) array: element [n, c, i, j, r, q] is
     padded[n, c, (rows[0] + r) * sh + i * dh, q * sw + j * dw].
+
+    With `padding` (ph, pw), `padded` is the input itself, read as if padded by zeros (no padded copy): each
+    tap copies the part of its windows that lies in the input and zeroes the border strips around it. A
+    padded copy (`pad_input`) is one more pass that writes fresh memory: inside ResNet-50 its stride-2 and
+    7 x 7 layers' pads took 0.14-0.26 ms each, as long as their column copies. Not with `phases`.
 
     `buffer` (flat, at least as large) is reused when given: a caller filling many row blocks then
     touches fresh memory once instead of page-faulting a new array per block.
@@ -73,12 +79,49 @@ def window_columns(
                     split[a, b] = np.ascontiguousarray(band[:, :, a::sh, b::sw])
                 cols[:, :, i, j] = split[a, b][:, :, top : top + count, left : left + out_width]
         return cols
+    if any(padding):
+        if phases:
+            raise ValueError("window_columns: stride phases read an explicitly padded input")
+        return _implicitly_padded_columns(padded, cols, kernel, stride, dilation, start, padding)
     for i in range(kh):
         top = start * sh + i * dh
         for j in range(kw):
             left = j * dw
             rows_ij = slice(top, top + sh * (count - 1) + 1, sh)
             cols[:, :, i, j] = padded[:, :, rows_ij, left : left + sw * (out_width - 1) + 1 : sw]
+    return cols
+
+
+def _inside(first: int, count: int, step: int, size: int) -> tuple[int, int]:
+    """[lo, hi): the indices k in [0, count) whose position first + k * step lies in [0, size)."""
+    lo = max(0, -(first // step)) if first < 0 else 0  # the smallest k with first + k * step >= 0
+    hi = min(count, (size - 1 - first) // step + 1) if size - 1 >= first else 0
+    return lo, max(lo, hi)
+
+
+def _implicitly_padded_columns(x, cols, kernel, stride, dilation, start, padding) -> np.ndarray:
+    """`window_columns` of x read as zero-padded by `padding`, into cols (N, C, kh, kw, rows, Wo)."""
+    h, w = x.shape[2:]
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel, stride, dilation, padding
+    count, out_width = cols.shape[4:]
+    for i in range(kh):
+        top = start * sh + i * dh - ph  # the input row of the block's first window row, maybe above the input
+        r_lo, r_hi = _inside(top, count, sh, h)
+        for j in range(kw):
+            left = j * dw - pw
+            q_lo, q_hi = _inside(left, out_width, sw, w)
+            tap = cols[:, :, i, j]
+            if r_lo == r_hi or q_lo == q_hi:
+                tap[...] = 0
+                continue
+            tap[:, :, :r_lo] = 0
+            tap[:, :, r_hi:] = 0
+            tap[:, :, r_lo:r_hi, :q_lo] = 0
+            tap[:, :, r_lo:r_hi, q_hi:] = 0
+            y0, x0 = top + r_lo * sh, left + q_lo * sw
+            tap[:, :, r_lo:r_hi, q_lo:q_hi] = x[
+                :, :, y0 : y0 + sh * (r_hi - r_lo - 1) + 1 : sh, x0 : x0 + sw * (q_hi - q_lo - 1) + 1 : sw
+            ]
     return cols
 
 
