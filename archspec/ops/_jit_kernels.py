@@ -271,21 +271,48 @@ def add_activate(a, b, out, lo, hi, silu):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, nogil=True)
-def winograd_input(padded, v, first, stop):  # pragma: no cover (compiled)
+def _padded_band(x, b, k, top, band, ph, pw):  # pragma: no cover (compiled)
+    """Rows [top, top + len(band)) of channel k of image b of x (N, C, H, W) padded by zeros, ph rows above and
+    pw columns left (and as many as the band's width needs right and below), into band (rows, Wp)."""
+    h, w = x.shape[2], x.shape[3]
+    rows, wp = band.shape[0], band.shape[1]
+    zero = x.dtype.type(0)
+    for r in range(rows):
+        row = band[r]
+        y = top + r - ph
+        if y < 0 or y >= h:
+            for q in range(wp):
+                row[q] = zero
+        else:
+            source = x[b, k, y]
+            for q in range(pw):
+                row[q] = zero
+            for q in range(w):
+                row[pw + q] = source[q]
+            for q in range(pw + w, wp):
+                row[q] = zero
+
+
+@njit(cache=True, nogil=True)
+def winograd_input(x, v, first, stop, ph, pw, tw):  # pragma: no cover (compiled)
     """Winograd F(2x2, 3x3)'s input transform B^T d B of the 4 x 4 tiles (2 apart) in tile rows [first, stop)
-    of padded (N, C, Hp, Wp), Hp = 2 * th + 2, Wp = 2 * tw + 2. Position 4i + j of tile (ty, tx) goes to
+    of x (N, C, H, W) padded by zeros (ph rows above, pw columns left, and below and right to whole tiles:
+    Hp = 2 * th + 2, Wp = 2 * tw + 2), each channel's rows padded into a small band buffer as they are
+    needed (`_padded_band`: no padded copy of the whole input). Position 4i + j of tile (ty, tx) goes to
     v[4i + j, (b * C + c) * tiles + (ty - first) * tw + tx], tiles = (stop - first) * tw: each row of v is
     an (N, C, tiles) block. Down the rows first, then across, with the additions of the NumPy transform
     (Conv2d._winograd) in its order: d0 - d2, d1 + d2, d2 - d1, d1 - d3 each way."""
-    n, c, wp = padded.shape[0], padded.shape[1], padded.shape[3]
-    tw = (wp - 2) // 2
+    n, c = x.shape[0], x.shape[1]
+    wp = 2 * tw + 2
     tiles = (stop - first) * tw
-    rows = np.empty((4, wp), dtype=padded.dtype)
+    rows = np.empty((4, wp), dtype=x.dtype)
+    band = np.empty((2 * (stop - first) + 2, wp), dtype=x.dtype)
     for b in range(n):
         for k in range(c):
-            plane = padded[b, k]
+            _padded_band(x, b, k, 2 * first, band, ph, pw)
             for ty in range(first, stop):
-                r0, r1, r2, r3 = plane[2 * ty], plane[2 * ty + 1], plane[2 * ty + 2], plane[2 * ty + 3]
+                y = 2 * (ty - first)
+                r0, r1, r2, r3 = band[y], band[y + 1], band[y + 2], band[y + 3]
                 for q in range(wp):
                     rows[0, q] = r0[q] - r2[q]
                     rows[1, q] = r1[q] + r2[q]
@@ -412,10 +439,11 @@ def max_pool(x, out, kh, kw, sh, sw, ph, pw):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, nogil=True)
-def winograd43_input(padded, v, first, stop):  # pragma: no cover (compiled)
+def winograd43_input(x, v, first, stop, ph, pw, tw):  # pragma: no cover (compiled)
     """Winograd F(4x4, 3x3)'s input transform B^T d B of the 6 x 6 tiles (4 apart) in tile rows [first, stop)
-    of padded (N, C, Hp, Wp), Hp = 4 * th + 2, Wp = 4 * tw + 2; the layout of `winograd_input` with 36
-    positions: position 6i + j of tile (ty, tx) goes to v[6i + j, (b * C + c) * tiles + (ty - first) * tw + tx].
+    of x padded by zeros as in `winograd_input` (Hp = 4 * th + 2, Wp = 4 * tw + 2; each channel's rows
+    padded into a band buffer), in the layout of `winograd_input` with 36 positions: position 6i + j of tile
+    (ty, tx) goes to v[6i + j, (b * C + c) * tiles + (ty - first) * tw + tx].
     With Lavin and Gray's B^T
         [4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1],
@@ -423,20 +451,22 @@ def winograd43_input(padded, v, first, stop):  # pragma: no cover (compiled)
     go out together: 6 of the 36 rows of v are written at a time, each along a contiguous run. All 36
     at once (tile by tile) was measured 2-3x slower inside a network, where v is not in the cache: the
     writes then miss in 36 streams at once."""
-    n, c, wp = padded.shape[0], padded.shape[1], padded.shape[3]
-    tw = (wp - 2) // 4
+    n, c = x.shape[0], x.shape[1]
+    wp = 4 * tw + 2
     tiles = (stop - first) * tw
-    row = np.empty(wp, dtype=padded.dtype)
+    row = np.empty(wp, dtype=x.dtype)
+    band = np.empty((4 * (stop - first) + 2, wp), dtype=x.dtype)
     two, four, five = np.float32(2.0), np.float32(4.0), np.float32(5.0)
     for b in range(n):
         for k in range(c):
-            plane = padded[b, k]
+            _padded_band(x, b, k, 4 * first, band, ph, pw)
             base = (b * c + k) * tiles
             for i in range(6):
                 o0, o1, o2, o3, o4, o5 = v[6 * i], v[6 * i + 1], v[6 * i + 2], v[6 * i + 3], v[6 * i + 4], v[6 * i + 5]
                 for ty in range(first, stop):
-                    d0, d1, d2 = plane[4 * ty], plane[4 * ty + 1], plane[4 * ty + 2]
-                    d3, d4, d5 = plane[4 * ty + 3], plane[4 * ty + 4], plane[4 * ty + 5]
+                    y = 4 * (ty - first)
+                    d0, d1, d2 = band[y], band[y + 1], band[y + 2]
+                    d3, d4, d5 = band[y + 3], band[y + 4], band[y + 5]
                     if i == 0:
                         for q in range(wp):
                             row[q] = four * d0[q] - five * d2[q] + d4[q]

@@ -387,10 +387,7 @@ class Conv2d(Plain, OpBase):
         # Output tiles of 4 x 4 (F(4x4, 3x3), compiled only) where they pay, else of 2 x 2.
         tile = 4 if compiled is not None and self._winograd43_pays(n, c, ho * wo, kept is not None) else 2
         th, tw = -(-ho // tile), -(-wo // tile)  # tiles down and across
-        # The padded input, extended with zeros at the bottom and right to whole tiles (tile + 2 + tile *
-        # (tiles - 1) cells each way; ho = h + 2 * ph - 2, so that is 0 to tile - 1 cells more than the padded input).
         ph, pw = padding
-        padded = pad_input(x, padding, extra=(tile * th + 2 - (h + 2 * ph), tile * tw + 2 - (w + 2 * pw)))
         positions = (tile + 2) ** 2
 
         # G g G^T for all (O, C) kernels at once: one product with the positions x 9 matrix of G[a, i] G[b, j].
@@ -399,11 +396,14 @@ class Conv2d(Plain, OpBase):
             return mm(g, weight.reshape(o * c, 9).T).reshape(positions, 1, o, c)
 
         u = transform() if kept is None else kept.derived("winograd" if tile == 2 else "winograd43", transform)
-        if compiled is not None:
+        if compiled is not None:  # (its input transform reads x as padded: no padded copy)
             out = self._winograd_compiled(
-                compiled, np.ascontiguousarray(padded), u, scale, bias, activation, (th, tw), tile, mm
+                compiled, np.ascontiguousarray(x), padding, u, scale, bias, activation, (th, tw), tile, mm
             )
             return out if (tile * th, tile * tw) == (ho, wo) else np.ascontiguousarray(out[:, :, :ho, :wo])
+        # The padded input, extended with zeros at the bottom and right to whole tiles (tile + 2 + tile *
+        # (tiles - 1) cells each way; ho = h + 2 * ph - 2, so that is 0 to tile - 1 cells more than the padded input).
+        padded = pad_input(x, padding, extra=(tile * th + 2 - (h + 2 * ph), tile * tw + 2 - (w + 2 * pw)))
         # B^T d B, first down the rows (row k of every tile: rows k, k+2, ... of the padded map) ...
         d = [padded[:, :, k : k + 2 * th : 2] for k in range(4)]
         down = np.empty((4, n, c, th, 2 * tw + 2), dtype=x.dtype)
@@ -440,9 +440,12 @@ class Conv2d(Plain, OpBase):
         return out
 
     @staticmethod
-    def _winograd_compiled(compiled, padded, u, scale, bias, activation, tiles, tile, mm: MatMul):
+    def _winograd_compiled(compiled, x, padding, u, scale, bias, activation, tiles, tile, mm: MatMul):
         """`_winograd` with each transform in one compiled pass, for output tiles of `tile` x `tile` (2:
-        F(2x2, 3x3), 16 positions; 4: F(4x4, 3x3), 36). For F(2x2) the sums are the NumPy transforms' in the
+        F(2x2, 3x3), 16 positions; 4: F(4x4, 3x3), 36), on x (N, C, H, W, C-contiguous) read as padded by
+        `padding` and by zeros to whole tiles (the input transform pads each channel's rows into a small
+        buffer as it needs them: a padded copy of the whole input was one more pass, which took as long as
+        the transform's on ResNet-50's 64 x 56 x 56 layers). For F(2x2) the sums are the NumPy transforms' in the
         same order, so the output is the same bit for bit when the layer is one block (BLAS may sum a
         product of another width in another order) and the activation is no SiLU. The tile rows go in
         blocks whose transformed input (16 or 36 x C values a tile) and products (16 or 36 x O) take at
@@ -450,15 +453,15 @@ class Conv2d(Plain, OpBase):
         The positions of a block lie WINOGRAD_POSITION_SKEW bytes apart modulo 4 KiB, not a multiple of
         4 KiB (which a 64 x 56 x 56 layer's would be): the output transform reads all of them at once, and
         16 streams 4 KiB apart compete for one set of the L1 cache (measured 2.5x slower)."""
-        n, c = padded.shape[:2]
+        n, c = x.shape[:2]
         positions, o = u.shape[0], u.shape[2]
         th, tw = tiles
-        block = max(1, min(th, WINOGRAD_BLOCK_BYTES // (positions * n * max(c, o) * tw * padded.itemsize)))
+        block = max(1, min(th, WINOGRAD_BLOCK_BYTES // (positions * n * max(c, o) * tw * x.itemsize)))
         largest = n * max(c, o) * block * tw
-        stride = -(-largest // 1024) * 1024 + WINOGRAD_POSITION_SKEW // padded.itemsize
-        buffers = _scratch(2 * positions * stride, padded.dtype)[: 2 * positions * stride]
+        stride = -(-largest // 1024) * 1024 + WINOGRAD_POSITION_SKEW // x.itemsize
+        buffers = _scratch(2 * positions * stride, x.dtype)[: 2 * positions * stride]
         v_rows, m_rows = buffers.reshape(2, positions, stride)
-        out = np.empty((n, o, tile * th, tile * tw), dtype=padded.dtype)
+        out = np.empty((n, o, tile * th, tile * tw), dtype=x.dtype)
         if tile == 2:
             transform_input, transform_output = compiled.winograd_input, compiled.winograd_output
         else:
@@ -470,7 +473,7 @@ class Conv2d(Plain, OpBase):
         for first in range(0, th, block):
             stop = min(th, first + block)
             count = (stop - first) * tw
-            transform_input(padded, v_rows, first, stop)
+            transform_input(x, v_rows, first, stop, *padding, tw)
             v = v_rows[:, : n * c * count].reshape(positions, n, c, count)  # a view: the row's start is split
             m = m_rows[:, : n * o * count].reshape(positions, n, o, count)
             mm(u, v, out=m)  # (positions, 1, O, C) @ (positions, N, C, tiles) -> (positions, N, O, tiles)
