@@ -309,13 +309,14 @@ def test_columns_from_stride_phases_are_the_strided_columns(channels, size, kern
     dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
     padding=st.tuples(st.integers(0, 3), st.integers(0, 3)),
     rows=st.tuples(st.integers(0, 20), st.integers(1, 20)),
+    phases=st.booleans(),
 )
 def test_columns_of_an_input_read_as_padded_are_those_of_its_padded_copy(
-    channels, size, kernel, stride, dilation, padding, rows
+    channels, size, kernel, stride, dilation, padding, rows, phases
 ):
     """windows.window_columns with `padding` reads the input as if zero-padded: the same im2col array as from
     pad_input's copy, every cell written (the reused buffer starts as NaN), for any block of output rows,
-    including windows that lie wholly in the padding."""
+    including windows that lie wholly in the padding, by strided copies or from the stride phases."""
     extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
     padded_size = [size[a] + 2 * padding[a] for a in range(2)]
     assume(padded_size[0] >= extent[0] and padded_size[1] >= extent[1])
@@ -325,7 +326,7 @@ def test_columns_of_an_input_read_as_padded_are_those_of_its_padded_copy(
     x = np.random.default_rng(1).normal(size=(2, channels, *size)).astype(np.float32)
     want = windows.window_columns(windows.pad_input(x, padding), kernel, stride, dilation, out[1], (start, stop))
     buffer = np.full(want.size + 3, np.nan, dtype=np.float32)
-    got = windows.window_columns(x, kernel, stride, dilation, out[1], (start, stop), buffer, padding=padding)
+    got = windows.window_columns(x, kernel, stride, dilation, out[1], (start, stop), buffer, phases, padding)
     np.testing.assert_array_equal(got, want)
 
 

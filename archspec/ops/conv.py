@@ -264,12 +264,11 @@ class Conv2d(Plain, OpBase):
         block = max(1, COLUMN_BLOCK_BYTES // (n * c * kh * kw * wo * x.itemsize))
         phased = fast_path() and stride != (1, 1) and kh * kw > 1 and wo >= PHASE_MIN_WIDTH
         buffer = np.empty(n * c * kh * kw * min(block, ho) * wo, dtype=x.dtype)  # reused by every block
-        # The stride phases read a padded copy; the strided copies read x as if padded (no copy).
-        source, implicit = (pad_input(x, padding), (0, 0)) if phased else (x, padding)
         for top in range(0, ho, block):
             bottom = min(ho, top + block)
             # (N, C, kh, kw, rows, Wo) -> (N, G, C/G*kh*kw, rows*Wo): the im2col matrix, a free reshape.
-            cols = window_columns(source, (kh, kw), stride, dilation, wo, (top, bottom), buffer, phased, implicit)
+            # (x read as zero-padded: no padded copy)
+            cols = window_columns(x, (kh, kw), stride, dilation, wo, (top, bottom), buffer, phased, padding)
             if bottom - top == ho:  # one block: the product goes straight into the output
                 mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
             else:  # (N, G, O/G, rows*Wo)

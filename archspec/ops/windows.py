@@ -50,7 +50,8 @@ def window_columns(
     With `padding` (ph, pw), `padded` is the input itself, read as if padded by zeros (no padded copy): each
     tap copies the part of its windows that lies in the input and zeroes the border strips around it. A
     padded copy (`pad_input`) is one more pass that writes fresh memory: inside ResNet-50 its stride-2 and
-    7 x 7 layers' pads took 0.14-0.26 ms each, as long as their column copies. Not with `phases`.
+    7 x 7 layers' pads took 0.14-0.26 ms each, as long as their column copies. With `phases` too: each
+    stride phase is then gathered from the input with its border zeroed.
 
     `buffer` (flat, at least as large) is reused when given: a caller filling many row blocks then
     touches fresh memory once instead of page-faulting a new array per block.
@@ -69,20 +70,24 @@ def window_columns(
     shape = (n, c, kh, kw, count, out_width)
     size = n * c * kh * kw * count * out_width
     cols = np.empty(shape, dtype=padded.dtype) if buffer is None else buffer[:size].reshape(shape)
+    (ph, pw) = padding
     if phases:
-        band = padded[:, :, start * sh : (stop - 1) * sh + (kh - 1) * dh + 1]  # the rows these windows read
+        # The rows these windows read, [start * sh, start * sh + length) of the (maybe implicitly) padded input.
+        length, width = (count - 1) * sh + (kh - 1) * dh + 1, padded.shape[3] + 2 * pw
         split: dict[tuple[int, int], np.ndarray] = {}
         for i in range(kh):
             for j in range(kw):
                 (top, a), (left, b) = divmod(i * dh, sh), divmod(j * dw, sw)
                 if (a, b) not in split:
-                    split[a, b] = np.ascontiguousarray(band[:, :, a::sh, b::sw])
+                    phase = np.empty((n, c, -(-(length - a) // sh), -(-(width - b) // sw)), dtype=padded.dtype)
+                    split[a, b] = _gather(padded, phase, start * sh + a - ph, b - pw, sh, sw)
                 cols[:, :, i, j] = split[a, b][:, :, top : top + count, left : left + out_width]
         return cols
     if any(padding):
-        if phases:
-            raise ValueError("window_columns: stride phases read an explicitly padded input")
-        return _implicitly_padded_columns(padded, cols, kernel, stride, dilation, start, padding)
+        for i in range(kh):
+            for j in range(kw):
+                _gather(padded, cols[:, :, i, j], start * sh + i * dh - ph, j * dw - pw, sh, sw)
+        return cols
     for i in range(kh):
         top = start * sh + i * dh
         for j in range(kw):
@@ -99,30 +104,24 @@ def _inside(first: int, count: int, step: int, size: int) -> tuple[int, int]:
     return lo, max(lo, hi)
 
 
-def _implicitly_padded_columns(x, cols, kernel, stride, dilation, start, padding) -> np.ndarray:
-    """`window_columns` of x read as zero-padded by `padding`, into cols (N, C, kh, kw, rows, Wo)."""
-    h, w = x.shape[2:]
-    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel, stride, dilation, padding
-    count, out_width = cols.shape[4:]
-    for i in range(kh):
-        top = start * sh + i * dh - ph  # the input row of the block's first window row, maybe above the input
-        r_lo, r_hi = _inside(top, count, sh, h)
-        for j in range(kw):
-            left = j * dw - pw
-            q_lo, q_hi = _inside(left, out_width, sw, w)
-            tap = cols[:, :, i, j]
-            if r_lo == r_hi or q_lo == q_hi:
-                tap[...] = 0
-                continue
-            tap[:, :, :r_lo] = 0
-            tap[:, :, r_hi:] = 0
-            tap[:, :, r_lo:r_hi, :q_lo] = 0
-            tap[:, :, r_lo:r_hi, q_hi:] = 0
-            y0, x0 = top + r_lo * sh, left + q_lo * sw
-            tap[:, :, r_lo:r_hi, q_lo:q_hi] = x[
-                :, :, y0 : y0 + sh * (r_hi - r_lo - 1) + 1 : sh, x0 : x0 + sw * (q_hi - q_lo - 1) + 1 : sw
-            ]
-    return cols
+def _gather(x: np.ndarray, dest: np.ndarray, row: int, col: int, row_step: int, col_step: int) -> np.ndarray:
+    """dest[n, c, r, q] = x[n, c, row + r * row_step, col + q * col_step], or 0 where that lies outside x (in
+    its zero padding): one strided copy of the part inside, and the border strips around it zeroed."""
+    rows, cols = dest.shape[2:]
+    r_lo, r_hi = _inside(row, rows, row_step, x.shape[2])
+    q_lo, q_hi = _inside(col, cols, col_step, x.shape[3])
+    if r_lo == r_hi or q_lo == q_hi:
+        dest[...] = 0
+        return dest
+    dest[:, :, :r_lo] = 0
+    dest[:, :, r_hi:] = 0
+    dest[:, :, r_lo:r_hi, :q_lo] = 0
+    dest[:, :, r_lo:r_hi, q_hi:] = 0
+    y, x0 = row + r_lo * row_step, col + q_lo * col_step
+    dest[:, :, r_lo:r_hi, q_lo:q_hi] = x[
+        :, :, y : y + row_step * (r_hi - r_lo - 1) + 1 : row_step, x0 : x0 + col_step * (q_hi - q_lo - 1) + 1 : col_step
+    ]
+    return dest
 
 
 def _padded(x, kernel, stride, padding, dilation, ceil_mode, pad_value) -> tuple[np.ndarray, list[int]]:
