@@ -271,6 +271,31 @@ def add_activate(a, b, out, lo, hi, silu):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, nogil=True)
+def columns_from_phases(phases, cols, dh, dw):  # pragma: no cover (compiled)
+    """im2col columns from the stride phases of a strided window's input (`windows.window_columns` with
+    `phases`): phases (sh, sw, N, C, R, Q) holds phase (a, b), the input's rows a, a + sh, ... and columns b,
+    b + sw, ... (padding included); cols (N, C, kh, kw, rows, Wo) gets, for tap (i, j) and output row r,
+    the Wo contiguous values of phase (i dh mod sh, j dw mod sw) from row i dh // sh + r, column j dw // sw on.
+    One call instead of one NumPy slice copy per tap: the stem's 49 taps of 3 channels. Each row is sliced
+    from its first value on, then read from index 0: `row[left + q]` with a computed `left` kept LLVM from
+    vectorizing the copy (numba must allow for a negative index), 4.8x slower (0.83 against 0.17 ms)."""
+    sh, sw = phases.shape[0], phases.shape[1]
+    n, c, kh, kw, rows, wo = cols.shape
+    for b in range(n):
+        for k in range(c):
+            for i in range(kh):
+                a, top = (i * dh) % sh, (i * dh) // sh
+                for j in range(kw):
+                    p, left = (j * dw) % sw, (j * dw) // sw
+                    source = phases[a, p, b, k]
+                    target = cols[b, k, i, j]
+                    for r in range(rows):
+                        row, out = source[top + r][left:], target[r]
+                        for q in range(wo):
+                            out[q] = row[q]
+
+
+@njit(cache=True, nogil=True)
 def _padded_band(x, b, k, top, band, ph, pw):  # pragma: no cover (compiled)
     """Rows [top, top + len(band)) of channel k of image b of x (N, C, H, W) padded by zeros, ph rows above and
     pw columns left (and as many as the band's width needs right and below), into band (rows, Wp)."""
