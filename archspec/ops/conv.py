@@ -267,8 +267,12 @@ class Conv2d(Plain, OpBase):
         block = max(1, COLUMN_BLOCK_BYTES // (n * c * kh * kw * wo * x.itemsize))
         # On the fast path the columns come from the input's stride phases (for stride 1: the input, padded)
         # by one compiled copy where numba is there, else by NumPy slice copies where that pays (PHASE_MIN_WIDTH).
-        compiled_copy = kernels() is not None and x.dtype == np.float32
-        phased = fast_path() and kh * kw > 1 and (compiled_copy or (stride != (1, 1) and wo >= PHASE_MIN_WIDTH))
+        # (kernels() only on the fast path: measurement never imports numba.)
+        phased = (
+            fast_path()
+            and kh * kw > 1
+            and ((kernels() is not None and x.dtype == np.float32) or (stride != (1, 1) and wo >= PHASE_MIN_WIDTH))
+        )
         buffer = np.empty(n * c * kh * kw * min(block, ho) * wo, dtype=x.dtype)  # reused by every block
         for top in range(0, ho, block):
             bottom = min(ho, top + block)
