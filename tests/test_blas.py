@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from archspec.ops import MatMul, ShapeError, blas
@@ -77,3 +77,89 @@ def test_matmul_accumulate_is_batched_and_counted(monkeypatch, with_blas):
         mm.accumulate(a, b[..., :4, :], out)
     with pytest.raises(ShapeError, match="shapes differ"):
         mm.accumulate(a, b, out[..., :11])
+
+
+needs_batched_blas = pytest.mark.skipif(
+    not blas.takes_batched(*(np.ones(shape, np.float32) for shape in [(1, 101, 101)] * 3)),
+    reason="no OpenBLAS batched gemm (0.3.30 and later) found in this process",
+)
+
+
+@needs_batched_blas
+@settings(max_examples=12, deadline=None)
+@given(
+    count=st.integers(1, 5),
+    m=st.integers(90, 130),
+    k=st.integers(90, 130),
+    n=st.integers(90, 130),
+    spare=st.integers(0, 7),
+    gap=st.integers(0, 9),
+)
+def test_batched_gemm_is_each_product(count, m, k, n, spare, gap):
+    """blas.gemm_batched on products larger than BATCH_SMALL_MACS, b's and out's rows `n + spare` apart and
+    the products `gap` elements more than their size apart (as Winograd's tile positions lie in a buffer): each
+    out[i] is a[i] @ b[i], and nothing between the products is written."""
+    assume(m * n * k > blas.BATCH_SMALL_MACS)
+    rng = np.random.default_rng(count * 1000 + m + k + n)
+    a = rng.normal(size=(count, m, k)).astype(np.float32)
+    b_rows = n + spare
+    b_memory = rng.normal(size=count * (k * b_rows + gap)).astype(np.float32)
+    b = np.lib.stride_tricks.as_strided(
+        b_memory, (count, k, n), ((k * b_rows + gap) * 4, b_rows * 4, 4), writeable=False
+    )
+    out_memory = np.full(count * (m * b_rows + gap), 7.0, dtype=np.float32)
+    out = np.lib.stride_tricks.as_strided(out_memory, (count, m, n), ((m * b_rows + gap) * 4, b_rows * 4, 4))
+    assert blas.takes_batched(a, b, out)
+    blas.gemm_batched(a, b, out)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
+    written = np.zeros(out_memory.shape, dtype=bool)
+    np.lib.stride_tricks.as_strided(written, out.shape, tuple(s // 4 for s in out.strides))[...] = (
+        True  # (1-byte bools)
+    )
+    assert np.all(out_memory[~written] == 7.0)
+
+
+@needs_batched_blas
+def test_batched_gemm_refuses_small_products_and_other_layouts():
+    """Products of at most 10^6 multiply-adds never reach OpenBLAS's batched call (its small-matrix path
+    crashes in DYNAMIC_ARCH builds up to 0.3.31); nor do operands it cannot read in place."""
+    a, b, out = (
+        np.ones((2, 100, 100), np.float32),
+        np.ones((2, 100, 100), np.float32),
+        np.zeros((2, 100, 100), np.float32),
+    )
+    assert not blas.takes_batched(a, b, out)  # 100 * 100 * 100 multiply-adds each: the small-matrix path
+    with pytest.raises(ValueError, match="BLAS cannot take the batch"):
+        blas.gemm_batched(a, b, out)
+    a, b, out = (
+        np.ones((2, 101, 101), np.float32),
+        np.ones((2, 101, 101), np.float32),
+        np.zeros((2, 101, 101), np.float32),
+    )
+    assert blas.takes_batched(a, b, out)
+    assert not blas.takes_batched(a, b.transpose(0, 2, 1), out)  # column-major b
+    assert not blas.takes_batched(a, b[::-1], out)  # products in reverse order (a negative stride)
+    assert not blas.takes_batched(a.astype(np.float64), b, out)  # mixed dtypes
+    assert not blas.takes_batched(a[:, :, :100], b, out)  # inner sizes differ
+    np.testing.assert_array_equal(out, 0)
+
+
+@pytest.mark.parametrize("with_blas", [True, False])
+def test_matmul_batched_is_each_product_and_counted(monkeypatch, with_blas):
+    """MatMul.batched: out[i] = a[i] @ b[i], one MAC per product formed, with BLAS's batched call or NumPy's
+    matmul (`takes_batched` says no)."""
+    if with_blas and not blas.takes_batched(*(np.ones(shape, np.float32) for shape in [(1, 101, 101)] * 3)):
+        pytest.skip("no OpenBLAS batched gemm found in this process")
+    if not with_blas:
+        monkeypatch.setattr(blas, "takes_batched", lambda a, b, out: False)
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(3, 120, 110)).astype(np.float32)
+    b = rng.normal(size=(3, 110, 100)).astype(np.float32)
+    out = np.empty((3, 120, 100), np.float32)
+    mm = MatMul()
+    mm.batched(a, b, out)
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-4)
+    assert mm.macs == 3 * 120 * 110 * 100  # products x M x K x N, hand-counted
+    with pytest.raises(ShapeError, match="shapes differ"):
+        mm.batched(a, b[:, :100], out)

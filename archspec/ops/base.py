@@ -98,6 +98,25 @@ class MatMul:
         self.macs += math.prod(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]
         return np.matmul(a, b, out=out)
 
+    def batched(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """out[i] = a[i] @ b[i] for a stack of products a (P, M, K), b (P, K, N), out (P, M, N), counted like
+        __call__: one batched BLAS call where BLAS takes the operands (`blas.takes_batched`: each thread then
+        runs whole products), else NumPy's matmul."""
+        from archspec.ops import blas
+
+        if (
+            a.ndim != 3
+            or b.ndim != 3
+            or b.shape[:2] != (a.shape[0], a.shape[2])
+            or out.shape != (*a.shape[:2], b.shape[2])
+        ):
+            raise ShapeError(f"batched product of {a.shape} and {b.shape} into {out.shape}: shapes differ")
+        self.macs += a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+        if blas.takes_batched(a, b, out):
+            blas.gemm_batched(a, b, out)
+        else:
+            np.matmul(a, b, out=out)
+
     def accumulate(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         """out += a @ b, batched like __call__ (a's and b's batch dims broadcast to out's). Each 2-D
         product is one BLAS gemm that adds into `out` in place (archspec.ops.blas) where BLAS can take

@@ -7,6 +7,12 @@ it reads `b` in place with any row stride, which is what the shifted windows of 
 are. NumPy does not expose gemm, so this binds it with ctypes, found through threadpoolctl (already
 archspec's dependency for BLAS threads). Where it is not found, or fails its self-test, `takes` says
 no and the caller uses NumPy.
+
+It also binds OpenBLAS's strided batched gemm (`gemm_batched`, OpenBLAS 0.3.30 and later) for a stack of
+products, such as Winograd's 16 or 36 tile positions: NumPy's matmul calls gemm once per product, each
+product split over the threads on its own (their meeting costs more than a small product saves) or, at
+most 10^6 multiply-adds, run on one thread (OpenBLAS's small-matrix kernels); the batched call gives each
+thread whole products and meets once.
 """
 
 from __future__ import annotations
@@ -32,6 +38,17 @@ _NAMES = {
 }
 _SCALAR = {"float32": ctypes.c_float, "float64": ctypes.c_double}
 _bound: dict[str, object] = {}  # dtype name -> the bound gemm, or None when there is none (looked up once)
+# The strided batched gemm (OpenBLAS's interface/gemm_batch_strided.c). Its symbol keeps the plain name in
+# NumPy's scipy-openblas too, where its integers are 64-bit. Passed as 64-bit integers they also reach a
+# build with 32-bit ones intact: x86-64 and AArch64 pass either in a 64-bit register or stack slot, low half
+# first. The self-test checks the binding either way.
+_BATCH_NAMES = {"float32": "cblas_sgemm_batch_strided", "float64": "cblas_dgemm_batch_strided"}
+_bound_batched: dict[str, object] = {}
+# OpenBLAS sends a batch whose products have at most this many multiply-adds (m * n * k) to its small-matrix
+# kernels, and those crash in its DYNAMIC_ARCH builds (NumPy's wheels are one) up to 0.3.31 at least: the
+# batch code calls an entry of the kernel table that is an offset, not an address (OpenMathLib/OpenBLAS pull
+# request 5980, merged August 2026). So no batched call is ever made for products this small.
+BATCH_SMALL_MACS = 100 * 100 * 100
 
 
 def _openblas_libraries():
@@ -142,3 +159,96 @@ def gemm_accumulate(a, b, out) -> None:
     if not takes(a, b, out):
         raise ValueError(f"BLAS cannot take {a.shape} @ {b.shape} into {out.shape} in place")
     _call(_gemm(out.dtype.name), a, b, out)
+
+
+def _bind_batched(dtype: str):
+    scalar = _SCALAR[dtype]
+    integer, pointer = ctypes.c_int64, ctypes.c_void_p
+    for path in _openblas_libraries():
+        try:
+            library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle
+        except OSError:
+            continue
+        function = getattr(library, _BATCH_NAMES[dtype], None)
+        if function is None:  # an OpenBLAS before 0.3.30
+            continue
+        # (order, trans a, trans b, M, N, K, alpha, A, lda, stride a, B, ldb, stride b, beta, C, ldc,
+        # stride c, count)
+        matrix = [pointer, integer, integer]
+        function.argtypes = [ctypes.c_int] * 3 + [integer] * 3 + [scalar, *matrix, *matrix, scalar, *matrix, integer]
+        function.restype = None
+        if _self_test_batched(function, dtype):
+            return function
+    return None
+
+
+def _gemm_batched(dtype: str):
+    if dtype not in _bound_batched:
+        _bound_batched[dtype] = _bind_batched(dtype)
+    return _bound_batched[dtype]
+
+
+def _self_test_batched(function, dtype: str) -> bool:
+    """Two products of 101 x 101 x 101 (just past BATCH_SMALL_MACS) with small integers (exact sums), a's
+    rows wider than its columns, against NumPy's."""
+    size = 101
+    rng = np.random.default_rng(0)
+    a = rng.integers(-3, 4, (2, size, size + 3)).astype(dtype)[:, :, :size]
+    b = rng.integers(-3, 4, (2, size, size)).astype(dtype)
+    out = np.zeros((2, size, size), dtype=dtype)
+    try:
+        _call_batched(function, a, b, out)
+    except (ctypes.ArgumentError, TypeError):
+        return False
+    return bool(np.array_equal(out, np.matmul(a, b)))
+
+
+def _call_batched(function, a, b, out) -> None:
+    count, m, k = a.shape
+    n = b.shape[2]
+    function(
+        _ROW_MAJOR,
+        _NO_TRANS,
+        _NO_TRANS,
+        m,
+        n,
+        k,
+        1.0,
+        a.ctypes.data,
+        _leading(a[0]),
+        a.strides[0] // a.itemsize,
+        b.ctypes.data,
+        _leading(b[0]),
+        b.strides[0] // b.itemsize,
+        0.0,
+        out.ctypes.data,
+        _leading(out[0]),
+        out.strides[0] // out.itemsize,
+        count,
+    )
+
+
+def takes_batched(a, b, out) -> bool:
+    """Whether BLAS's batched gemm can run out[i] = a[i] @ b[i] for every i in one call: 3-D a (P, M, K),
+    b (P, K, N) and out (P, M, N) of one float dtype it was found for, each product read row-major in place,
+    the products a whole number of elements apart, and each larger than BATCH_SMALL_MACS."""
+    dtype = out.dtype
+    if a.dtype != dtype or b.dtype != dtype or a.ndim != 3 or b.ndim != 3 or out.ndim != 3:
+        return False
+    count, m, k = a.shape
+    n = b.shape[2]
+    if count == 0 or b.shape != (count, k, n) or out.shape != (count, m, n) or m * n * k <= BATCH_SMALL_MACS:
+        return False
+    if dtype.name not in _BATCH_NAMES or _gemm_batched(dtype.name) is None:
+        return False
+    return all(
+        x.strides[0] >= 0 and x.strides[0] % x.itemsize == 0 and _gemm_layout(x[0], *shape)
+        for x, shape in ((a, (m, k)), (b, (k, n)), (out, (m, n)))
+    )
+
+
+def gemm_batched(a, b, out) -> None:
+    """out[i] = a[i] @ b[i] for every i, in one BLAS call; only for operands `takes_batched` accepts."""
+    if not takes_batched(a, b, out):
+        raise ValueError(f"BLAS cannot take the batch {a.shape} @ {b.shape} into {out.shape}")
+    _call_batched(_gemm_batched(out.dtype.name), a, b, out)
