@@ -84,6 +84,15 @@ WINOGRAD_KEPT_PAIRS, WINOGRAD_KEPT_PIXELS = 512 * 512, 14 * 14
 # call) at most WINOGRAD43_PAIRS channel pairs per WINOGRAD43_PIXELS output pixels per image.
 WINOGRAD43_MIN_OUTPUT = 28 * 28
 WINOGRAD43_MIN_WORK = 64 * 64 * 56 * 56
+# Round 8 batched Winograd's products (`MatMul.batched`: one BLAS call, each thread running whole products).
+# F(4x4)'s products on ResNet-50's layer 2 (36 of 128 x 128 x 49, at most 10^6 multiply-adds each) are too
+# small for that and run on one thread; F(2x2)'s (16 of 128 x 128 x 196) are not: in a session, in the
+# network, 1.05-1.11 ms per layer against 1.33-1.48 as F(4x4). So an output under WINOGRAD43_WIDE_OUTPUT
+# takes F(4x4) only with at least WINOGRAD43_NARROW_PAIRS channel pairs: VGG16's 256 -> 512 and 512 -> 512 at
+# 28 x 28 do (5.2 against 5.9 and 9.2-9.3 against 10.8 ms as F(2x2)). ResNet-50's layer 1 (64 at 56 x 56)
+# keeps F(4x4) (1.29-1.45 against 1.39-1.50 ms as batched F(2x2)), and so does DenseNet-121's 128 -> 32 at 56.
+WINOGRAD43_WIDE_OUTPUT = 56 * 56
+WINOGRAD43_NARROW_PAIRS = 256 * 256
 WINOGRAD43_PAIRS, WINOGRAD43_PIXELS = 128 * 128, 28 * 28
 # The compiled transforms (Conv2d._winograd_compiled) work on blocks of tile rows whose transformed input
 # takes at most this many bytes (VGG16 measured 15% faster with 16 MiB blocks than with 1 MiB ones), and
@@ -375,6 +384,8 @@ class Conv2d(Plain, OpBase):
         pairs = self.out_channels * in_channels
         if out_pixels < WINOGRAD43_MIN_OUTPUT or pairs * out_pixels < WINOGRAD43_MIN_WORK:
             return False
+        if out_pixels < WINOGRAD43_WIDE_OUTPUT and pairs < WINOGRAD43_NARROW_PAIRS:
+            return False
         return kept or pairs * WINOGRAD43_PIXELS <= WINOGRAD43_PAIRS * images * out_pixels
 
     def _winograd(self, x, weight, scale, bias, activation, padding, size, mm: MatMul, kept: Weights | None = None):
@@ -485,7 +496,8 @@ class Conv2d(Plain, OpBase):
             transform_input(x, v_rows, first, stop, *padding, tw)
             v = v_rows[:, : n * c * count].reshape(positions, n, c, count)  # a view: the row's start is split
             m = m_rows[:, : n * o * count].reshape(positions, n, o, count)
-            mm(u, v, out=m)  # (positions, 1, O, C) @ (positions, N, C, tiles) -> (positions, N, O, tiles)
+            for image in range(n):  # (positions, O, C) @ (positions, C, tiles) -> (positions, O, tiles)
+                mm.batched(u[:, 0], v[:, image], m[:, image])
             transform_output(m_rows, out, *vectors, scale is not None, bias is not None, *bounds, first, stop)
         return out
 
