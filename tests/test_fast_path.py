@@ -48,6 +48,34 @@ def test_the_fast_path_convolution_matches_the_definition(fields):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "fields, in_channels, size",
+    [
+        ({"out_channels": 32, "kernel": 3, "padding": 1, "groups": 8}, 16, 9),  # small products: NumPy's matmul
+        ({"out_channels": 256, "kernel": 3, "stride": 2, "padding": 1, "groups": 2}, 256, 16),  # BLAS's batch
+    ],
+)
+def test_a_grouped_conv_on_one_image_is_one_stack_of_products(monkeypatch, fields, in_channels, size):
+    """On the fast path a grouped conv on one image multiplies its groups' columns as one stack
+    (MatMul.batched; the second case's products, 128 x 1152 x 64, are large enough for BLAS's batched call):
+    the convolution, with the definition's multiply-adds counted."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(1, in_channels, size, size)).astype(np.float32)
+    op, tensors = _conv(fields, in_channels, rng)
+    stacks = []
+    original = MatMul.batched
+    monkeypatch.setattr(MatMul, "batched", lambda self, a, b, out: stacks.append(a.shape) or original(self, a, b, out))
+    mm = MatMul()
+    with fast():
+        got = op.forward([x], Weights(tensors, "c"), mm)
+    groups = fields["groups"]
+    depth = in_channels // groups * 9
+    assert stacks == [(groups, fields["out_channels"] // groups, depth)]
+    want = naive.conv2d(x, tensors["weight"], tensors["bias"], pair(op.stride), (1, 1), (1, 1), groups)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert mm.macs == op.macs([x.shape[1:]], got.shape[1:])
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_a_depthwise_conv_is_channels_last_only_on_the_fast_path(stride):
     rng = np.random.default_rng(3)

@@ -289,7 +289,13 @@ class Conv2d(Plain, OpBase):
             # (x read as zero-padded: no padded copy)
             cols = window_columns(x, (kh, kw), stride, dilation, wo, (top, bottom), buffer, phased, padding)
             if bottom - top == ho:  # one block: the product goes straight into the output
-                mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
+                if g > 1 and n == 1 and fast_path():
+                    # The groups' products as one stack (`MatMul.batched`: one BLAS call where they are large
+                    # enough), not a broadcast over images: in-process A/B, ResNeXt-50 86 -> 75 ms, RegNet-Y-1.6GF
+                    # 45.5 -> 43.2, RegNet-X-8GF 144 -> 141.
+                    mm.batched(kernel, cols.reshape(g, depth, ho * wo), out.reshape(g, self.out_channels // g, ho * wo))
+                else:
+                    mm(kernel, cols.reshape(n, g, depth, ho * wo), out=out)
             else:  # (N, G, O/G, rows*Wo)
                 out[..., top * wo : bottom * wo] = mm(kernel, cols.reshape(n, g, depth, (bottom - top) * wo))
         out4, out3 = out.reshape(n, self.out_channels, ho, wo), out.reshape(n, self.out_channels, ho * wo)
