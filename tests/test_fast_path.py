@@ -308,6 +308,16 @@ def test_a_tap_sum_applies_a_fused_affine(size, bias):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def _output_block(padded_size, kernel, stride, dilation, rows):
+    """(output width, (start, stop)): the windows that fit a padded map of `padded_size` (H, W), and a block of
+    their output rows, `rows` = (first, count) clipped to them (hypothesis skips kernels that do not fit)."""
+    extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
+    assume(padded_size[0] >= extent[0] and padded_size[1] >= extent[1])
+    out = [(padded_size[a] - extent[a]) // stride[a] + 1 for a in range(2)]
+    start = min(rows[0], out[0] - 1)
+    return out[1], (start, min(out[0], start + rows[1]))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     channels=st.integers(1, 4),
@@ -320,14 +330,10 @@ def test_a_tap_sum_applies_a_fused_affine(size, bias):
 def test_columns_from_stride_phases_are_the_strided_columns(channels, size, kernel, stride, dilation, rows):
     """windows.window_columns from the stride phases gathers the same im2col array as by strided copies, for any block of
     output rows."""
-    extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
-    assume(size[0] >= extent[0] and size[1] >= extent[1])
-    out = [(size[a] - extent[a]) // stride[a] + 1 for a in range(2)]
-    start, count = min(rows[0], out[0] - 1), rows[1]
-    stop = min(out[0], start + count)
+    width, block = _output_block(size, kernel, stride, dilation, rows)
     padded = np.random.default_rng(0).normal(size=(2, channels, *size)).astype(np.float32)
-    want = windows.window_columns(padded, kernel, stride, dilation, out[1], (start, stop))
-    got = windows.window_columns(padded, kernel, stride, dilation, out[1], (start, stop), phases=True)
+    want = windows.window_columns(padded, kernel, stride, dilation, width, block)
+    got = windows.window_columns(padded, kernel, stride, dilation, width, block, phases=True)
     np.testing.assert_array_equal(got, want)
 
 
@@ -348,16 +354,12 @@ def test_columns_of_an_input_read_as_padded_are_those_of_its_padded_copy(
     """windows.window_columns with `padding` reads the input as if zero-padded: the same im2col array as from
     pad_input's copy, every cell written (the reused buffer starts as NaN), for any block of output rows,
     including windows that lie wholly in the padding, by strided copies or from the stride phases."""
-    extent = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
     padded_size = [size[a] + 2 * padding[a] for a in range(2)]
-    assume(padded_size[0] >= extent[0] and padded_size[1] >= extent[1])
-    out = [(padded_size[a] - extent[a]) // stride[a] + 1 for a in range(2)]
-    start, count = min(rows[0], out[0] - 1), rows[1]
-    stop = min(out[0], start + count)
+    width, block = _output_block(padded_size, kernel, stride, dilation, rows)
     x = np.random.default_rng(1).normal(size=(2, channels, *size)).astype(np.float32)
-    want = windows.window_columns(windows.pad_input(x, padding), kernel, stride, dilation, out[1], (start, stop))
+    want = windows.window_columns(windows.pad_input(x, padding), kernel, stride, dilation, width, block)
     buffer = np.full(want.size + 3, np.nan, dtype=np.float32)
-    got = windows.window_columns(x, kernel, stride, dilation, out[1], (start, stop), buffer, phases, padding)
+    got = windows.window_columns(x, kernel, stride, dilation, width, block, buffer, phases, padding)
     np.testing.assert_array_equal(got, want)
 
 

@@ -18,6 +18,7 @@ thread whole products and meets once.
 from __future__ import annotations
 
 import ctypes
+from functools import cache
 
 from archspec.lazy import numpy as np
 
@@ -37,13 +38,14 @@ _NAMES = {
     ),
 }
 _SCALAR = {"float32": ctypes.c_float, "float64": ctypes.c_double}
-_bound: dict[str, object] = {}  # dtype name -> the bound gemm, or None when there is none (looked up once)
 # The strided batched gemm (OpenBLAS's interface/gemm_batch_strided.c). Its symbol keeps the plain name in
 # NumPy's scipy-openblas too, where its integers are 64-bit. Passed as 64-bit integers they also reach a
 # build with 32-bit ones intact: x86-64 and AArch64 pass either in a 64-bit register or stack slot, low half
 # first. The self-test checks the binding either way.
-_BATCH_NAMES = {"float32": "cblas_sgemm_batch_strided", "float64": "cblas_dgemm_batch_strided"}
-_bound_batched: dict[str, object] = {}
+_BATCH_NAMES = {
+    "float32": (("cblas_sgemm_batch_strided", ctypes.c_int64),),
+    "float64": (("cblas_dgemm_batch_strided", ctypes.c_int64),),
+}
 # OpenBLAS sends a batch whose products have at most this many multiply-adds (m * n * k) to its small-matrix
 # kernels, and those crash in its DYNAMIC_ARCH builds (NumPy's wheels are one) up to 0.3.31 at least: the
 # batch code calls an entry of the kernel table that is an offset, not an address (OpenMathLib/OpenBLAS pull
@@ -59,30 +61,35 @@ def _openblas_libraries():
     return [lib.filepath for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers]
 
 
-def _bind(dtype: str):
-    scalar = _SCALAR[dtype]
+def _find(candidates, signature, self_test):
+    """The first of `candidates` ((symbol, integer type) pairs) that an OpenBLAS NumPy loaded exports and that
+    passes `self_test` once its argument types are `signature(integer type)`; None when none does."""
     for path in _openblas_libraries():
         try:
             library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle
         except OSError:
             continue
-        for name, integer in _NAMES[dtype]:
+        for name, integer in candidates:
             function = getattr(library, name, None)
             if function is None:
                 continue
-            # (order, trans a, trans b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
-            matrix = [ctypes.c_void_p, integer]
-            function.argtypes = [ctypes.c_int] * 3 + [integer] * 3 + [scalar, *matrix, *matrix, scalar, *matrix]
+            function.argtypes = signature(integer)
             function.restype = None
-            if _self_test(function, dtype):
+            if self_test(function):
                 return function
     return None
 
 
+@cache
 def _gemm(dtype: str):
-    if dtype not in _bound:
-        _bound[dtype] = _bind(dtype)
-    return _bound[dtype]
+    """CBLAS gemm for this dtype name, or None (looked up once)."""
+    scalar = _SCALAR[dtype]
+
+    def signature(integer):  # (order, trans a, trans b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+        matrix = [ctypes.c_void_p, integer]
+        return [ctypes.c_int] * 3 + [integer] * 3 + [scalar, *matrix, *matrix, scalar, *matrix]
+
+    return _find(_NAMES[dtype], signature, lambda function: _self_test(function, dtype))
 
 
 def _self_test(function, dtype: str) -> bool:
@@ -161,31 +168,17 @@ def gemm_accumulate(a, b, out) -> None:
     _call(_gemm(out.dtype.name), a, b, out)
 
 
-def _bind_batched(dtype: str):
-    scalar = _SCALAR[dtype]
-    integer, pointer = ctypes.c_int64, ctypes.c_void_p
-    for path in _openblas_libraries():
-        try:
-            library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle
-        except OSError:
-            continue
-        function = getattr(library, _BATCH_NAMES[dtype], None)
-        if function is None:  # an OpenBLAS before 0.3.30
-            continue
-        # (order, trans a, trans b, M, N, K, alpha, A, lda, stride a, B, ldb, stride b, beta, C, ldc,
-        # stride c, count)
-        matrix = [pointer, integer, integer]
-        function.argtypes = [ctypes.c_int] * 3 + [integer] * 3 + [scalar, *matrix, *matrix, scalar, *matrix, integer]
-        function.restype = None
-        if _self_test_batched(function, dtype):
-            return function
-    return None
-
-
+@cache
 def _gemm_batched(dtype: str):
-    if dtype not in _bound_batched:
-        _bound_batched[dtype] = _bind_batched(dtype)
-    return _bound_batched[dtype]
+    """OpenBLAS's strided batched gemm for this dtype name, or None (an OpenBLAS before 0.3.30, or another BLAS;
+    looked up once)."""
+    scalar = _SCALAR[dtype]
+
+    def signature(integer):  # (... as gemm, each matrix followed by its stride between products, then count)
+        matrix = [ctypes.c_void_p, integer, integer]
+        return [ctypes.c_int] * 3 + [integer] * 3 + [scalar, *matrix, *matrix, scalar, *matrix, integer]
+
+    return _find(_BATCH_NAMES[dtype], signature, lambda function: _self_test_batched(function, dtype))
 
 
 def _self_test_batched(function, dtype: str) -> bool:
